@@ -1,0 +1,207 @@
+//! Starting Tansu brokers and waiting for them.
+
+use crate::{DevstackError, find_tansu};
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::util::Timeout;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where a broker keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// Lost when the broker stops. Fast.
+    Memory,
+    /// A SQLite file (relative to the broker's working directory), kept across restarts.
+    Sqlite(String),
+}
+
+impl Storage {
+    fn url(&self) -> String {
+        match self {
+            Self::Memory => "memory://tansu/".into(),
+            Self::Sqlite(file) => format!("sqlite://{file}"),
+        }
+    }
+}
+
+/// How to start one broker.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    pub port: u16,
+    pub storage: Storage,
+    /// Working directory (created if missing); the log goes to `tansu.log` in it.
+    pub dir: PathBuf,
+    /// Keep running after this process exits (for `kafkit dev up`).
+    pub detach: bool,
+}
+
+/// A running Tansu broker. Stopped on drop unless started detached.
+#[derive(Debug)]
+pub struct Broker {
+    child: Child,
+    bootstrap: String,
+    dir: PathBuf,
+    detach: bool,
+    remove_dir_on_drop: bool,
+}
+
+/// Asks the OS for a free TCP port on 127.0.0.1.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+impl Broker {
+    /// Starts a broker and waits until it answers metadata requests.
+    pub fn start(options: BrokerOptions) -> Result<Self, DevstackError> {
+        let tansu = find_tansu().ok_or(DevstackError::TansuMissing)?;
+        std::fs::create_dir_all(&options.dir)?;
+        let log_path = options.dir.join("tansu.log");
+        let log = File::create(&log_path)?;
+        let url = format!("tcp://127.0.0.1:{}", options.port);
+        let mut command = Command::new(&tansu);
+        command
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", &options.storage.url()])
+            .current_dir(&options.dir)
+            // Tansu reads these from the environment; a stray one must not redirect it.
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env_remove("STORAGE_ENGINE")
+            .env_remove("CLUSTER_ID")
+            .env_remove("SCHEMA_REGISTRY")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("RUST_LOG", std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if options.detach {
+            use std::os::unix::process::CommandExt;
+            // Its own process group: Ctrl-C in the terminal that ran `dev up` does not stop it.
+            command.process_group(0);
+        }
+        let child = command
+            .spawn()
+            .map_err(|source| DevstackError::Spawn { what: tansu.display().to_string(), source })?;
+        let mut broker = Self {
+            child,
+            bootstrap: format!("127.0.0.1:{}", options.port),
+            dir: options.dir,
+            detach: options.detach,
+            remove_dir_on_drop: false,
+        };
+        broker.wait_ready(Duration::from_secs(30), &log_path)?;
+        Ok(broker)
+    }
+
+    /// A memory-storage broker on a free port in a fresh temporary directory, for tests.
+    pub fn start_for_test() -> Result<Self, DevstackError> {
+        let dir = std::env::temp_dir().join(format!("kafkit-tansu-{}", uuid::Uuid::new_v4()));
+        let mut last = None;
+        // The free port can be taken between asking and binding; try a few.
+        for _ in 0..3 {
+            let options = BrokerOptions { port: free_port()?, storage: Storage::Memory, dir: dir.clone(), detach: false };
+            match Self::start(options) {
+                Ok(mut broker) => {
+                    broker.remove_dir_on_drop = true;
+                    return Ok(broker);
+                }
+                Err(e @ DevstackError::TansuMissing) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(DevstackError::TansuMissing))
+    }
+
+    fn wait_ready(&mut self, timeout: Duration, log: &Path) -> Result<(), DevstackError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(DevstackError::Exited { status: status.to_string(), log: log.display().to_string() });
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match wait_for_kafka(&self.bootstrap, remaining.min(Duration::from_secs(2))) {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if !self.detach {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if self.remove_dir_on_drop {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+        }
+    }
+}
+
+/// Waits until a Kafka broker at `bootstrap` answers a metadata request.
+pub fn wait_for_kafka(bootstrap: &str, timeout: Duration) -> Result<(), DevstackError> {
+    let not_ready = |reason: String| DevstackError::NotReady {
+        bootstrap: bootstrap.to_owned(),
+        seconds: timeout.as_secs(),
+        reason,
+    };
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "0")
+        .create()
+        .map_err(|e| not_ready(e.to_string()))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
+        match producer.client().fetch_metadata(None, Timeout::After(left.min(Duration::from_secs(1)))) {
+            Ok(metadata) if !metadata.brokers().is_empty() => return Ok(()),
+            Ok(_) if Instant::now() >= deadline => return Err(not_ready("no brokers in metadata".into())),
+            Err(e) if Instant::now() >= deadline => return Err(not_ready(e.to_string())),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// The Kafka a test talks to: `KAFKA_BOOTSTRAP_SERVERS` when set, otherwise
+/// a broker of its own that stops when this value is dropped.
+#[derive(Debug)]
+pub enum TestKafka {
+    External(String),
+    Own(Broker),
+}
+
+impl TestKafka {
+    pub fn start() -> Result<Self, DevstackError> {
+        match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+            Ok(servers) if !servers.trim().is_empty() => Ok(Self::External(servers)),
+            _ => Broker::start_for_test().map(Self::Own),
+        }
+    }
+
+    pub fn bootstrap_servers(&self) -> &str {
+        match self {
+            Self::External(servers) => servers,
+            Self::Own(broker) => broker.bootstrap_servers(),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! `kafkit dev`: the local stack (Tansu broker + schema registry) in the background.
+//!
+//! `up` records what it started (pid, port) in a state file; `down` stops
+//! only those processes, after checking each pid still runs the program it
+//! started, and `status` reports them. `up` is idempotent: what already runs
+//! is left alone.
+
+use anyhow::{Context, bail};
+use devstack::{Broker, BrokerOptions, Storage};
+use serde::{Deserialize, Serialize};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DevCommand {
+    /// Install the pinned Tansu broker if it is missing (about 10 minutes, once).
+    Install,
+    /// Start the broker and the schema registry in the background.
+    Up(UpArgs),
+    /// Stop what `up` started.
+    Down,
+    /// Show what runs and whether it answers.
+    Status,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Keep broker data in SQLite across restarts (slower fetches) instead of memory.
+    #[arg(long)]
+    pub durable: bool,
+    #[arg(long, env = "KAFKIT_DEV_BROKER_PORT", default_value_t = 9092)]
+    pub broker_port: u16,
+    #[arg(long, env = "KAFKIT_DEV_REGISTRY_PORT", default_value_t = 8081)]
+    pub registry_port: u16,
+}
+
+impl Default for UpArgs {
+    fn default() -> Self {
+        Self { durable: false, broker_port: 9092, registry_port: 8081 }
+    }
+}
+
+/// Addresses of a running local stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub bootstrap_servers: String,
+    pub registry_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Process {
+    pid: u32,
+    port: u16,
+    /// The program name its command line must contain, to recognise it later.
+    program: String,
+    log: PathBuf,
+    #[serde(default)]
+    storage: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StackFile {
+    broker: Option<Process>,
+    registry: Option<Process>,
+}
+
+/// `$KAFKIT_STATE_DIR/dev`, default `~/.local/state/kafkit/dev`.
+pub fn state_dir() -> PathBuf {
+    let base = std::env::var_os("KAFKIT_STATE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("kafkit")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/kafkit")))
+        .unwrap_or_else(|| std::env::temp_dir().join("kafkit-state"));
+    base.join("dev")
+}
+
+fn stack_file() -> PathBuf {
+    state_dir().join("stack.json")
+}
+
+fn load() -> StackFile {
+    std::fs::read(stack_file()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+fn save(stack: &StackFile) -> anyhow::Result<()> {
+    std::fs::create_dir_all(state_dir())?;
+    std::fs::write(stack_file(), serde_json::to_vec_pretty(stack)?).context("failed to write the dev state file")
+}
+
+/// True while `pid` runs a command line containing `program` (and is not a zombie).
+fn is_running(process: &Process) -> bool {
+    let proc_dir = PathBuf::from(format!("/proc/{}", process.pid));
+    let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+    let stat = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+    let zombie = stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z'));
+    !zombie && String::from_utf8_lossy(&cmdline).contains(&process.program)
+}
+
+fn port_answers(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
+}
+
+pub async fn run(command: DevCommand) -> anyhow::Result<()> {
+    match command {
+        DevCommand::Install => {
+            let bin = tokio::task::spawn_blocking(|| devstack::install_tansu(|s| eprintln!("{s}"))).await??;
+            println!("Tansu {} is installed at {}", devstack::TANSU_VERSION, bin.display());
+            Ok(())
+        }
+        DevCommand::Up(args) => {
+            let stack = up(&args).await?;
+            println!("kafka:           {}", stack.bootstrap_servers);
+            println!("schema registry: {}", stack.registry_url);
+            println!("export KAFKA_BOOTSTRAP_SERVERS={} SCHEMA_REGISTRY_URL={}", stack.bootstrap_servers, stack.registry_url);
+            Ok(())
+        }
+        DevCommand::Down => down(),
+        DevCommand::Status => {
+            status();
+            Ok(())
+        }
+    }
+}
+
+/// Starts whatever of the stack is not running yet and returns its addresses.
+pub async fn up(args: &UpArgs) -> anyhow::Result<Stack> {
+    let mut stack = load();
+    let dir = state_dir();
+    std::fs::create_dir_all(&dir)?;
+
+    let broker = match stack.broker.take().filter(is_running) {
+        Some(running) => {
+            eprintln!("Kafka broker already running (pid {}, port {}).", running.pid, running.port);
+            running
+        }
+        None => {
+            if port_answers(args.broker_port) {
+                bail!("port {} is taken by a process kafkit did not start; pass --broker-port", args.broker_port);
+            }
+            tokio::task::spawn_blocking(|| devstack::install_tansu(|s| eprintln!("{s}"))).await??;
+            let storage = if args.durable { Storage::Sqlite("tansu.db".into()) } else { Storage::Memory };
+            let broker_dir = dir.join("tansu");
+            let options = BrokerOptions { port: args.broker_port, storage: storage.clone(), dir: broker_dir.clone(), detach: true };
+            eprintln!("Starting the Tansu broker on 127.0.0.1:{} ({:?} storage)...", args.broker_port, storage);
+            let started = tokio::task::spawn_blocking(move || Broker::start(options)).await??;
+            Process {
+                pid: started.pid(),
+                port: args.broker_port,
+                program: "tansu".into(),
+                log: broker_dir.join("tansu.log"),
+                storage: if args.durable { "sqlite".into() } else { "memory".into() },
+            }
+        }
+    };
+    let bootstrap_servers = format!("127.0.0.1:{}", broker.port);
+    stack.broker = Some(broker);
+    save(&stack)?;
+
+    let registry = match stack.registry.take().filter(is_running) {
+        Some(running) => {
+            eprintln!("Schema registry already running (pid {}, port {}).", running.pid, running.port);
+            running
+        }
+        None => start_registry(&dir, args.registry_port, &bootstrap_servers).await?,
+    };
+    let registry_url = format!("http://127.0.0.1:{}", registry.port);
+    stack.registry = Some(registry);
+    save(&stack)?;
+    Ok(Stack { bootstrap_servers, registry_url })
+}
+
+async fn start_registry(dir: &Path, port: u16, bootstrap: &str) -> anyhow::Result<Process> {
+    use std::os::unix::process::CommandExt;
+    if port_answers(port) {
+        bail!("port {port} is taken by a process kafkit did not start; pass --registry-port");
+    }
+    let exe = std::env::current_exe().context("failed to find the kafkit executable")?;
+    let log = dir.join("registry.log");
+    let out = std::fs::File::create(&log)?;
+    eprintln!("Starting the schema registry on 127.0.0.1:{port} (state in the _schemas topic)...");
+    let mut child = Command::new(&exe)
+        .args(["registry", "--listen", &format!("127.0.0.1:{port}"), "--storage", "kafka"])
+        .args(["--bootstrap-servers", bootstrap])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .context("failed to start the schema registry")?;
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the schema registry exited with {status}; see {}", log.display());
+        }
+        if let Ok(response) = client.get(&url).timeout(Duration::from_secs(2)).send().await {
+            if response.status().is_success() {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the schema registry did not become ready in 60 s; see {}", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(Process { pid: child.id(), port, program: "registry".into(), log, storage: "kafka".into() })
+}
+
+fn stop(name: &str, process: &Process) {
+    if !is_running(process) {
+        println!("{name}: not running");
+        return;
+    }
+    let signal = |sig: &str| {
+        let _ = Command::new("kill").args([sig, &process.pid.to_string()]).status();
+    };
+    signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_running(process) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if is_running(process) {
+        signal("-KILL");
+    }
+    println!("{name}: stopped (pid {})", process.pid);
+}
+
+/// Stops the registry first (it writes to the broker), then the broker.
+pub fn down() -> anyhow::Result<()> {
+    let stack = load();
+    if stack.broker.is_none() && stack.registry.is_none() {
+        println!("Nothing to stop: kafkit dev up has not started anything.");
+        return Ok(());
+    }
+    if let Some(registry) = &stack.registry {
+        stop("schema registry", registry);
+    }
+    if let Some(broker) = &stack.broker {
+        stop("kafka broker", broker);
+    }
+    std::fs::remove_file(stack_file()).ok();
+    Ok(())
+}
+
+fn status() {
+    let stack = load();
+    let show = |name: &str, process: Option<&Process>| match process {
+        Some(p) if is_running(p) => println!(
+            "{name}: running, pid {}, 127.0.0.1:{} ({}), {}, log {}",
+            p.pid,
+            p.port,
+            if port_answers(p.port) { "answering" } else { "not answering" },
+            p.storage,
+            p.log.display()
+        ),
+        Some(p) => println!("{name}: stopped (was pid {}, port {})", p.pid, p.port),
+        None => println!("{name}: not started"),
+    };
+    show("kafka broker   ", stack.broker.as_ref());
+    show("schema registry", stack.registry.as_ref());
+}

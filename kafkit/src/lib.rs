@@ -1,0 +1,41 @@
+//! The kafkit command line.
+//!
+//! One module per command group; `run` dispatches. Everything is reachable
+//! from tests through this library.
+
+pub mod demo;
+pub mod dev;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "kafkit", version, about = "Event-driven microservices on Kafka: local stack, schemas, demo")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Local Kafka (Tansu) and schema registry for development.
+    Dev {
+        #[command(subcommand)]
+        command: dev::DevCommand,
+    },
+    /// Run the schema registry in the foreground.
+    Registry(schema_registry::RegistryArgs),
+    /// Start the local stack, register the event schemas and round-trip an OrderPlaced event.
+    Demo(demo::DemoArgs),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev { command } => dev::run(command).await,
+        Command::Registry(args) => {
+            let app = schema_registry::Application::build(args.into()).await?;
+            app.run_until_stopped(schema_registry::shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Demo(args) => demo::run(args).await,
+    }
+}

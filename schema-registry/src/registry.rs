@@ -1,0 +1,97 @@
+//! The registry: state in memory, changes through the store.
+//!
+//! Reads take a shared lock on the state. Writes are serialized by one async
+//! mutex: plan the change against the state, write it to the store and wait
+//! for the broker's acknowledgement, then apply it. A change the broker did
+//! not take is never visible, so an answer never promises what a restart
+//! would lose.
+
+use crate::compatibility::CompatibilityLevel;
+use crate::error::ApiError;
+use crate::records::LogRecord;
+use crate::state::{State, SubjectVersion, ValidSchema, VersionSpec};
+use crate::store::Store;
+use std::sync::{RwLock, RwLockReadGuard};
+
+#[derive(Debug)]
+pub struct Registry {
+    state: RwLock<State>,
+    writer: tokio::sync::Mutex<()>,
+    store: Store,
+}
+
+impl Registry {
+    /// A registry holding what `replayed` records describe.
+    pub fn new(store: Store, replayed: &[LogRecord]) -> Self {
+        let mut state = State::default();
+        for record in replayed {
+            state.apply(record);
+        }
+        Self { state: RwLock::new(state), writer: tokio::sync::Mutex::new(()), store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Shared read access. A panic while holding the lock cannot leave the
+    /// state half-changed (changes are single `apply` calls), so poisoning is ignored.
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn commit(&self, records: &[LogRecord]) -> Result<(), ApiError> {
+        self.store.append(records).await.map_err(|e| ApiError::Store(e.to_string()))?;
+        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for record in records {
+            state.apply(record);
+        }
+        Ok(())
+    }
+
+    pub async fn register(&self, subject: &str, schema: &ValidSchema) -> Result<u32, ApiError> {
+        let _writing = self.writer.lock().await;
+        let (id, record) = self.read().register(subject, schema)?;
+        if let Some(record) = record {
+            self.commit(&[record]).await?;
+            tracing::info!(subject, id, "registered a schema");
+        }
+        Ok(id)
+    }
+
+    pub async fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>, ApiError> {
+        let _writing = self.writer.lock().await;
+        let (versions, records) = self.read().delete_subject(subject, permanent)?;
+        self.commit(&records).await?;
+        tracing::info!(subject, permanent, ?versions, "deleted a subject");
+        Ok(versions)
+    }
+
+    pub async fn delete_version(&self, subject: &str, spec: VersionSpec, permanent: bool) -> Result<u32, ApiError> {
+        let _writing = self.writer.lock().await;
+        let (version, record) = self.read().delete_version(subject, spec, permanent)?;
+        self.commit(&[record]).await?;
+        tracing::info!(subject, version, permanent, "deleted a schema version");
+        Ok(version)
+    }
+
+    pub async fn set_level(&self, subject: Option<&str>, level: CompatibilityLevel) -> Result<(), ApiError> {
+        let _writing = self.writer.lock().await;
+        self.commit(&[LogRecord::Config { subject: subject.map(str::to_owned), level }]).await
+    }
+
+    /// Removes a subject's level; returns the level it had.
+    pub async fn delete_subject_level(&self, subject: &str) -> Result<CompatibilityLevel, ApiError> {
+        let _writing = self.writer.lock().await;
+        let level = self
+            .read()
+            .subject_level(subject)
+            .ok_or_else(|| ApiError::SubjectLevelNotConfigured(subject.to_owned()))?;
+        self.commit(&[LogRecord::ConfigTombstone { subject: Some(subject.to_owned()) }]).await?;
+        Ok(level)
+    }
+
+    pub fn version(&self, subject: &str, spec: VersionSpec, deleted: bool) -> Result<SubjectVersion, ApiError> {
+        self.read().version(subject, spec, deleted)
+    }
+}

@@ -1,0 +1,386 @@
+//! Encode and decode events in the Confluent wire format.
+//!
+//! The format is a magic byte `0`, the schema id as a 4-byte big-endian
+//! integer, then the Avro binary body. Schema lookups go through
+//! `schema_registry_converter`, which caches them: after the first record of a
+//! subject (encode) or schema id (decode), no registry request is made.
+//!
+//! Errors are typed for routing: [`DecodeError::is_transient`] tells a
+//! consumer whether the record is at fault (send it to the DLQ) or the
+//! registry is (wait and try again).
+
+use crate::events::Event;
+use crate::subject::SubjectStrategy;
+use apache_avro::types::Value;
+use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{
+    RawError, SchemaType, SubjectNameStrategy, SuppliedSchema,
+};
+use std::error::Error as _;
+use std::time::Duration;
+
+/// The first byte of every Confluent-framed payload.
+pub const MAGIC_BYTE: u8 = 0;
+/// Magic byte plus schema id.
+pub const HEADER_LEN: usize = 5;
+
+/// Whether encoding may register the event's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegistrationMode {
+    /// Register the compiled-in schema on first use (the registry answers with
+    /// the existing id when it is already there). Good for development.
+    #[default]
+    AutoRegister,
+    /// Use the latest schema registered under the subject; never register.
+    /// For production registries where a CI step registers schemas.
+    UseLatest,
+}
+
+/// Where the registry is and how subjects are named.
+#[derive(Debug, Clone)]
+pub struct CodecSettings {
+    pub registry_url: String,
+    pub subject_strategy: SubjectStrategy,
+    pub registration: RegistrationMode,
+    /// Per HTTP request to the registry.
+    pub request_timeout: Duration,
+    /// Basic auth user and password, for hosted registries.
+    pub basic_auth: Option<(String, String)>,
+}
+
+impl CodecSettings {
+    pub fn new(registry_url: impl Into<String>) -> Self {
+        Self {
+            registry_url: registry_url.into(),
+            subject_strategy: SubjectStrategy::default(),
+            registration: RegistrationMode::default(),
+            request_timeout: Duration::from_secs(5),
+            basic_auth: None,
+        }
+    }
+}
+
+/// Encodes and decodes kafkit events; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct EventCodec {
+    encoder: AvroEncoder,
+    decoder: AvroDecoder,
+    settings: CodecSettings,
+}
+
+/// A decoded event with the id of the schema it was written with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded<E> {
+    pub schema_id: u32,
+    pub event: E,
+}
+
+/// A payload decoded with its writer schema, whatever type it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedValue {
+    pub schema_id: u32,
+    /// Full name of the writer schema, when it is a named type.
+    pub full_name: Option<String>,
+    pub value: Value,
+}
+
+/// Why an event could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The registry did not answer, or answered with a server error.
+    #[error("schema registry unavailable while resolving subject {subject}: {reason}")]
+    RegistryUnavailable { subject: String, reason: String, #[source] source: SRCError },
+    /// The registry answered and refused: incompatible or invalid schema, unknown subject.
+    #[error("schema registry refused subject {subject}: {reason}")]
+    Rejected { subject: String, reason: String, #[source] source: SRCError },
+    /// The event does not fit the registered schema.
+    #[error("event does not fit the schema of subject {subject}: {reason}")]
+    Serialize { subject: String, reason: String, #[source] source: SRCError },
+}
+
+impl EncodeError {
+    /// True when trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::RegistryUnavailable { .. })
+    }
+}
+
+/// Why a payload could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The record has no value (a tombstone) where an event was expected.
+    #[error("record has no value where an Avro event was expected")]
+    NoPayload,
+    /// The payload does not start with the Confluent magic byte.
+    #[error("payload starts with byte {found:#04x}, not the Confluent magic byte 0x00")]
+    BadMagicByte { found: u8 },
+    /// Shorter than the 5-byte Confluent header.
+    #[error("payload is {len} bytes long, shorter than the 5-byte Confluent header")]
+    Truncated { len: usize },
+    /// The registry does not know the schema id.
+    #[error("schema id {schema_id} is not known to the schema registry")]
+    UnknownSchemaId { schema_id: u32 },
+    /// The registry could not be asked for the schema; not the record's fault.
+    #[error("schema registry unavailable while fetching schema id {schema_id}: {reason}")]
+    RegistryUnavailable { schema_id: u32, reason: String, #[source] source: SRCError },
+    /// The registry returned a schema that cannot be used.
+    #[error("schema id {schema_id} cannot be used: {reason}")]
+    UnusableSchema { schema_id: u32, reason: String },
+    /// The Avro body does not decode with its writer schema (truncated or corrupt).
+    #[error("Avro body does not decode with schema id {schema_id}: {reason}")]
+    MalformedBody { schema_id: u32, reason: String },
+    /// A valid record, but of another event type.
+    #[error("expected a {expected} event but schema id {schema_id} is {found}")]
+    WrongEventType { schema_id: u32, expected: &'static str, found: String },
+    /// Written with a schema of this type that the compiled-in schema cannot read.
+    #[error("schema id {schema_id} cannot be read as {expected}: {reason}")]
+    Incompatible { schema_id: u32, expected: &'static str, reason: String },
+}
+
+impl DecodeError {
+    /// True when the record is not at fault and trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::RegistryUnavailable { .. })
+    }
+
+    /// A stable name for grouping failures (DLQ `kafkit.error.class`).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::NoPayload => "no-payload",
+            Self::BadMagicByte { .. } => "bad-magic-byte",
+            Self::Truncated { .. } => "truncated-header",
+            Self::UnknownSchemaId { .. } => "unknown-schema-id",
+            Self::RegistryUnavailable { .. } => "registry-unavailable",
+            Self::UnusableSchema { .. } => "unusable-schema",
+            Self::MalformedBody { .. } => "malformed-body",
+            Self::WrongEventType { .. } => "wrong-event-type",
+            Self::Incompatible { .. } => "incompatible-schema",
+        }
+    }
+}
+
+/// What the registry's answer, if any, says about an error.
+enum RegistryAnswer {
+    /// No answer or a server error: try again later.
+    Unavailable,
+    /// A definite client error with Confluent's error code.
+    Refused { error_code: u32 },
+    /// Not an HTTP error: the answer came but could not be used.
+    Unusable,
+}
+
+fn registry_answer(error: &SRCError) -> RegistryAnswer {
+    if error.retriable {
+        return RegistryAnswer::Unavailable;
+    }
+    if let Some(raw) = error.source().and_then(|s| s.downcast_ref::<RawError>()) {
+        return match raw.error_code {
+            c if c >= 50000 || (500..600).contains(&c) => RegistryAnswer::Unavailable,
+            c => RegistryAnswer::Refused { error_code: c },
+        };
+    }
+    match http_status(&error.error) {
+        Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => {
+            RegistryAnswer::Refused { error_code: u32::from(s) }
+        }
+        Some(_) => RegistryAnswer::Unavailable,
+        None => RegistryAnswer::Unusable,
+    }
+}
+
+/// `schema_registry_converter` reports "... failed with status 404 Not Found".
+fn http_status(message: &str) -> Option<u16> {
+    let rest = message.split("with status ").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// The message of an error without the converter's "it's retriable" suffix.
+fn reason(error: &SRCError) -> String {
+    match &error.cause {
+        Some(cause) => format!("{}: {cause}", error.error),
+        None => error.error.clone(),
+    }
+}
+
+impl EventCodec {
+    /// A codec talking to the registry in `settings`. Makes no request yet.
+    pub fn new(settings: CodecSettings) -> Result<Self, SRCError> {
+        let mut builder = SrSettings::new_builder(settings.registry_url.trim_end_matches('/').to_owned());
+        builder.set_timeout(settings.request_timeout);
+        if let Some((user, password)) = &settings.basic_auth {
+            builder.set_basic_authorization(user, Some(password));
+        }
+        let sr = builder.build()?;
+        Ok(Self {
+            encoder: AvroEncoder::new(sr.clone()),
+            decoder: AvroDecoder::new(sr),
+            settings,
+        })
+    }
+
+    pub fn settings(&self) -> &CodecSettings {
+        &self.settings
+    }
+
+    /// The subject `E` is registered under when produced to `topic`.
+    pub fn subject_for<E: Event>(&self, topic: &str) -> String {
+        self.settings.subject_strategy.subject(topic, E::FULL_NAME, false)
+    }
+
+    fn strategy_for<E: Event>(&self, topic: &str) -> SubjectNameStrategy {
+        let supplied = || {
+            SuppliedSchema::new(Some(E::FULL_NAME.to_owned()), SchemaType::Avro, E::SCHEMA_JSON.to_owned())
+        };
+        let auto = self.settings.registration == RegistrationMode::AutoRegister;
+        match (self.settings.subject_strategy, auto) {
+            (SubjectStrategy::TopicName, true) => {
+                SubjectNameStrategy::TopicNameStrategyWithSchema(topic.to_owned(), false, supplied())
+            }
+            (SubjectStrategy::TopicName, false) => {
+                SubjectNameStrategy::TopicNameStrategy(topic.to_owned(), false)
+            }
+            (SubjectStrategy::RecordName, true) => {
+                SubjectNameStrategy::RecordNameStrategyWithSchema(supplied())
+            }
+            (SubjectStrategy::RecordName, false) => {
+                SubjectNameStrategy::RecordNameStrategy(E::FULL_NAME.to_owned())
+            }
+            (SubjectStrategy::TopicRecordName, true) => {
+                SubjectNameStrategy::TopicRecordNameStrategyWithSchema(topic.to_owned(), supplied())
+            }
+            (SubjectStrategy::TopicRecordName, false) => {
+                SubjectNameStrategy::TopicRecordNameStrategy(topic.to_owned(), E::FULL_NAME.to_owned())
+            }
+        }
+    }
+
+    /// Resolves (and in [`RegistrationMode::AutoRegister`], registers) the
+    /// schema of `E` on `topic` and returns its id. Cached after the first call.
+    pub async fn schema_id<E: Event>(&self, topic: &str) -> Result<u32, EncodeError> {
+        let subject = self.subject_for::<E>(topic);
+        let schema = self
+            .encoder
+            .get_schema_and_id(&subject, self.strategy_for::<E>(topic))
+            .await
+            .map_err(|source| {
+                self.encoder.remove_errors_from_cache();
+                let reason = reason(&source);
+                match registry_answer(&source) {
+                    RegistryAnswer::Unavailable => {
+                        EncodeError::RegistryUnavailable { subject: subject.clone(), reason, source }
+                    }
+                    _ => EncodeError::Rejected { subject: subject.clone(), reason, source },
+                }
+            })?;
+        Ok(schema.id)
+    }
+
+    /// Encodes `event` for `topic` in the Confluent wire format.
+    pub async fn encode<E: Event>(&self, topic: &str, event: &E) -> Result<Vec<u8>, EncodeError> {
+        // Resolve first so registry errors and serialization errors stay apart;
+        // the second lookup inside encode_struct is served from the cache.
+        self.schema_id::<E>(topic).await?;
+        self.encoder
+            .encode_struct(event, &self.strategy_for::<E>(topic))
+            .await
+            .map_err(|source| EncodeError::Serialize {
+                subject: self.subject_for::<E>(topic),
+                reason: reason(&source),
+                source,
+            })
+    }
+
+    /// Decodes a payload with its writer schema, whatever event type it is.
+    pub async fn decode_value(&self, payload: Option<&[u8]>) -> Result<DecodedValue, DecodeError> {
+        let bytes = payload.ok_or(DecodeError::NoPayload)?;
+        let schema_id = split_header(bytes)?;
+        if let Err(source) = self.decoder.get_schema(schema_id).await {
+            // The converter caches some failures; a later record must ask again.
+            self.decoder.remove_errors_from_cache();
+            return Err(match registry_answer(&source) {
+                RegistryAnswer::Unavailable => {
+                    DecodeError::RegistryUnavailable { schema_id, reason: reason(&source), source }
+                }
+                RegistryAnswer::Refused { error_code: 40403 | 404 } => {
+                    DecodeError::UnknownSchemaId { schema_id }
+                }
+                RegistryAnswer::Refused { .. } => {
+                    DecodeError::RegistryUnavailable { schema_id, reason: reason(&source), source }
+                }
+                RegistryAnswer::Unusable => {
+                    DecodeError::UnusableSchema { schema_id, reason: reason(&source) }
+                }
+            });
+        }
+        // The schema is cached now, so any error left is the body's.
+        let decoded = self
+            .decoder
+            .decode(Some(bytes))
+            .await
+            .map_err(|e| DecodeError::MalformedBody { schema_id, reason: reason(&e) })?;
+        Ok(DecodedValue {
+            schema_id,
+            full_name: decoded.name.map(|n| n.fullname(None)),
+            value: decoded.value,
+        })
+    }
+
+    /// Decodes a payload into the event type `E`, reading older or newer
+    /// writer schemas through Avro schema resolution.
+    pub async fn decode<E: Event>(&self, payload: Option<&[u8]>) -> Result<Decoded<E>, DecodeError> {
+        let DecodedValue { schema_id, full_name, value } = self.decode_value(payload).await?;
+        let found = full_name.unwrap_or_else(|| "an unnamed schema".to_owned());
+        if found != E::FULL_NAME {
+            return Err(DecodeError::WrongEventType { schema_id, expected: E::FULL_NAME, found });
+        }
+        let incompatible = |reason: String| DecodeError::Incompatible {
+            schema_id,
+            expected: E::FULL_NAME,
+            reason,
+        };
+        let resolved = value.resolve(E::schema()).map_err(|e| incompatible(e.to_string()))?;
+        let event = apache_avro::from_value::<E>(&resolved).map_err(|e| incompatible(e.to_string()))?;
+        Ok(Decoded { schema_id, event })
+    }
+}
+
+/// Checks the Confluent header and returns the schema id.
+pub fn split_header(bytes: &[u8]) -> Result<u32, DecodeError> {
+    match bytes {
+        [MAGIC_BYTE, a, b, c, d, ..] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
+        [first, ..] if *first != MAGIC_BYTE => Err(DecodeError::BadMagicByte { found: *first }),
+        _ => Err(DecodeError::Truncated { len: bytes.len() }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_checks_magic_byte_then_length() {
+        assert_eq!(split_header(&[0, 0, 0, 1, 44, 2]).unwrap(), 300);
+        assert!(matches!(split_header(&[7, 0, 0, 0, 1]), Err(DecodeError::BadMagicByte { found: 7 })));
+        assert!(matches!(split_header(&[0, 0, 1]), Err(DecodeError::Truncated { len: 3 })));
+        assert!(matches!(split_header(&[]), Err(DecodeError::Truncated { len: 0 })));
+    }
+
+    #[test]
+    fn http_status_is_read_from_the_converter_message() {
+        assert_eq!(http_status("HTTP request to schema registry failed with status 404 Not Found"), Some(404));
+        assert_eq!(http_status("Could not get id from response"), None);
+    }
+
+    #[test]
+    fn only_registry_outages_are_transient() {
+        assert!(!DecodeError::UnknownSchemaId { schema_id: 1 }.is_transient());
+        assert!(!DecodeError::BadMagicByte { found: 1 }.is_transient());
+        let source = SRCError::new("http call to schema registry failed", None, true);
+        let outage = DecodeError::RegistryUnavailable { schema_id: 1, reason: "down".into(), source };
+        assert!(outage.is_transient());
+        assert_eq!(outage.class(), "registry-unavailable");
+    }
+}

@@ -1,0 +1,245 @@
+//! Headers every kafkit record carries.
+//!
+//! CloudEvents Kafka protocol binding, binary mode: the event attributes are
+//! `ce_*` headers and the record value is the Avro payload. W3C trace context
+//! travels in `traceparent` / `tracestate` so one trace spans producer,
+//! consumer, retries and the DLQ.
+
+use crate::events::Event;
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+pub const CE_SPECVERSION: &str = "ce_specversion";
+pub const CE_ID: &str = "ce_id";
+pub const CE_TYPE: &str = "ce_type";
+pub const CE_SOURCE: &str = "ce_source";
+pub const CE_TIME: &str = "ce_time";
+pub const CONTENT_TYPE: &str = "content-type";
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+
+/// CloudEvents version written and accepted.
+pub const SPEC_VERSION: &str = "1.0";
+/// Content type of a Confluent-framed Avro value.
+pub const AVRO_CONTENT_TYPE: &str = "application/avro";
+
+/// The CloudEvents attributes and trace context of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHeaders {
+    /// `ce_id`: unique per event; consumers use it to drop duplicates.
+    pub id: String,
+    /// `ce_type`: the event's Avro full name.
+    pub event_type: String,
+    /// `ce_source`: URI-reference of the producing service, e.g. `/producer-service`.
+    pub source: String,
+    /// `ce_time`, RFC 3339 on the wire.
+    pub time: SystemTime,
+    pub content_type: String,
+    pub traceparent: Option<TraceParent>,
+    pub tracestate: Option<String>,
+}
+
+/// A header is missing or does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeaderError {
+    #[error("required header {0} is missing")]
+    Missing(&'static str),
+    #[error("header {name} is not valid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl EventHeaders {
+    /// Headers for a new event of type `E` with a fresh id, the current time and a new trace.
+    pub fn new<E: Event>(source: impl Into<String>) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            event_type: E::CE_TYPE.to_owned(),
+            source: source.into(),
+            time: SystemTime::now(),
+            content_type: AVRO_CONTENT_TYPE.to_owned(),
+            traceparent: Some(TraceParent::new_root()),
+            tracestate: None,
+        }
+    }
+
+    /// Header name and bytes pairs, ready for any Kafka client.
+    pub fn to_pairs(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut pairs = vec![
+            (CE_SPECVERSION, SPEC_VERSION.as_bytes().to_vec()),
+            (CE_ID, self.id.clone().into_bytes()),
+            (CE_TYPE, self.event_type.clone().into_bytes()),
+            (CE_SOURCE, self.source.clone().into_bytes()),
+            (CE_TIME, humantime::format_rfc3339_millis(self.time).to_string().into_bytes()),
+            (CONTENT_TYPE, self.content_type.clone().into_bytes()),
+        ];
+        if let Some(tp) = &self.traceparent {
+            pairs.push((TRACEPARENT, tp.to_string().into_bytes()));
+        }
+        if let Some(ts) = &self.tracestate {
+            pairs.push((TRACESTATE, ts.clone().into_bytes()));
+        }
+        pairs
+    }
+
+    /// Reads the headers of a record. The first occurrence of a name wins.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ) -> Result<Self, HeaderError> {
+        let pairs: Vec<(&str, Option<&[u8]>)> = pairs.into_iter().collect();
+        let text = |name: &'static str| -> Result<Option<String>, HeaderError> {
+            match pairs.iter().find(|(n, _)| *n == name) {
+                None | Some((_, None)) => Ok(None),
+                Some((_, Some(bytes))) => String::from_utf8(bytes.to_vec())
+                    .map(Some)
+                    .map_err(|_| HeaderError::Invalid { name, reason: "not UTF-8".into() }),
+            }
+        };
+        let required = |name: &'static str| text(name)?.ok_or(HeaderError::Missing(name));
+        let spec = required(CE_SPECVERSION)?;
+        if spec != SPEC_VERSION {
+            return Err(HeaderError::Invalid {
+                name: CE_SPECVERSION,
+                reason: format!("version {spec:?} is not {SPEC_VERSION}"),
+            });
+        }
+        let time = match text(CE_TIME)? {
+            None => SystemTime::UNIX_EPOCH,
+            Some(t) => humantime::parse_rfc3339_weak(&t)
+                .map_err(|e| HeaderError::Invalid { name: CE_TIME, reason: e.to_string() })?,
+        };
+        let traceparent = text(TRACEPARENT)?
+            .map(|t| t.parse().map_err(|reason| HeaderError::Invalid { name: TRACEPARENT, reason }))
+            .transpose()?;
+        Ok(Self {
+            id: required(CE_ID)?,
+            event_type: required(CE_TYPE)?,
+            source: required(CE_SOURCE)?,
+            time,
+            content_type: text(CONTENT_TYPE)?.unwrap_or_else(|| AVRO_CONTENT_TYPE.to_owned()),
+            traceparent,
+            tracestate: text(TRACESTATE)?,
+        })
+    }
+}
+
+/// A W3C `traceparent` (version 00): trace id, parent span id, flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: [u8; 16],
+    pub parent_id: [u8; 8],
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// A new sampled trace with random ids.
+    pub fn new_root() -> Self {
+        let trace = uuid::Uuid::new_v4().into_bytes();
+        Self { trace_id: trace, parent_id: random_span_id(), flags: 0x01 }
+    }
+
+    /// The same trace with a new span as parent, for the next hop.
+    pub fn child(&self) -> Self {
+        Self { parent_id: random_span_id(), ..*self }
+    }
+
+    pub fn is_sampled(&self) -> bool {
+        self.flags & 0x01 == 0x01
+    }
+}
+
+fn random_span_id() -> [u8; 8] {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&bytes[..8]);
+    if id == [0; 8] {
+        id[7] = 1;
+    }
+    id
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], String> {
+    if s.len() != N * 2 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(format!("{what} must be {} lowercase hex digits, got {s:?}", N * 2));
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).map_err(|e| e.to_string())?;
+    }
+    if out.iter().all(|b| *b == 0) {
+        return Err(format!("{what} must not be all zeros"));
+    }
+    Ok(out)
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{}-{}-{:02x}", hex(&self.trace_id), hex(&self.parent_id), self.flags)
+    }
+}
+
+impl FromStr for TraceParent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.trim().split('-').collect();
+        let [version, trace, parent, flags] = parts.as_slice() else {
+            return Err(format!("expected version-traceid-parentid-flags, got {s:?}"));
+        };
+        if *version != "00" {
+            return Err(format!("unsupported traceparent version {version:?}"));
+        }
+        let flags = match flags.len() {
+            2 => u8::from_str_radix(flags, 16).map_err(|_| format!("flags {flags:?} are not hex"))?,
+            _ => return Err(format!("flags must be 2 hex digits, got {flags:?}")),
+        };
+        Ok(Self { trace_id: unhex(trace, "trace id")?, parent_id: unhex(parent, "parent id")?, flags })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::OrderPlaced;
+
+    #[test]
+    fn headers_round_trip_through_pairs() {
+        let headers = EventHeaders::new::<OrderPlaced>("/producer-service");
+        let pairs = headers.to_pairs();
+        let names: Vec<&str> = pairs.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, [CE_SPECVERSION, CE_ID, CE_TYPE, CE_SOURCE, CE_TIME, CONTENT_TYPE, TRACEPARENT]);
+        let read = EventHeaders::from_pairs(pairs.iter().map(|(n, v)| (*n, Some(v.as_slice())))).unwrap();
+        // ce_time travels with millisecond precision.
+        let millis = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis();
+        assert_eq!(millis(read.time), millis(headers.time));
+        assert_eq!(EventHeaders { time: headers.time, ..read }, headers);
+    }
+
+    #[test]
+    fn a_missing_id_is_reported_by_name() {
+        let pairs = [(CE_SPECVERSION, Some(&b"1.0"[..])), (CE_TYPE, Some(&b"t"[..]))];
+        assert_eq!(EventHeaders::from_pairs(pairs).unwrap_err(), HeaderError::Missing(CE_ID));
+    }
+
+    #[test]
+    fn traceparent_parses_the_w3c_example_and_rejects_bad_ones() {
+        let example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let tp: TraceParent = example.parse().unwrap();
+        assert!(tp.is_sampled());
+        assert_eq!(tp.to_string(), example);
+        assert_eq!(tp.child().trace_id, tp.trace_id);
+        assert_ne!(tp.child().parent_id, tp.parent_id);
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(bad.parse::<TraceParent>().is_err(), "{bad} should not parse");
+        }
+    }
+}
