@@ -205,3 +205,35 @@ impl TestKafka {
         }
     }
 }
+
+/// Creates `topic` with `partitions` partitions unless it exists, and waits
+/// until the broker's metadata lists it. Tansu does not auto-create topics.
+pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), DevstackError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::error::RDKafkaErrorCode;
+    let failed = |reason: String| DevstackError::NotReady { bootstrap: bootstrap.to_owned(), seconds: 30, reason };
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(|e| failed(e.to_string()))?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(admin.create_topics([&new_topic], &options)).map_err(|e| failed(e.to_string()))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(failed(format!("creating topic {name}: {code}"))),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = admin
+            .inner()
+            .fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(2)))
+            .map(|m| m.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()));
+        match listed {
+            Ok(true) => return Ok(()),
+            _ if Instant::now() >= deadline => return Err(failed(format!("topic {topic} never showed up in metadata"))),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}

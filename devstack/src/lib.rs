@@ -9,7 +9,7 @@
 pub mod broker;
 pub mod tansu;
 
-pub use broker::{Broker, BrokerOptions, Storage, TestKafka, free_port, wait_for_kafka};
+pub use broker::{Broker, BrokerOptions, Storage, TestKafka, ensure_topic, free_port, wait_for_kafka};
 pub use tansu::{TANSU_VERSION, find_tansu, install_tansu, tansu_install_root};
 
 /// Everything that can go wrong starting local Kafka.

@@ -7,8 +7,6 @@
 
 use crate::dev::{self, UpArgs};
 use anyhow::{Context, bail};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -33,7 +31,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 /// Produces one `OrderPlaced` to `topic` and reads it back; errors unless equal.
 pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> anyhow::Result<()> {
-    ensure_topic(bootstrap, topic).await?;
+    let (servers, topic_name) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || devstack::ensure_topic(&servers, &topic_name, 3)).await??;
     let codec = EventCodec::new(CodecSettings::new(registry_url)).context("failed to configure the registry client")?;
     let now_ms = i64::try_from(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis())?;
     let order = OrderPlaced {
@@ -111,19 +110,5 @@ pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> any
         bail!("the event read back differs from the one sent");
     }
     println!("round trip OK: the decoded event equals the one sent (schema id {}).", decoded.schema_id);
-    Ok(())
-}
-
-async fn ensure_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
-    let new_topic = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
-    let results = admin.create_topics([&new_topic], &AdminOptions::new()).await?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => bail!("failed to create topic {name}: {code}"),
-        }
-    }
     Ok(())
 }

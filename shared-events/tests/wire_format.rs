@@ -95,6 +95,8 @@ async fn through_kafka(
     payload: &[u8],
     headers: &EventHeaders,
 ) -> rdkafka::message::OwnedMessage {
+    let (servers, topic_name) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || devstack::ensure_topic(&servers, &topic_name, 3)).await.unwrap().unwrap();
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")

@@ -1,0 +1,83 @@
+//! `kafkit dev up | status | down` and `kafkit demo`, run as a user runs them:
+//! the real binary, on free ports, with its own state directory.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn kafkit(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kafkit"))
+        .args(args)
+        .env("KAFKIT_STATE_DIR", state)
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn pid_alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.rsplit(") ").next().unwrap().starts_with('Z'))
+}
+
+fn pids(state: &Path) -> Vec<String> {
+    let stack: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("dev/stack.json")).unwrap()).unwrap();
+    ["broker", "registry"].iter().map(|k| stack[k]["pid"].to_string()).collect()
+}
+
+/// Runs `dev down` when the test ends, passed or failed, so no broker outlives it.
+struct StopOnDrop<'a>(&'a Path);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        kafkit(self.0, &["dev", "down"]);
+        std::fs::remove_dir_all(self.0).ok();
+    }
+}
+
+#[test]
+fn up_is_idempotent_demo_round_trips_and_down_stops_only_what_up_started() {
+    let state = std::env::temp_dir().join(format!("kafkit-state-{}", uuid::Uuid::new_v4()));
+    let broker_port = devstack::free_port().unwrap().to_string();
+    let registry_port = devstack::free_port().unwrap().to_string();
+    let ports = ["--broker-port", &broker_port, "--registry-port", &registry_port];
+    let _cleanup = StopOnDrop(&state);
+
+    let up = kafkit(&state, &[&["dev", "up"][..], &ports].concat());
+    assert!(up.status.success(), "{}", text(&up));
+    assert!(text(&up).contains(&format!("kafka:           127.0.0.1:{broker_port}")), "{}", text(&up));
+    let first = pids(&state);
+    assert!(first.iter().all(|p| pid_alive(p)), "{first:?}");
+
+    let again = kafkit(&state, &[&["dev", "up"][..], &ports].concat());
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("already running"), "{}", text(&again));
+    assert_eq!(pids(&state), first, "a second up starts nothing new");
+
+    let status = kafkit(&state, &["dev", "status"]);
+    assert_eq!(text(&status).matches("(answering)").count(), 2, "{}", text(&status));
+
+    let demo = kafkit(&state, &[&["demo", "--topic", "demo-orders"][..], &ports].concat());
+    assert!(demo.status.success(), "{}", text(&demo));
+    assert!(text(&demo).contains("subject demo-orders-value, version 1"), "{}", text(&demo));
+    assert!(text(&demo).contains("round trip OK"), "{}", text(&demo));
+
+    let down = kafkit(&state, &["dev", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(first.iter().all(|p| !pid_alive(p)), "both processes stopped");
+    let down_again = kafkit(&state, &["dev", "down"]);
+    assert!(text(&down_again).contains("Nothing to stop"), "{}", text(&down_again));
+}
+
+#[test]
+fn up_refuses_a_port_taken_by_someone_else() {
+    let state = std::env::temp_dir().join(format!("kafkit-state-{}", uuid::Uuid::new_v4()));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let up = kafkit(&state, &["dev", "up", "--broker-port", &port]);
+    assert!(!up.status.success());
+    assert!(text(&up).contains(&format!("port {port} is taken")), "{}", text(&up));
+    std::fs::remove_dir_all(&state).ok();
+}
