@@ -75,7 +75,10 @@ impl Broker {
             .env_remove("CLUSTER_ID")
             .env_remove("SCHEMA_REGISTRY")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env("RUST_LOG", std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -84,9 +87,10 @@ impl Broker {
             // Its own process group: Ctrl-C in the terminal that ran `dev up` does not stop it.
             command.process_group(0);
         }
-        let child = command
-            .spawn()
-            .map_err(|source| DevstackError::Spawn { what: tansu.display().to_string(), source })?;
+        let child = command.spawn().map_err(|source| DevstackError::Spawn {
+            what: tansu.display().to_string(),
+            source,
+        })?;
         let mut broker = Self {
             child,
             bootstrap: format!("127.0.0.1:{}", options.port),
@@ -104,7 +108,12 @@ impl Broker {
         let mut last = None;
         // The free port can be taken between asking and binding; try a few.
         for _ in 0..3 {
-            let options = BrokerOptions { port: free_port()?, storage: Storage::Memory, dir: dir.clone(), detach: false };
+            let options = BrokerOptions {
+                port: free_port()?,
+                storage: Storage::Memory,
+                dir: dir.clone(),
+                detach: false,
+            };
             match Self::start(options) {
                 Ok(mut broker) => {
                     broker.remove_dir_on_drop = true;
@@ -121,7 +130,10 @@ impl Broker {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                return Err(DevstackError::Exited { status: status.to_string(), log: log.display().to_string() });
+                return Err(DevstackError::Exited {
+                    status: status.to_string(),
+                    log: log.display().to_string(),
+                });
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             match wait_for_kafka(&self.bootstrap, remaining.min(Duration::from_secs(2))) {
@@ -172,10 +184,17 @@ pub fn wait_for_kafka(bootstrap: &str, timeout: Duration) -> Result<(), Devstack
         .map_err(|e| not_ready(e.to_string()))?;
     let deadline = Instant::now() + timeout;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(200));
-        match producer.client().fetch_metadata(None, Timeout::After(left.min(Duration::from_secs(1)))) {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(200));
+        match producer
+            .client()
+            .fetch_metadata(None, Timeout::After(left.min(Duration::from_secs(1))))
+        {
             Ok(metadata) if !metadata.brokers().is_empty() => return Ok(()),
-            Ok(_) if Instant::now() >= deadline => return Err(not_ready("no brokers in metadata".into())),
+            Ok(_) if Instant::now() >= deadline => {
+                return Err(not_ready("no brokers in metadata".into()));
+            }
             Err(e) if Instant::now() >= deadline => return Err(not_ready(e.to_string())),
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
@@ -212,12 +231,19 @@ pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(),
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     use rdkafka::error::RDKafkaErrorCode;
-    let failed = |reason: String| DevstackError::NotReady { bootstrap: bootstrap.to_owned(), seconds: 30, reason };
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(|e| failed(e.to_string()))?;
+    let failed = |reason: String| DevstackError::NotReady {
+        bootstrap: bootstrap.to_owned(),
+        seconds: 30,
+        reason,
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| failed(e.to_string()))?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = futures::executor::block_on(admin.create_topics([&new_topic], &options)).map_err(|e| failed(e.to_string()))?;
+    let results = futures::executor::block_on(admin.create_topics([&new_topic], &options))
+        .map_err(|e| failed(e.to_string()))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -229,10 +255,16 @@ pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(),
         let listed = admin
             .inner()
             .fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(2)))
-            .map(|m| m.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()));
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            });
         match listed {
             Ok(true) => return Ok(()),
-            _ if Instant::now() >= deadline => return Err(failed(format!("topic {topic} never showed up in metadata"))),
+            _ if Instant::now() >= deadline => {
+                return Err(failed(format!("topic {topic} never showed up in metadata")));
+            }
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     }

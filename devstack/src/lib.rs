@@ -9,7 +9,9 @@
 pub mod broker;
 pub mod tansu;
 
-pub use broker::{Broker, BrokerOptions, Storage, TestKafka, ensure_topic, free_port, wait_for_kafka};
+pub use broker::{
+    Broker, BrokerOptions, Storage, TestKafka, ensure_topic, free_port, wait_for_kafka,
+};
 pub use tansu::{TANSU_VERSION, find_tansu, install_tansu, tansu_install_root};
 
 /// Everything that can go wrong starting local Kafka.
@@ -22,9 +24,17 @@ pub enum DevstackError {
     #[error("installing Tansu failed: {0}")]
     Install(String),
     #[error("could not start {what}: {source}")]
-    Spawn { what: String, #[source] source: std::io::Error },
+    Spawn {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the broker at {bootstrap} did not answer within {seconds} s: {reason}")]
-    NotReady { bootstrap: String, seconds: u64, reason: String },
+    NotReady {
+        bootstrap: String,
+        seconds: u64,
+        reason: String,
+    },
     #[error("the broker exited early with {status}; its log is at {log}")]
     Exited { status: String, log: String },
     #[error("{0}")]

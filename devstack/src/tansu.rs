@@ -17,7 +17,9 @@ pub fn tansu_install_root() -> PathBuf {
     let cache = std::env::var_os("KAFKIT_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("kafkit")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("kafkit")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("kafkit"))
+        })
         .unwrap_or_else(|| std::env::temp_dir().join("kafkit-cache"));
     cache.join(format!("tansu-{TANSU_VERSION}"))
 }
@@ -45,15 +47,28 @@ pub fn install_tansu(mut say: impl FnMut(&str)) -> Result<PathBuf, DevstackError
         root.display()
     ));
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["install", "tansu", "--locked", "--version", TANSU_VERSION, "--features", TANSU_FEATURES, "--root"])
+        .args([
+            "install",
+            "tansu",
+            "--locked",
+            "--version",
+            TANSU_VERSION,
+            "--features",
+            TANSU_FEATURES,
+            "--root",
+        ])
         .arg(&root)
         .stdin(Stdio::null())
         .status()
         .map_err(|e| DevstackError::Install(format!("could not run cargo: {e}")))?;
     if !status.success() {
-        return Err(DevstackError::Install(format!("cargo install exited with {status}")));
+        return Err(DevstackError::Install(format!(
+            "cargo install exited with {status}"
+        )));
     }
-    let bin = find_tansu().ok_or_else(|| DevstackError::Install(format!("no tansu binary under {}", root.display())))?;
+    let bin = find_tansu().ok_or_else(|| {
+        DevstackError::Install(format!("no tansu binary under {}", root.display()))
+    })?;
     say(&format!("Installed Tansu at {}.", bin.display()));
     Ok(bin)
 }

@@ -25,7 +25,10 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let stack = dev::up(&args.up).await?;
-    println!("local stack: kafka {} / schema registry {}", stack.bootstrap_servers, stack.registry_url);
+    println!(
+        "local stack: kafka {} / schema registry {}",
+        stack.bootstrap_servers, stack.registry_url
+    );
     round_trip(&stack.bootstrap_servers, &stack.registry_url, &args.topic).await
 }
 
@@ -33,26 +36,43 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> anyhow::Result<()> {
     let (servers, topic_name) = (bootstrap.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || devstack::ensure_topic(&servers, &topic_name, 3)).await??;
-    let codec = EventCodec::new(CodecSettings::new(registry_url)).context("failed to configure the registry client")?;
-    let now_ms = i64::try_from(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis())?;
+    let codec = EventCodec::new(CodecSettings::new(registry_url))
+        .context("failed to configure the registry client")?;
+    let now_ms = i64::try_from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)?
+            .as_millis(),
+    )?;
     let order = OrderPlaced {
         order_id: uuid::Uuid::new_v4().to_string(),
         customer_id: "demo-customer".into(),
         items: vec![
-            OrderItem { sku: "BOOK-42".into(), quantity: 2, unit_price_cents: 1_999 },
-            OrderItem { sku: "MUG-7".into(), quantity: 1, unit_price_cents: 850 },
+            OrderItem {
+                sku: "BOOK-42".into(),
+                quantity: 2,
+                unit_price_cents: 1_999,
+            },
+            OrderItem {
+                sku: "MUG-7".into(),
+                quantity: 1,
+                unit_price_cents: 850,
+            },
         ],
         currency: "EUR".into(),
         placed_at: now_ms,
         note: Some("kafkit demo".into()),
     };
-    let payload = codec.encode(topic, &order).await.context("failed to encode the event")?;
+    let payload = codec
+        .encode(topic, &order)
+        .await
+        .context("failed to encode the event")?;
     let subject = codec.subject_for::<OrderPlaced>(topic);
-    let registered: serde_json::Value = reqwest::get(format!("{registry_url}/subjects/{subject}/versions/latest"))
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let registered: serde_json::Value =
+        reqwest::get(format!("{registry_url}/subjects/{subject}/versions/latest"))
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
     println!(
         "registered schema: subject {subject}, version {}, id {}",
         registered["version"], registered["id"]
@@ -62,16 +82,24 @@ pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> any
     let headers = EventHeaders::new::<OrderPlaced>("/kafkit-demo");
     let mut kafka_headers = OwnedHeaders::new();
     for (name, value) in headers.to_pairs() {
-        kafka_headers = kafka_headers.insert(Header { key: name, value: Some(&value) });
+        kafka_headers = kafka_headers.insert(Header {
+            key: name,
+            value: Some(&value),
+        });
     }
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()?;
-    let rdkafka::producer::future_producer::Delivery { partition, offset, .. } = producer
+    let rdkafka::producer::future_producer::Delivery {
+        partition, offset, ..
+    } = producer
         .send(
-            FutureRecord::to(topic).key(&order.order_id).payload(&payload).headers(kafka_headers),
+            FutureRecord::to(topic)
+                .key(&order.order_id)
+                .payload(&payload)
+                .headers(kafka_headers),
             Duration::from_secs(10),
         )
         .await
@@ -97,18 +125,28 @@ pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> any
         .context("the event did not come back within 15 s")??;
     let decoded = codec.decode::<OrderPlaced>(message.payload()).await?;
     let read_headers = EventHeaders::from_pairs(
-        message.headers().into_iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value)),
+        message
+            .headers()
+            .into_iter()
+            .flat_map(|h| h.iter())
+            .map(|h| (h.key, h.value)),
     )?;
     println!(
         "consumed offset {} with ce_id {} and traceparent {}",
         message.offset(),
         read_headers.id,
-        read_headers.traceparent.map(|t| t.to_string()).unwrap_or_default()
+        read_headers
+            .traceparent
+            .map(|t| t.to_string())
+            .unwrap_or_default()
     );
     println!("decoded: {}", serde_json::to_string_pretty(&decoded.event)?);
     if decoded.event != order || read_headers.id != headers.id {
         bail!("the event read back differs from the one sent");
     }
-    println!("round trip OK: the decoded event equals the one sent (schema id {}).", decoded.schema_id);
+    println!(
+        "round trip OK: the decoded event equals the one sent (schema id {}).",
+        decoded.schema_id
+    );
     Ok(())
 }

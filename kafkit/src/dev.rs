@@ -38,7 +38,11 @@ pub struct UpArgs {
 
 impl Default for UpArgs {
     fn default() -> Self {
-        Self { durable: false, broker_port: 9092, registry_port: 8081 }
+        Self {
+            durable: false,
+            broker_port: 9092,
+            registry_port: 8081,
+        }
     }
 }
 
@@ -81,12 +85,16 @@ fn stack_file() -> PathBuf {
 }
 
 fn load() -> StackFile {
-    std::fs::read(stack_file()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    std::fs::read(stack_file())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 fn save(stack: &StackFile) -> anyhow::Result<()> {
     std::fs::create_dir_all(state_dir())?;
-    std::fs::write(stack_file(), serde_json::to_vec_pretty(stack)?).context("failed to write the dev state file")
+    std::fs::write(stack_file(), serde_json::to_vec_pretty(stack)?)
+        .context("failed to write the dev state file")
 }
 
 /// True while `pid` runs a command line containing `program` (and is not a zombie).
@@ -94,7 +102,10 @@ fn is_running(process: &Process) -> bool {
     let proc_dir = PathBuf::from(format!("/proc/{}", process.pid));
     let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
     let stat = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
-    let zombie = stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z'));
+    let zombie = stat
+        .rsplit(") ")
+        .next()
+        .is_some_and(|rest| rest.starts_with('Z'));
     !zombie && String::from_utf8_lossy(&cmdline).contains(&process.program)
 }
 
@@ -105,15 +116,23 @@ fn port_answers(port: u16) -> bool {
 pub async fn run(command: DevCommand) -> anyhow::Result<()> {
     match command {
         DevCommand::Install => {
-            let bin = tokio::task::spawn_blocking(|| devstack::install_tansu(|s| eprintln!("{s}"))).await??;
-            println!("Tansu {} is installed at {}", devstack::TANSU_VERSION, bin.display());
+            let bin = tokio::task::spawn_blocking(|| devstack::install_tansu(|s| eprintln!("{s}")))
+                .await??;
+            println!(
+                "Tansu {} is installed at {}",
+                devstack::TANSU_VERSION,
+                bin.display()
+            );
             Ok(())
         }
         DevCommand::Up(args) => {
             let stack = up(&args).await?;
             println!("kafka:           {}", stack.bootstrap_servers);
             println!("schema registry: {}", stack.registry_url);
-            println!("export KAFKA_BOOTSTRAP_SERVERS={} SCHEMA_REGISTRY_URL={}", stack.bootstrap_servers, stack.registry_url);
+            println!(
+                "export KAFKA_BOOTSTRAP_SERVERS={} SCHEMA_REGISTRY_URL={}",
+                stack.bootstrap_servers, stack.registry_url
+            );
             Ok(())
         }
         DevCommand::Down => down(),
@@ -132,25 +151,47 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<Stack> {
 
     let broker = match stack.broker.take().filter(is_running) {
         Some(running) => {
-            eprintln!("Kafka broker already running (pid {}, port {}).", running.pid, running.port);
+            eprintln!(
+                "Kafka broker already running (pid {}, port {}).",
+                running.pid, running.port
+            );
             running
         }
         None => {
             if port_answers(args.broker_port) {
-                bail!("port {} is taken by a process kafkit did not start; pass --broker-port", args.broker_port);
+                bail!(
+                    "port {} is taken by a process kafkit did not start; pass --broker-port",
+                    args.broker_port
+                );
             }
             tokio::task::spawn_blocking(|| devstack::install_tansu(|s| eprintln!("{s}"))).await??;
-            let storage = if args.durable { Storage::Sqlite("tansu.db".into()) } else { Storage::Memory };
+            let storage = if args.durable {
+                Storage::Sqlite("tansu.db".into())
+            } else {
+                Storage::Memory
+            };
             let broker_dir = dir.join("tansu");
-            let options = BrokerOptions { port: args.broker_port, storage: storage.clone(), dir: broker_dir.clone(), detach: true };
-            eprintln!("Starting the Tansu broker on 127.0.0.1:{} ({:?} storage)...", args.broker_port, storage);
+            let options = BrokerOptions {
+                port: args.broker_port,
+                storage: storage.clone(),
+                dir: broker_dir.clone(),
+                detach: true,
+            };
+            eprintln!(
+                "Starting the Tansu broker on 127.0.0.1:{} ({:?} storage)...",
+                args.broker_port, storage
+            );
             let started = tokio::task::spawn_blocking(move || Broker::start(options)).await??;
             Process {
                 pid: started.pid(),
                 port: args.broker_port,
                 program: "tansu".into(),
                 log: broker_dir.join("tansu.log"),
-                storage: if args.durable { "sqlite".into() } else { "memory".into() },
+                storage: if args.durable {
+                    "sqlite".into()
+                } else {
+                    "memory".into()
+                },
             }
         }
     };
@@ -160,7 +201,10 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<Stack> {
 
     let registry = match stack.registry.take().filter(is_running) {
         Some(running) => {
-            eprintln!("Schema registry already running (pid {}, port {}).", running.pid, running.port);
+            eprintln!(
+                "Schema registry already running (pid {}, port {}).",
+                running.pid, running.port
+            );
             running
         }
         None => start_registry(&dir, args.registry_port, &bootstrap_servers).await?,
@@ -168,7 +212,10 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<Stack> {
     let registry_url = format!("http://127.0.0.1:{}", registry.port);
     stack.registry = Some(registry);
     save(&stack)?;
-    Ok(Stack { bootstrap_servers, registry_url })
+    Ok(Stack {
+        bootstrap_servers,
+        registry_url,
+    })
 }
 
 async fn start_registry(dir: &Path, port: u16, bootstrap: &str) -> anyhow::Result<Process> {
@@ -181,7 +228,13 @@ async fn start_registry(dir: &Path, port: u16, bootstrap: &str) -> anyhow::Resul
     let out = std::fs::File::create(&log)?;
     eprintln!("Starting the schema registry on 127.0.0.1:{port} (state in the _schemas topic)...");
     let mut child = Command::new(&exe)
-        .args(["registry", "--listen", &format!("127.0.0.1:{port}"), "--storage", "kafka"])
+        .args([
+            "registry",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--storage",
+            "kafka",
+        ])
         .args(["--bootstrap-servers", bootstrap])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -195,19 +248,35 @@ async fn start_registry(dir: &Path, port: u16, bootstrap: &str) -> anyhow::Resul
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait()? {
-            bail!("the schema registry exited with {status}; see {}", log.display());
+            bail!(
+                "the schema registry exited with {status}; see {}",
+                log.display()
+            );
         }
-        if let Ok(response) = client.get(&url).timeout(Duration::from_secs(2)).send().await {
-            if response.status().is_success() {
-                break;
-            }
+        if let Ok(response) = client
+            .get(&url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            && response.status().is_success()
+        {
+            break;
         }
         if Instant::now() > deadline {
-            bail!("the schema registry did not become ready in 60 s; see {}", log.display());
+            bail!(
+                "the schema registry did not become ready in 60 s; see {}",
+                log.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(Process { pid: child.id(), port, program: "registry".into(), log, storage: "kafka".into() })
+    Ok(Process {
+        pid: child.id(),
+        port,
+        program: "registry".into(),
+        log,
+        storage: "kafka".into(),
+    })
 }
 
 fn stop(name: &str, process: &Process) {
@@ -216,7 +285,9 @@ fn stop(name: &str, process: &Process) {
         return;
     }
     let signal = |sig: &str| {
-        let _ = Command::new("kill").args([sig, &process.pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args([sig, &process.pid.to_string()])
+            .status();
     };
     signal("-TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -253,7 +324,11 @@ fn status() {
             "{name}: running, pid {}, 127.0.0.1:{} ({}), {}, log {}",
             p.pid,
             p.port,
-            if port_answers(p.port) { "answering" } else { "not answering" },
+            if port_answers(p.port) {
+                "answering"
+            } else {
+                "not answering"
+            },
             p.storage,
             p.log.display()
         ),

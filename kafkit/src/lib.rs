@@ -9,7 +9,11 @@ pub mod dev;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "kafkit", version, about = "Event-driven microservices on Kafka: local stack, schemas, demo")]
+#[command(
+    name = "kafkit",
+    version,
+    about = "Event-driven microservices on Kafka: local stack, schemas, demo"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -33,7 +37,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev { command } => dev::run(command).await,
         Command::Registry(args) => {
             let app = schema_registry::Application::build(args.into()).await?;
-            app.run_until_stopped(schema_registry::shutdown_signal()).await?;
+            app.run_until_stopped(schema_registry::shutdown_signal())
+                .await?;
             Ok(())
         }
         Command::Demo(args) => demo::run(args).await,

@@ -14,17 +14,25 @@ fn kafkit(state: &Path, args: &[&str]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn pid_alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.rsplit(") ").next().unwrap().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.rsplit(") ").next().unwrap().starts_with('Z'))
 }
 
 fn pids(state: &Path) -> Vec<String> {
     let stack: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state.join("dev/stack.json")).unwrap()).unwrap();
-    ["broker", "registry"].iter().map(|k| stack[k]["pid"].to_string()).collect()
+    ["broker", "registry"]
+        .iter()
+        .map(|k| stack[k]["pid"].to_string())
+        .collect()
 }
 
 /// Runs `dev down` when the test ends, passed or failed, so no broker outlives it.
@@ -42,12 +50,21 @@ fn up_is_idempotent_demo_round_trips_and_down_stops_only_what_up_started() {
     let state = std::env::temp_dir().join(format!("kafkit-state-{}", uuid::Uuid::new_v4()));
     let broker_port = devstack::free_port().unwrap().to_string();
     let registry_port = devstack::free_port().unwrap().to_string();
-    let ports = ["--broker-port", &broker_port, "--registry-port", &registry_port];
+    let ports = [
+        "--broker-port",
+        &broker_port,
+        "--registry-port",
+        &registry_port,
+    ];
     let _cleanup = StopOnDrop(&state);
 
     let up = kafkit(&state, &[&["dev", "up"][..], &ports].concat());
     assert!(up.status.success(), "{}", text(&up));
-    assert!(text(&up).contains(&format!("kafka:           127.0.0.1:{broker_port}")), "{}", text(&up));
+    assert!(
+        text(&up).contains(&format!("kafka:           127.0.0.1:{broker_port}")),
+        "{}",
+        text(&up)
+    );
     let first = pids(&state);
     assert!(first.iter().all(|p| pid_alive(p)), "{first:?}");
 
@@ -57,18 +74,37 @@ fn up_is_idempotent_demo_round_trips_and_down_stops_only_what_up_started() {
     assert_eq!(pids(&state), first, "a second up starts nothing new");
 
     let status = kafkit(&state, &["dev", "status"]);
-    assert_eq!(text(&status).matches("(answering)").count(), 2, "{}", text(&status));
+    assert_eq!(
+        text(&status).matches("(answering)").count(),
+        2,
+        "{}",
+        text(&status)
+    );
 
-    let demo = kafkit(&state, &[&["demo", "--topic", "demo-orders"][..], &ports].concat());
+    let demo = kafkit(
+        &state,
+        &[&["demo", "--topic", "demo-orders"][..], &ports].concat(),
+    );
     assert!(demo.status.success(), "{}", text(&demo));
-    assert!(text(&demo).contains("subject demo-orders-value, version 1"), "{}", text(&demo));
+    assert!(
+        text(&demo).contains("subject demo-orders-value, version 1"),
+        "{}",
+        text(&demo)
+    );
     assert!(text(&demo).contains("round trip OK"), "{}", text(&demo));
 
     let down = kafkit(&state, &["dev", "down"]);
     assert!(down.status.success(), "{}", text(&down));
-    assert!(first.iter().all(|p| !pid_alive(p)), "both processes stopped");
+    assert!(
+        first.iter().all(|p| !pid_alive(p)),
+        "both processes stopped"
+    );
     let down_again = kafkit(&state, &["dev", "down"]);
-    assert!(text(&down_again).contains("Nothing to stop"), "{}", text(&down_again));
+    assert!(
+        text(&down_again).contains("Nothing to stop"),
+        "{}",
+        text(&down_again)
+    );
 }
 
 #[test]
@@ -78,6 +114,10 @@ fn up_refuses_a_port_taken_by_someone_else() {
     let port = taken.local_addr().unwrap().port().to_string();
     let up = kafkit(&state, &["dev", "up", "--broker-port", &port]);
     assert!(!up.status.success());
-    assert!(text(&up).contains(&format!("port {port} is taken")), "{}", text(&up));
+    assert!(
+        text(&up).contains(&format!("port {port} is taken")),
+        "{}",
+        text(&up)
+    );
     std::fs::remove_dir_all(&state).ok();
 }

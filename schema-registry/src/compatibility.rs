@@ -27,15 +27,24 @@ pub enum CompatibilityLevel {
 
 impl CompatibilityLevel {
     pub fn is_transitive(self) -> bool {
-        matches!(self, Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive)
+        matches!(
+            self,
+            Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive
+        )
     }
 
     fn checks_backward(self) -> bool {
-        matches!(self, Self::Backward | Self::BackwardTransitive | Self::Full | Self::FullTransitive)
+        matches!(
+            self,
+            Self::Backward | Self::BackwardTransitive | Self::Full | Self::FullTransitive
+        )
     }
 
     fn checks_forward(self) -> bool {
-        matches!(self, Self::Forward | Self::ForwardTransitive | Self::Full | Self::FullTransitive)
+        matches!(
+            self,
+            Self::Forward | Self::ForwardTransitive | Self::Full | Self::FullTransitive
+        )
     }
 
     /// Checks `new` against `existing` (the versions this level looks at) and
@@ -43,19 +52,19 @@ impl CompatibilityLevel {
     pub fn violations(self, new: &Schema, existing: &[(u32, &Schema)]) -> Vec<String> {
         let mut messages = Vec::new();
         for (version, old) in existing {
-            if self.checks_backward() {
-                if let Some(why) = can_read(old, new) {
-                    messages.push(format!(
+            if self.checks_backward()
+                && let Some(why) = can_read(old, new)
+            {
+                messages.push(format!(
                         "BACKWARD: the new schema cannot read data written with version {version}: {why}"
                     ));
-                }
             }
-            if self.checks_forward() {
-                if let Some(why) = can_read(new, old) {
-                    messages.push(format!(
-                        "FORWARD: version {version} cannot read data written with the new schema: {why}"
-                    ));
-                }
+            if self.checks_forward()
+                && let Some(why) = can_read(new, old)
+            {
+                messages.push(format!(
+                    "FORWARD: version {version} cannot read data written with the new schema: {why}"
+                ));
             }
         }
         messages
@@ -66,7 +75,9 @@ impl CompatibilityLevel {
 fn can_read(writer: &Schema, reader: &Schema) -> Option<String> {
     match SchemaCompatibility::can_read(writer, reader) {
         Ok(Compatibility::Full) => None,
-        Ok(Compatibility::Partial) => Some("only some values can be read (for example a union or enum lost a branch)".into()),
+        Ok(Compatibility::Partial) => {
+            Some("only some values can be read (for example a union or enum lost a branch)".into())
+        }
         Err(e) => Some(e.to_string()),
     }
 }
@@ -96,7 +107,11 @@ impl FromStr for CompatibilityLevel {
             "FORWARD_TRANSITIVE" => Self::ForwardTransitive,
             "FULL" => Self::Full,
             "FULL_TRANSITIVE" => Self::FullTransitive,
-            _ => return Err(format!("Invalid compatibility level {s:?}: expected one of NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE")),
+            _ => {
+                return Err(format!(
+                    "Invalid compatibility level {s:?}: expected one of NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE"
+                ));
+            }
         })
     }
 }
@@ -107,7 +122,10 @@ mod tests {
     use super::*;
 
     fn schema(fields: &str) -> Schema {
-        Schema::parse_str(&format!(r#"{{"type":"record","name":"R","fields":[{fields}]}}"#)).unwrap()
+        Schema::parse_str(&format!(
+            r#"{{"type":"record","name":"R","fields":[{fields}]}}"#
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -123,8 +141,23 @@ mod tests {
 
     #[test]
     fn levels_parse_case_insensitively_and_print_upper_case() {
-        for level in ["NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"] {
-            assert_eq!(level.to_lowercase().parse::<CompatibilityLevel>().unwrap().to_string(), level);
+        for level in [
+            "NONE",
+            "BACKWARD",
+            "BACKWARD_TRANSITIVE",
+            "FORWARD",
+            "FORWARD_TRANSITIVE",
+            "FULL",
+            "FULL_TRANSITIVE",
+        ] {
+            assert_eq!(
+                level
+                    .to_lowercase()
+                    .parse::<CompatibilityLevel>()
+                    .unwrap()
+                    .to_string(),
+                level
+            );
         }
         assert!("SIDEWAYS".parse::<CompatibilityLevel>().is_err());
     }

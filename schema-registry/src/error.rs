@@ -21,20 +21,29 @@ pub enum ApiError {
     SubjectSoftDeleted(String),
     #[error("Subject '{0}' was not deleted first before being permanently deleted")]
     SubjectNotSoftDeleted(String),
-    #[error("Version {version} of subject '{subject}' was soft deleted. Set permanent=true to delete permanently")]
+    #[error(
+        "Version {version} of subject '{subject}' was soft deleted. Set permanent=true to delete permanently"
+    )]
     VersionSoftDeleted { subject: String, version: u32 },
-    #[error("Version {version} of subject '{subject}' was not deleted first before being permanently deleted")]
+    #[error(
+        "Version {version} of subject '{subject}' was not deleted first before being permanently deleted"
+    )]
     VersionNotSoftDeleted { subject: String, version: u32 },
     #[error("Subject '{0}' does not have subject-level compatibility configured")]
     SubjectLevelNotConfigured(String),
     #[error("Invalid schema: {0}")]
     InvalidSchema(String),
-    #[error("The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"")]
+    #[error(
+        "The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\""
+    )]
     InvalidVersion(String),
     #[error("{0}")]
     InvalidCompatibilityLevel(String),
     #[error("Schema being registered is incompatible with an earlier schema for subject \"{subject}\", details: {}", details.join("; "))]
-    Incompatible { subject: String, details: Vec<String> },
+    Incompatible {
+        subject: String,
+        details: Vec<String>,
+    },
     #[error("Malformed JSON body: {0}")]
     MalformedJson(String),
     #[error("Unprocessable entity: {0}")]
@@ -88,7 +97,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error_code": self.error_code(), "message": self.to_string()});
+        let body =
+            serde_json::json!({"error_code": self.error_code(), "message": self.to_string()});
         let mut response = (self.status(), body.to_string()).into_response();
         response
             .headers_mut()

@@ -29,27 +29,56 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/", get(|| async { reply(json!({})) }))
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup).delete(delete_subject))
-        .route("/subjects/{subject}/versions", get(list_versions).post(register))
-        .route("/subjects/{subject}/versions/{version}", get(get_version).delete(delete_version))
-        .route("/subjects/{subject}/versions/{version}/schema", get(get_version_schema))
+        .route(
+            "/subjects/{subject}/versions",
+            get(list_versions).post(register),
+        )
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            get(get_version).delete(delete_version),
+        )
+        .route(
+            "/subjects/{subject}/versions/{version}/schema",
+            get(get_version_schema),
+        )
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
         .route("/schemas/types", get(|| async { reply(json!(["AVRO"])) }))
-        .route("/compatibility/subjects/{subject}/versions", post(check_against_level))
-        .route("/compatibility/subjects/{subject}/versions/{version}", post(check_against_version))
+        .route(
+            "/compatibility/subjects/{subject}/versions",
+            post(check_against_level),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(check_against_version),
+        )
         .route("/config", get(get_global_config).put(put_global_config))
-        .route("/config/{subject}", get(get_subject_config).put(put_subject_config).delete(delete_subject_config))
-        .route("/healthz", get(|| async { reply(json!({"status": "alive"})) }))
+        .route(
+            "/config/{subject}",
+            get(get_subject_config)
+                .put(put_subject_config)
+                .delete(delete_subject_config),
+        )
+        .route(
+            "/healthz",
+            get(|| async { reply(json!({"status": "alive"})) }),
+        )
         .route("/readyz", get(readyz))
         .fallback(|| async { not_found("HTTP 404 Not Found") })
         .method_not_allowed_fallback(|| async {
-            error_body(StatusCode::METHOD_NOT_ALLOWED, 405, "HTTP 405 Method Not Allowed")
+            error_body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                405,
+                "HTTP 405 Method Not Allowed",
+            )
         })
         .with_state(registry)
 }
 
 fn with_content_type(mut response: Response) -> Response {
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     response
 }
 
@@ -67,7 +96,9 @@ fn not_found(message: &str) -> Response {
 }
 
 fn flag(params: &HashMap<String, String>, name: &str) -> bool {
-    params.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    params
+        .get(name)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// Sorts serde_json errors the way Confluent does: bad syntax is 400, a body
@@ -99,9 +130,13 @@ fn schema_from_body(body: &[u8]) -> Result<ValidSchema, ApiError> {
         }
     }
     if !request.references.is_empty() {
-        return Err(ApiError::InvalidSchema("schema references are not supported by this registry".into()));
+        return Err(ApiError::InvalidSchema(
+            "schema references are not supported by this registry".into(),
+        ));
     }
-    let text = request.schema.ok_or_else(|| ApiError::InvalidSchema("the request has no \"schema\" field".into()))?;
+    let text = request
+        .schema
+        .ok_or_else(|| ApiError::InvalidSchema("the request has no \"schema\" field".into()))?;
     ValidSchema::parse(&text)
 }
 
@@ -111,18 +146,28 @@ fn level_from_body(body: &[u8]) -> Result<CompatibilityLevel, ApiError> {
         compatibility: Option<String>,
     }
     let request: ConfigRequest = serde_json::from_slice(body).map_err(body_error)?;
-    let level = request
-        .compatibility
-        .ok_or_else(|| ApiError::InvalidCompatibilityLevel("the request has no \"compatibility\" field".into()))?;
+    let level = request.compatibility.ok_or_else(|| {
+        ApiError::InvalidCompatibilityLevel("the request has no \"compatibility\" field".into())
+    })?;
     level.parse().map_err(ApiError::InvalidCompatibilityLevel)
 }
 
 async fn list_subjects(State(registry): Shared, Query(params): Params) -> Answer {
-    Ok(reply(json!(registry.read().subjects(flag(&params, "deleted")))))
+    Ok(reply(json!(
+        registry.read().subjects(flag(&params, "deleted"))
+    )))
 }
 
-async fn list_versions(State(registry): Shared, Path(subject): Path<String>, Query(params): Params) -> Answer {
-    Ok(reply(json!(registry.read().versions(&subject, flag(&params, "deleted"))?)))
+async fn list_versions(
+    State(registry): Shared,
+    Path(subject): Path<String>,
+    Query(params): Params,
+) -> Answer {
+    Ok(reply(json!(
+        registry
+            .read()
+            .versions(&subject, flag(&params, "deleted"))?
+    )))
 }
 
 async fn register(State(registry): Shared, Path(subject): Path<String>, body: Bytes) -> Answer {
@@ -131,41 +176,89 @@ async fn register(State(registry): Shared, Path(subject): Path<String>, body: By
     Ok(reply(json!({"id": id})))
 }
 
-async fn lookup(State(registry): Shared, Path(subject): Path<String>, Query(params): Params, body: Bytes) -> Answer {
+async fn lookup(
+    State(registry): Shared,
+    Path(subject): Path<String>,
+    Query(params): Params,
+    body: Bytes,
+) -> Answer {
     let schema = schema_from_body(&body)?;
-    let found = registry.read().lookup(&subject, &schema, flag(&params, "deleted"))?;
+    let found = registry
+        .read()
+        .lookup(&subject, &schema, flag(&params, "deleted"))?;
     Ok(reply(json!(found)))
 }
 
-async fn get_version(State(registry): Shared, Path((subject, version)): Path<(String, String)>, Query(params): Params) -> Answer {
-    let found = registry.version(&subject, VersionSpec::parse(&version)?, flag(&params, "deleted"))?;
+async fn get_version(
+    State(registry): Shared,
+    Path((subject, version)): Path<(String, String)>,
+    Query(params): Params,
+) -> Answer {
+    let found = registry.version(
+        &subject,
+        VersionSpec::parse(&version)?,
+        flag(&params, "deleted"),
+    )?;
     Ok(reply(json!(found)))
 }
 
-async fn get_version_schema(State(registry): Shared, Path((subject, version)): Path<(String, String)>, Query(params): Params) -> Answer {
-    let found = registry.version(&subject, VersionSpec::parse(&version)?, flag(&params, "deleted"))?;
+async fn get_version_schema(
+    State(registry): Shared,
+    Path((subject, version)): Path<(String, String)>,
+    Query(params): Params,
+) -> Answer {
+    let found = registry.version(
+        &subject,
+        VersionSpec::parse(&version)?,
+        flag(&params, "deleted"),
+    )?;
     Ok(with_content_type(found.schema.into_response()))
 }
 
-async fn delete_subject(State(registry): Shared, Path(subject): Path<String>, Query(params): Params) -> Answer {
-    Ok(reply(json!(registry.delete_subject(&subject, flag(&params, "permanent")).await?)))
+async fn delete_subject(
+    State(registry): Shared,
+    Path(subject): Path<String>,
+    Query(params): Params,
+) -> Answer {
+    Ok(reply(json!(
+        registry
+            .delete_subject(&subject, flag(&params, "permanent"))
+            .await?
+    )))
 }
 
-async fn delete_version(State(registry): Shared, Path((subject, version)): Path<(String, String)>, Query(params): Params) -> Answer {
+async fn delete_version(
+    State(registry): Shared,
+    Path((subject, version)): Path<(String, String)>,
+    Query(params): Params,
+) -> Answer {
     let spec = VersionSpec::parse(&version)?;
-    Ok(reply(json!(registry.delete_version(&subject, spec, flag(&params, "permanent")).await?)))
+    Ok(reply(json!(
+        registry
+            .delete_version(&subject, spec, flag(&params, "permanent"))
+            .await?
+    )))
 }
 
 fn parse_id(id: &str) -> Result<u32, ApiError> {
-    id.parse().map_err(|_| ApiError::SchemaNotFound(format!("Schema {id} not found: ids are positive integers")))
+    id.parse().map_err(|_| {
+        ApiError::SchemaNotFound(format!("Schema {id} not found: ids are positive integers"))
+    })
 }
 
 async fn schema_by_id(State(registry): Shared, Path(id): Path<String>) -> Answer {
-    Ok(reply(json!({"schema": registry.read().schema_by_id(parse_id(&id)?)?})))
+    Ok(reply(
+        json!({"schema": registry.read().schema_by_id(parse_id(&id)?)?}),
+    ))
 }
 
 async fn raw_schema_by_id(State(registry): Shared, Path(id): Path<String>) -> Answer {
-    Ok(with_content_type(registry.read().schema_by_id(parse_id(&id)?)?.into_response()))
+    Ok(with_content_type(
+        registry
+            .read()
+            .schema_by_id(parse_id(&id)?)?
+            .into_response(),
+    ))
 }
 
 fn compatibility_answer(messages: Vec<String>, verbose: bool) -> Response {
@@ -176,7 +269,12 @@ fn compatibility_answer(messages: Vec<String>, verbose: bool) -> Response {
     reply(body)
 }
 
-async fn check_against_level(State(registry): Shared, Path(subject): Path<String>, Query(params): Params, body: Bytes) -> Answer {
+async fn check_against_level(
+    State(registry): Shared,
+    Path(subject): Path<String>,
+    Query(params): Params,
+    body: Bytes,
+) -> Answer {
     let schema = schema_from_body(&body)?;
     let messages = registry.read().violations(&subject, &schema, None)?;
     Ok(compatibility_answer(messages, flag(&params, "verbose")))
@@ -195,7 +293,9 @@ async fn check_against_version(
 }
 
 async fn get_global_config(State(registry): Shared) -> Answer {
-    Ok(reply(json!({"compatibilityLevel": registry.read().global_level().to_string()})))
+    Ok(reply(
+        json!({"compatibilityLevel": registry.read().global_level().to_string()}),
+    ))
 }
 
 async fn put_global_config(State(registry): Shared, body: Bytes) -> Answer {
@@ -204,7 +304,11 @@ async fn put_global_config(State(registry): Shared, body: Bytes) -> Answer {
     Ok(reply(json!({"compatibility": level.to_string()})))
 }
 
-async fn get_subject_config(State(registry): Shared, Path(subject): Path<String>, Query(params): Params) -> Answer {
+async fn get_subject_config(
+    State(registry): Shared,
+    Path(subject): Path<String>,
+    Query(params): Params,
+) -> Answer {
     let state = registry.read();
     let level = match state.subject_level(&subject) {
         Some(level) => level,
@@ -214,7 +318,11 @@ async fn get_subject_config(State(registry): Shared, Path(subject): Path<String>
     Ok(reply(json!({"compatibilityLevel": level.to_string()})))
 }
 
-async fn put_subject_config(State(registry): Shared, Path(subject): Path<String>, body: Bytes) -> Answer {
+async fn put_subject_config(
+    State(registry): Shared,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Answer {
     let level = level_from_body(&body)?;
     registry.set_level(Some(&subject), level).await?;
     Ok(reply(json!({"compatibility": level.to_string()})))
@@ -228,6 +336,10 @@ async fn delete_subject_config(State(registry): Shared, Path(subject): Path<Stri
 async fn readyz(State(registry): Shared) -> Response {
     match registry.store().check_ready().await {
         Ok(()) => reply(json!({"status": "ready"})),
-        Err(e) => error_body(StatusCode::SERVICE_UNAVAILABLE, 50300, &format!("not ready: {e}")),
+        Err(e) => error_body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            50300,
+            &format!("not ready: {e}"),
+        ),
     }
 }

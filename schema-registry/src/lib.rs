@@ -17,5 +17,7 @@ pub mod state;
 pub mod store;
 
 pub use compatibility::CompatibilityLevel;
-pub use startup::{Application, RegistryArgs, RegistrySettings, StartError, StorageSettings, shutdown_signal};
+pub use startup::{
+    Application, RegistryArgs, RegistrySettings, StartError, StorageSettings, shutdown_signal,
+};
 pub use store::KafkaStoreSettings;

@@ -17,7 +17,10 @@ pub enum LogRecord {
     /// A schema version was permanently deleted.
     SchemaTombstone { subject: String, version: u32 },
     /// A compatibility level was set, globally (`subject: None`) or for a subject.
-    Config { subject: Option<String>, level: CompatibilityLevel },
+    Config {
+        subject: Option<String>,
+        level: CompatibilityLevel,
+    },
     /// A subject's compatibility level was removed.
     ConfigTombstone { subject: Option<String> },
 }
@@ -36,7 +39,11 @@ pub struct SchemaRecord {
 #[serde(tag = "keytype")]
 enum Key {
     #[serde(rename = "SCHEMA")]
-    Schema { subject: String, version: u32, magic: u8 },
+    Schema {
+        subject: String,
+        version: u32,
+        magic: u8,
+    },
     #[serde(rename = "CONFIG")]
     Config { subject: Option<String>, magic: u8 },
 }
@@ -57,35 +64,65 @@ impl LogRecord {
     pub fn to_kafka(&self) -> (Vec<u8>, Option<Vec<u8>>) {
         match self {
             Self::Schema(record) => {
-                let key = Key::Schema { subject: record.subject.clone(), version: record.version, magic: 1 };
+                let key = Key::Schema {
+                    subject: record.subject.clone(),
+                    version: record.version,
+                    magic: 1,
+                };
                 (json(&key), Some(json(record)))
             }
-            Self::SchemaTombstone { subject, version } => {
-                (json(&Key::Schema { subject: subject.clone(), version: *version, magic: 1 }), None)
-            }
+            Self::SchemaTombstone { subject, version } => (
+                json(&Key::Schema {
+                    subject: subject.clone(),
+                    version: *version,
+                    magic: 1,
+                }),
+                None,
+            ),
             Self::Config { subject, level } => {
-                let value = ConfigValue { compatibility_level: level.to_string() };
-                (json(&Key::Config { subject: subject.clone(), magic: 0 }), Some(json(&value)))
+                let value = ConfigValue {
+                    compatibility_level: level.to_string(),
+                };
+                (
+                    json(&Key::Config {
+                        subject: subject.clone(),
+                        magic: 0,
+                    }),
+                    Some(json(&value)),
+                )
             }
-            Self::ConfigTombstone { subject } => {
-                (json(&Key::Config { subject: subject.clone(), magic: 0 }), None)
-            }
+            Self::ConfigTombstone { subject } => (
+                json(&Key::Config {
+                    subject: subject.clone(),
+                    magic: 0,
+                }),
+                None,
+            ),
         }
     }
 
     /// Reads a record; `Ok(None)` for key types this registry does not use
     /// (Confluent's `NOOP`, `MODE`, `DELETE_SUBJECT`, ...).
     pub fn from_kafka(key: &[u8], value: Option<&[u8]>) -> Result<Option<Self>, RecordError> {
-        let raw: serde_json::Value =
-            serde_json::from_slice(key).map_err(|e| RecordError(format!("key is not JSON: {e}")))?;
-        if !matches!(raw.get("keytype").and_then(|k| k.as_str()), Some("SCHEMA" | "CONFIG")) {
+        let raw: serde_json::Value = serde_json::from_slice(key)
+            .map_err(|e| RecordError(format!("key is not JSON: {e}")))?;
+        if !matches!(
+            raw.get("keytype").and_then(|k| k.as_str()),
+            Some("SCHEMA" | "CONFIG")
+        ) {
             return Ok(None);
         }
         let key: Key = serde_json::from_value(raw).map_err(|e| RecordError(format!("key: {e}")))?;
         Ok(Some(match (key, value) {
-            (Key::Schema { subject, version, .. }, None) => Self::SchemaTombstone { subject, version },
+            (
+                Key::Schema {
+                    subject, version, ..
+                },
+                None,
+            ) => Self::SchemaTombstone { subject, version },
             (Key::Schema { .. }, Some(value)) => Self::Schema(
-                serde_json::from_slice(value).map_err(|e| RecordError(format!("schema value: {e}")))?,
+                serde_json::from_slice(value)
+                    .map_err(|e| RecordError(format!("schema value: {e}")))?,
             ),
             (Key::Config { subject, .. }, None) => Self::ConfigTombstone { subject },
             (Key::Config { subject, .. }, Some(value)) => {
@@ -118,21 +155,42 @@ mod tests {
                 schema: "\"string\"".into(),
                 deleted: true,
             }),
-            LogRecord::SchemaTombstone { subject: "orders-value".into(), version: 2 },
-            LogRecord::Config { subject: None, level: CompatibilityLevel::Full },
-            LogRecord::ConfigTombstone { subject: Some("orders-value".into()) },
+            LogRecord::SchemaTombstone {
+                subject: "orders-value".into(),
+                version: 2,
+            },
+            LogRecord::Config {
+                subject: None,
+                level: CompatibilityLevel::Full,
+            },
+            LogRecord::ConfigTombstone {
+                subject: Some("orders-value".into()),
+            },
         ];
         for record in records {
             let (key, value) = record.to_kafka();
-            assert_eq!(LogRecord::from_kafka(&key, value.as_deref()).unwrap(), Some(record));
+            assert_eq!(
+                LogRecord::from_kafka(&key, value.as_deref()).unwrap(),
+                Some(record)
+            );
         }
-        let (key, _) = LogRecord::Config { subject: None, level: CompatibilityLevel::Full }.to_kafka();
-        assert_eq!(String::from_utf8(key).unwrap(), r#"{"keytype":"CONFIG","subject":null,"magic":0}"#);
+        let (key, _) = LogRecord::Config {
+            subject: None,
+            level: CompatibilityLevel::Full,
+        }
+        .to_kafka();
+        assert_eq!(
+            String::from_utf8(key).unwrap(),
+            r#"{"keytype":"CONFIG","subject":null,"magic":0}"#
+        );
     }
 
     #[test]
     fn other_confluent_key_types_are_skipped_and_garbage_is_an_error() {
-        assert_eq!(LogRecord::from_kafka(br#"{"keytype":"NOOP","magic":0}"#, None).unwrap(), None);
+        assert_eq!(
+            LogRecord::from_kafka(br#"{"keytype":"NOOP","magic":0}"#, None).unwrap(),
+            None
+        );
         assert!(LogRecord::from_kafka(b"not json", None).is_err());
     }
 }

@@ -27,7 +27,11 @@ impl Registry {
         for record in replayed {
             state.apply(record);
         }
-        Self { state: RwLock::new(state), writer: tokio::sync::Mutex::new(()), store }
+        Self {
+            state: RwLock::new(state),
+            writer: tokio::sync::Mutex::new(()),
+            store,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -37,12 +41,20 @@ impl Registry {
     /// Shared read access. A panic while holding the lock cannot leave the
     /// state half-changed (changes are single `apply` calls), so poisoning is ignored.
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn commit(&self, records: &[LogRecord]) -> Result<(), ApiError> {
-        self.store.append(records).await.map_err(|e| ApiError::Store(e.to_string()))?;
-        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.store
+            .append(records)
+            .await
+            .map_err(|e| ApiError::Store(e.to_string()))?;
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for record in records {
             state.apply(record);
         }
@@ -59,7 +71,11 @@ impl Registry {
         Ok(id)
     }
 
-    pub async fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>, ApiError> {
+    pub async fn delete_subject(
+        &self,
+        subject: &str,
+        permanent: bool,
+    ) -> Result<Vec<u32>, ApiError> {
         let _writing = self.writer.lock().await;
         let (versions, records) = self.read().delete_subject(subject, permanent)?;
         self.commit(&records).await?;
@@ -67,7 +83,12 @@ impl Registry {
         Ok(versions)
     }
 
-    pub async fn delete_version(&self, subject: &str, spec: VersionSpec, permanent: bool) -> Result<u32, ApiError> {
+    pub async fn delete_version(
+        &self,
+        subject: &str,
+        spec: VersionSpec,
+        permanent: bool,
+    ) -> Result<u32, ApiError> {
         let _writing = self.writer.lock().await;
         let (version, record) = self.read().delete_version(subject, spec, permanent)?;
         self.commit(&[record]).await?;
@@ -75,23 +96,42 @@ impl Registry {
         Ok(version)
     }
 
-    pub async fn set_level(&self, subject: Option<&str>, level: CompatibilityLevel) -> Result<(), ApiError> {
+    pub async fn set_level(
+        &self,
+        subject: Option<&str>,
+        level: CompatibilityLevel,
+    ) -> Result<(), ApiError> {
         let _writing = self.writer.lock().await;
-        self.commit(&[LogRecord::Config { subject: subject.map(str::to_owned), level }]).await
+        self.commit(&[LogRecord::Config {
+            subject: subject.map(str::to_owned),
+            level,
+        }])
+        .await
     }
 
     /// Removes a subject's level; returns the level it had.
-    pub async fn delete_subject_level(&self, subject: &str) -> Result<CompatibilityLevel, ApiError> {
+    pub async fn delete_subject_level(
+        &self,
+        subject: &str,
+    ) -> Result<CompatibilityLevel, ApiError> {
         let _writing = self.writer.lock().await;
         let level = self
             .read()
             .subject_level(subject)
             .ok_or_else(|| ApiError::SubjectLevelNotConfigured(subject.to_owned()))?;
-        self.commit(&[LogRecord::ConfigTombstone { subject: Some(subject.to_owned()) }]).await?;
+        self.commit(&[LogRecord::ConfigTombstone {
+            subject: Some(subject.to_owned()),
+        }])
+        .await?;
         Ok(level)
     }
 
-    pub fn version(&self, subject: &str, spec: VersionSpec, deleted: bool) -> Result<SubjectVersion, ApiError> {
+    pub fn version(
+        &self,
+        subject: &str,
+        spec: VersionSpec,
+        deleted: bool,
+    ) -> Result<SubjectVersion, ApiError> {
         self.read().version(subject, spec, deleted)
     }
 }

@@ -24,13 +24,21 @@ pub struct RegistryArgs {
     #[arg(long, env = "SCHEMA_REGISTRY_STORAGE", default_value = "kafka", value_parser = ["kafka", "memory"])]
     pub storage: String,
     /// Kafka bootstrap servers for `--storage kafka`.
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap_servers: String,
     /// The topic that holds the registry's state.
     #[arg(long, env = "SCHEMA_REGISTRY_TOPIC", default_value = "_schemas")]
     pub topic: String,
     /// Replication factor used when the topic has to be created.
-    #[arg(long, env = "SCHEMA_REGISTRY_TOPIC_REPLICATION_FACTOR", default_value_t = 1)]
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_TOPIC_REPLICATION_FACTOR",
+        default_value_t = 1
+    )]
     pub replication_factor: i32,
     /// Extra librdkafka property as key=value (TLS, SASL, ...); repeatable.
     #[arg(short = 'X', long = "kafka-property", value_parser = parse_property)]
@@ -67,14 +75,21 @@ impl From<RegistryArgs> for RegistrySettings {
                 ..KafkaStoreSettings::new(args.bootstrap_servers)
             }),
         };
-        Self { listen: args.listen, storage }
+        Self {
+            listen: args.listen,
+            storage,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("could not listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, #[source] source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("could not load the registry's state: {0}")]
     Store(#[from] StoreError),
 }
@@ -97,21 +112,35 @@ impl Application {
                 (Store::Kafka(store), records)
             }
         };
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| StartError::Bind { addr: settings.listen, source })?;
-        Ok(Self { listener, registry: Arc::new(Registry::new(store, &replayed)) })
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
+        Ok(Self {
+            listener,
+            registry: Arc::new(Registry::new(store, &replayed)),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         // A bound listener always has a local address.
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "schema registry listening");
-        axum::serve(self.listener, router(self.registry)).with_graceful_shutdown(shutdown).await
+        axum::serve(self.listener, router(self.registry))
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 }
 

@@ -65,7 +65,8 @@ impl ValidSchema {
         let json: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| ApiError::InvalidSchema(format!("not JSON: {e}")))?;
         let text = json.to_string();
-        let parsed = Schema::parse_str(&text).map_err(|e| ApiError::InvalidSchema(e.to_string()))?;
+        let parsed =
+            Schema::parse_str(&text).map_err(|e| ApiError::InvalidSchema(e.to_string()))?;
         Ok(Self { text, parsed })
     }
 }
@@ -85,14 +86,23 @@ impl State {
     /// Folds one change into the state. Applying the same record twice is harmless.
     pub fn apply(&mut self, record: &LogRecord) {
         match record {
-            LogRecord::Schema(SchemaRecord { subject, version, id, schema, deleted }) => {
+            LogRecord::Schema(SchemaRecord {
+                subject,
+                version,
+                id,
+                schema,
+                deleted,
+            }) => {
                 self.max_id = self.max_id.max(*id);
                 self.schemas.entry(*id).or_insert_with(|| schema.clone());
                 self.ids_by_text.entry(schema.clone()).or_insert(*id);
-                self.subjects
-                    .entry(subject.clone())
-                    .or_default()
-                    .insert(*version, VersionEntry { id: *id, deleted: *deleted });
+                self.subjects.entry(subject.clone()).or_default().insert(
+                    *version,
+                    VersionEntry {
+                        id: *id,
+                        deleted: *deleted,
+                    },
+                );
             }
             LogRecord::SchemaTombstone { subject, version } => {
                 if let Some(versions) = self.subjects.get_mut(subject) {
@@ -103,12 +113,20 @@ impl State {
                 }
                 self.forget_unreferenced_schemas();
             }
-            LogRecord::Config { subject: None, level } => self.global_level = Some(*level),
-            LogRecord::Config { subject: Some(subject), level } => {
+            LogRecord::Config {
+                subject: None,
+                level,
+            } => self.global_level = Some(*level),
+            LogRecord::Config {
+                subject: Some(subject),
+                level,
+            } => {
                 self.subject_levels.insert(subject.clone(), *level);
             }
             LogRecord::ConfigTombstone { subject: None } => self.global_level = None,
-            LogRecord::ConfigTombstone { subject: Some(subject) } => {
+            LogRecord::ConfigTombstone {
+                subject: Some(subject),
+            } => {
                 self.subject_levels.remove(subject);
             }
         }
@@ -117,8 +135,11 @@ impl State {
     /// Ids stay unique forever (`max_id` is kept), but a schema no version
     /// points to any more is gone, as in Confluent after a permanent delete.
     fn forget_unreferenced_schemas(&mut self) {
-        let referenced: std::collections::HashSet<u32> =
-            self.subjects.values().flat_map(|v| v.values().map(|e| e.id)).collect();
+        let referenced: std::collections::HashSet<u32> = self
+            .subjects
+            .values()
+            .flat_map(|v| v.values().map(|e| e.id))
+            .collect();
         self.schemas.retain(|id, _| referenced.contains(id));
         self.ids_by_text.retain(|_, id| referenced.contains(id));
     }
@@ -132,7 +153,8 @@ impl State {
     }
 
     fn effective_level(&self, subject: &str) -> CompatibilityLevel {
-        self.subject_level(subject).unwrap_or_else(|| self.global_level())
+        self.subject_level(subject)
+            .unwrap_or_else(|| self.global_level())
     }
 
     fn live_versions(&self, subject: &str) -> impl Iterator<Item = (u32, VersionEntry)> + '_ {
@@ -146,7 +168,11 @@ impl State {
     fn versions_including_deleted(&self, subject: &str, deleted: bool) -> Vec<(u32, VersionEntry)> {
         match self.subjects.get(subject) {
             None => Vec::new(),
-            Some(v) => v.iter().map(|(n, e)| (*n, *e)).filter(|(_, e)| deleted || !e.deleted).collect(),
+            Some(v) => v
+                .iter()
+                .map(|(n, e)| (*n, *e))
+                .filter(|(_, e)| deleted || !e.deleted)
+                .collect(),
         }
     }
 
@@ -155,7 +181,12 @@ impl State {
     }
 
     fn subject_version(&self, subject: &str, version: u32, entry: VersionEntry) -> SubjectVersion {
-        SubjectVersion { subject: subject.to_owned(), version, id: entry.id, schema: self.schema_text(entry.id) }
+        SubjectVersion {
+            subject: subject.to_owned(),
+            version,
+            id: entry.id,
+            schema: self.schema_text(entry.id),
+        }
     }
 
     /// Subjects with at least one version (soft-deleted ones too when `deleted`).
@@ -168,15 +199,23 @@ impl State {
     }
 
     pub fn versions(&self, subject: &str, deleted: bool) -> Result<Vec<u32>, ApiError> {
-        let versions: Vec<u32> =
-            self.versions_including_deleted(subject, deleted).into_iter().map(|(n, _)| n).collect();
+        let versions: Vec<u32> = self
+            .versions_including_deleted(subject, deleted)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         if versions.is_empty() {
             return Err(ApiError::SubjectNotFound(subject.to_owned()));
         }
         Ok(versions)
     }
 
-    pub fn version(&self, subject: &str, spec: VersionSpec, deleted: bool) -> Result<SubjectVersion, ApiError> {
+    pub fn version(
+        &self,
+        subject: &str,
+        spec: VersionSpec,
+        deleted: bool,
+    ) -> Result<SubjectVersion, ApiError> {
         let versions = self.versions_including_deleted(subject, deleted);
         if versions.is_empty() {
             return Err(ApiError::SubjectNotFound(subject.to_owned()));
@@ -195,11 +234,19 @@ impl State {
     }
 
     pub fn schema_by_id(&self, id: u32) -> Result<String, ApiError> {
-        self.schemas.get(&id).cloned().ok_or_else(|| ApiError::SchemaNotFound(format!("Schema {id} not found")))
+        self.schemas
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ApiError::SchemaNotFound(format!("Schema {id} not found")))
     }
 
     /// `POST /subjects/{s}`: is this schema registered under the subject?
-    pub fn lookup(&self, subject: &str, schema: &ValidSchema, deleted: bool) -> Result<SubjectVersion, ApiError> {
+    pub fn lookup(
+        &self,
+        subject: &str,
+        schema: &ValidSchema,
+        deleted: bool,
+    ) -> Result<SubjectVersion, ApiError> {
         let versions = self.versions_including_deleted(subject, deleted);
         if versions.is_empty() {
             return Err(ApiError::SubjectNotFound(subject.to_owned()));
@@ -226,7 +273,13 @@ impl State {
         let picked: Vec<(u32, VersionEntry)> = match against {
             Some(spec) => {
                 let v = self.version(subject, spec, false)?;
-                vec![(v.version, VersionEntry { id: v.id, deleted: false })]
+                vec![(
+                    v.version,
+                    VersionEntry {
+                        id: v.id,
+                        deleted: false,
+                    },
+                )]
             }
             None if level.is_transitive() => live,
             None => live.last().copied().into_iter().collect(),
@@ -234,8 +287,9 @@ impl State {
         let mut parsed = Vec::new();
         for (version, entry) in picked {
             let text = self.schema_text(entry.id);
-            let old = Schema::parse_str(&text)
-                .map_err(|e| ApiError::Store(format!("stored schema {} no longer parses: {e}", entry.id)))?;
+            let old = Schema::parse_str(&text).map_err(|e| {
+                ApiError::Store(format!("stored schema {} no longer parses: {e}", entry.id))
+            })?;
             parsed.push((version, old));
         }
         let existing: Vec<(u32, &Schema)> = parsed.iter().map(|(v, s)| (*v, s)).collect();
@@ -244,25 +298,46 @@ impl State {
 
     /// `POST /subjects/{s}/versions`: the id, and the record to write if the
     /// schema is new to the subject.
-    pub fn register(&self, subject: &str, schema: &ValidSchema) -> Result<(u32, Option<LogRecord>), ApiError> {
+    pub fn register(
+        &self,
+        subject: &str,
+        schema: &ValidSchema,
+    ) -> Result<(u32, Option<LogRecord>), ApiError> {
         let known_id = self.ids_by_text.get(&schema.text).copied();
-        if let Some(id) = known_id {
-            if self.live_versions(subject).any(|(_, e)| e.id == id) {
-                return Ok((id, None));
-            }
+        if let Some(id) = known_id
+            && self.live_versions(subject).any(|(_, e)| e.id == id)
+        {
+            return Ok((id, None));
         }
         let details = self.violations(subject, schema, None)?;
         if !details.is_empty() {
-            return Err(ApiError::Incompatible { subject: subject.to_owned(), details });
+            return Err(ApiError::Incompatible {
+                subject: subject.to_owned(),
+                details,
+            });
         }
         let id = known_id.unwrap_or(self.max_id + 1);
-        let version = self.subjects.get(subject).and_then(|v| v.keys().last()).map_or(1, |n| n + 1);
-        let record = SchemaRecord { subject: subject.to_owned(), version, id, schema: schema.text.clone(), deleted: false };
+        let version = self
+            .subjects
+            .get(subject)
+            .and_then(|v| v.keys().last())
+            .map_or(1, |n| n + 1);
+        let record = SchemaRecord {
+            subject: subject.to_owned(),
+            version,
+            id,
+            schema: schema.text.clone(),
+            deleted: false,
+        };
         Ok((id, Some(LogRecord::Schema(record))))
     }
 
     /// `DELETE /subjects/{s}`: the versions deleted and the records that do it.
-    pub fn delete_subject(&self, subject: &str, permanent: bool) -> Result<(Vec<u32>, Vec<LogRecord>), ApiError> {
+    pub fn delete_subject(
+        &self,
+        subject: &str,
+        permanent: bool,
+    ) -> Result<(Vec<u32>, Vec<LogRecord>), ApiError> {
         let all = self.versions_including_deleted(subject, true);
         if all.is_empty() {
             return Err(ApiError::SubjectNotFound(subject.to_owned()));
@@ -272,14 +347,21 @@ impl State {
             (false, false) => Err(ApiError::SubjectSoftDeleted(subject.to_owned())),
             (true, true) => Err(ApiError::SubjectNotSoftDeleted(subject.to_owned())),
             (false, true) => {
-                let live: Vec<(u32, VersionEntry)> = all.into_iter().filter(|(_, e)| !e.deleted).collect();
-                let records = live.iter().map(|(v, e)| self.soft_delete_record(subject, *v, *e)).collect();
+                let live: Vec<(u32, VersionEntry)> =
+                    all.into_iter().filter(|(_, e)| !e.deleted).collect();
+                let records = live
+                    .iter()
+                    .map(|(v, e)| self.soft_delete_record(subject, *v, *e))
+                    .collect();
                 Ok((live.iter().map(|(v, _)| *v).collect(), records))
             }
             (true, false) => {
                 let records = all
                     .iter()
-                    .map(|(v, _)| LogRecord::SchemaTombstone { subject: subject.to_owned(), version: *v })
+                    .map(|(v, _)| LogRecord::SchemaTombstone {
+                        subject: subject.to_owned(),
+                        version: *v,
+                    })
                     .collect();
                 Ok((all.iter().map(|(v, _)| *v).collect(), records))
             }
@@ -297,7 +379,12 @@ impl State {
     }
 
     /// `DELETE /subjects/{s}/versions/{v}`.
-    pub fn delete_version(&self, subject: &str, spec: VersionSpec, permanent: bool) -> Result<(u32, LogRecord), ApiError> {
+    pub fn delete_version(
+        &self,
+        subject: &str,
+        spec: VersionSpec,
+        permanent: bool,
+    ) -> Result<(u32, LogRecord), ApiError> {
         if self.versions_including_deleted(subject, true).is_empty() {
             return Err(ApiError::SubjectNotFound(subject.to_owned()));
         }
@@ -315,10 +402,22 @@ impl State {
         };
         let subject_owned = subject.to_owned();
         match (permanent, entry.deleted) {
-            (false, true) => Err(ApiError::VersionSoftDeleted { subject: subject_owned, version }),
-            (true, false) => Err(ApiError::VersionNotSoftDeleted { subject: subject_owned, version }),
+            (false, true) => Err(ApiError::VersionSoftDeleted {
+                subject: subject_owned,
+                version,
+            }),
+            (true, false) => Err(ApiError::VersionNotSoftDeleted {
+                subject: subject_owned,
+                version,
+            }),
             (false, false) => Ok((version, self.soft_delete_record(subject, version, entry))),
-            (true, true) => Ok((version, LogRecord::SchemaTombstone { subject: subject_owned, version })),
+            (true, true) => Ok((
+                version,
+                LogRecord::SchemaTombstone {
+                    subject: subject_owned,
+                    version,
+                },
+            )),
         }
     }
 }
@@ -329,7 +428,10 @@ mod tests {
     use super::*;
 
     fn record(fields: &str) -> ValidSchema {
-        ValidSchema::parse(&format!(r#"{{"type":"record","name":"R","fields":[{fields}]}}"#)).unwrap()
+        ValidSchema::parse(&format!(
+            r#"{{"type":"record","name":"R","fields":[{fields}]}}"#
+        ))
+        .unwrap()
     }
 
     fn register(state: &mut State, subject: &str, schema: &ValidSchema) -> u32 {
@@ -346,7 +448,10 @@ mod tests {
         assert_eq!(VersionSpec::parse("-1").unwrap(), VersionSpec::Latest);
         assert_eq!(VersionSpec::parse("3").unwrap(), VersionSpec::Number(3));
         for bad in ["0", "-2", "abc", "2147483648", ""] {
-            assert!(matches!(VersionSpec::parse(bad), Err(ApiError::InvalidVersion(_))), "{bad}");
+            assert!(
+                matches!(VersionSpec::parse(bad), Err(ApiError::InvalidVersion(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -354,10 +459,17 @@ mod tests {
     fn whitespace_does_not_make_a_new_schema_but_a_default_does() {
         let mut state = State::default();
         let a = register(&mut state, "s", &record(r#"{"name":"a","type":"string"}"#));
-        let again = ValidSchema::parse(r#"{ "type": "record", "name": "R", "fields": [ {"name": "a", "type": "string"} ] }"#).unwrap();
+        let again = ValidSchema::parse(
+            r#"{ "type": "record", "name": "R", "fields": [ {"name": "a", "type": "string"} ] }"#,
+        )
+        .unwrap();
         assert_eq!(register(&mut state, "s", &again), a);
         assert_eq!(state.versions("s", false).unwrap(), vec![1]);
-        let b = register(&mut state, "s", &record(r#"{"name":"a","type":"string","default":"x"}"#));
+        let b = register(
+            &mut state,
+            "s",
+            &record(r#"{"name":"a","type":"string","default":"x"}"#),
+        );
         assert_ne!(a, b);
     }
 
@@ -367,7 +479,10 @@ mod tests {
         let id = register(&mut state, "s", &record(r#"{"name":"a","type":"string"}"#));
         let (_, soft) = state.delete_subject("s", false).unwrap();
         soft.iter().for_each(|r| state.apply(r));
-        assert!(state.schema_by_id(id).is_ok(), "soft-deleted schemas still resolve by id");
+        assert!(
+            state.schema_by_id(id).is_ok(),
+            "soft-deleted schemas still resolve by id"
+        );
         let (_, hard) = state.delete_subject("s", true).unwrap();
         hard.iter().for_each(|r| state.apply(r));
         assert!(state.schema_by_id(id).is_err());

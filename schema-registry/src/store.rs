@@ -56,11 +56,19 @@ impl KafkaStoreSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("could not create the {topic} topic: {source}")]
-    CreateTopic { topic: String, #[source] source: rdkafka::error::KafkaError },
+    CreateTopic {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
     #[error("could not read the {topic} topic: {reason}")]
     Replay { topic: String, reason: String },
     #[error("the broker did not acknowledge the write to {topic}: {source}")]
-    Write { topic: String, #[source] source: rdkafka::error::KafkaError },
+    Write {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
     #[error("the broker is not reachable: {0}")]
     Unreachable(#[source] rdkafka::error::KafkaError),
     #[error("replay task failed: {0}")]
@@ -100,7 +108,9 @@ pub struct KafkaStore {
 
 impl std::fmt::Debug for KafkaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaStore").field("topic", &self.settings.topic).finish_non_exhaustive()
+        f.debug_struct("KafkaStore")
+            .field("topic", &self.settings.topic)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,7 +124,10 @@ impl KafkaStore {
             .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("message.timeout.ms", settings.timeout.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                settings.timeout.as_millis().to_string(),
+            )
             .create()
             .map_err(StoreError::Unreachable)?;
         Ok((Self { settings, producer }, records))
@@ -123,14 +136,19 @@ impl KafkaStore {
     async fn append(&self, records: &[LogRecord]) -> Result<(), StoreError> {
         for record in records {
             let (key, value) = record.to_kafka();
-            let mut message = FutureRecord::<Vec<u8>, Vec<u8>>::to(&self.settings.topic).partition(0).key(&key);
+            let mut message = FutureRecord::<Vec<u8>, Vec<u8>>::to(&self.settings.topic)
+                .partition(0)
+                .key(&key);
             if let Some(value) = &value {
                 message = message.payload(value);
             }
             self.producer
                 .send(message, Timeout::After(self.settings.timeout))
                 .await
-                .map_err(|(source, _)| StoreError::Write { topic: self.settings.topic.clone(), source })?;
+                .map_err(|(source, _)| StoreError::Write {
+                    topic: self.settings.topic.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -150,15 +168,24 @@ impl KafkaStore {
 }
 
 async fn ensure_topic(settings: &KafkaStoreSettings) -> Result<(), StoreError> {
-    let admin: AdminClient<DefaultClientContext> =
-        settings.client_config().create().map_err(StoreError::Unreachable)?;
-    let topic = NewTopic::new(&settings.topic, 1, TopicReplication::Fixed(settings.replication_factor))
-        .set("cleanup.policy", "compact");
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client_config()
+        .create()
+        .map_err(StoreError::Unreachable)?;
+    let topic = NewTopic::new(
+        &settings.topic,
+        1,
+        TopicReplication::Fixed(settings.replication_factor),
+    )
+    .set("cleanup.policy", "compact");
     let options = AdminOptions::new().operation_timeout(Some(settings.timeout));
     let results = admin
         .create_topics([&topic], &options)
         .await
-        .map_err(|source| StoreError::CreateTopic { topic: settings.topic.clone(), source })?;
+        .map_err(|source| StoreError::CreateTopic {
+            topic: settings.topic.clone(),
+            source,
+        })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -176,10 +203,16 @@ async fn ensure_topic(settings: &KafkaStoreSettings) -> Result<(), StoreError> {
 /// Reads partition 0 from the start to the high watermark seen at start.
 /// Blocking: runs on the blocking pool.
 fn replay(settings: &KafkaStoreSettings) -> Result<Vec<LogRecord>, StoreError> {
-    let failed = |reason: String| StoreError::Replay { topic: settings.topic.clone(), reason };
+    let failed = |reason: String| StoreError::Replay {
+        topic: settings.topic.clone(),
+        reason,
+    };
     let consumer: BaseConsumer = settings
         .client_config()
-        .set("group.id", format!("schema-registry-replay-{}", uuid::Uuid::new_v4()))
+        .set(
+            "group.id",
+            format!("schema-registry-replay-{}", uuid::Uuid::new_v4()),
+        )
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()
@@ -187,9 +220,12 @@ fn replay(settings: &KafkaStoreSettings) -> Result<Vec<LogRecord>, StoreError> {
     let deadline = Instant::now() + settings.timeout;
     // A topic created a moment ago may not be in the broker's metadata yet.
     let (low, high) = loop {
-        match consumer.fetch_watermarks(&settings.topic, 0, Timeout::After(Duration::from_secs(2))) {
+        match consumer.fetch_watermarks(&settings.topic, 0, Timeout::After(Duration::from_secs(2)))
+        {
             Ok(marks) => break marks,
-            Err(e) if Instant::now() > deadline => return Err(failed(format!("no watermarks: {e}"))),
+            Err(e) if Instant::now() > deadline => {
+                return Err(failed(format!("no watermarks: {e}")));
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     };
@@ -201,7 +237,9 @@ fn replay(settings: &KafkaStoreSettings) -> Result<Vec<LogRecord>, StoreError> {
     assignment
         .add_partition_offset(&settings.topic, 0, Offset::Beginning)
         .map_err(|e| failed(e.to_string()))?;
-    consumer.assign(&assignment).map_err(|e| failed(e.to_string()))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| failed(e.to_string()))?;
     loop {
         if Instant::now() > deadline {
             return Err(failed(format!("timed out before reaching offset {high}")));
@@ -214,7 +252,9 @@ fn replay(settings: &KafkaStoreSettings) -> Result<Vec<LogRecord>, StoreError> {
                 match LogRecord::from_kafka(key, message.payload()) {
                     Ok(Some(record)) => records.push(record),
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(offset = message.offset(), error = %e, "skipped an unreadable _schemas record"),
+                    Err(e) => {
+                        tracing::warn!(offset = message.offset(), error = %e, "skipped an unreadable _schemas record")
+                    }
                 }
                 if message.offset() >= high - 1 {
                     return Ok(records);

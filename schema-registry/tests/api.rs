@@ -11,7 +11,10 @@ fn v1() -> String {
 }
 
 fn v2_with_default() -> String {
-    record("Order", r#"{"name":"id","type":"string"},{"name":"note","type":["null","string"],"default":null}"#)
+    record(
+        "Order",
+        r#"{"name":"id","type":"string"},{"name":"note","type":["null","string"],"default":null}"#,
+    )
 }
 
 #[tokio::test]
@@ -25,7 +28,10 @@ async fn registering_returns_an_id_and_the_same_schema_again_returns_the_same_id
     // Same schema with different whitespace: same id, no new version.
     let spaced = v1().replace(',', " , ");
     assert_eq!(app.register_ok("orders-value", &spaced).await, id);
-    assert_eq!(app.get("/subjects/orders-value/versions").await.body, json!([1]));
+    assert_eq!(
+        app.get("/subjects/orders-value/versions").await.body,
+        json!([1])
+    );
     assert_eq!(app.get("/subjects").await.body, json!(["orders-value"]));
 }
 
@@ -35,7 +41,9 @@ async fn the_same_schema_under_two_subjects_shares_one_global_id() {
     let a = app.register_ok("a-value", &v1()).await;
     let b = app.register_ok("b-value", &v1()).await;
     assert_eq!(a, b);
-    let other = app.register_ok("c-value", &record("Other", r#"{"name":"x","type":"int"}"#)).await;
+    let other = app
+        .register_ok("c-value", &record("Other", r#"{"name":"x","type":"int"}"#))
+        .await;
     assert_ne!(other, a);
 }
 
@@ -45,10 +53,19 @@ async fn versions_are_fetched_by_number_latest_and_as_raw_schema() {
     let id1 = app.register_ok("s", &v1()).await;
     let id2 = app.register_ok("s", &v2_with_default()).await;
     let one = app.get("/subjects/s/versions/1").await;
-    assert_eq!(one.body, json!({"subject": "s", "version": 1, "id": id1, "schema": v1()}));
+    assert_eq!(
+        one.body,
+        json!({"subject": "s", "version": 1, "id": id1, "schema": v1()})
+    );
     let latest = app.get("/subjects/s/versions/latest").await;
-    assert_eq!((latest.body["version"].clone(), latest.body["id"].clone()), (json!(2), json!(id2)));
-    assert_eq!(app.get("/subjects/s/versions/-1").await.body["version"], json!(2));
+    assert_eq!(
+        (latest.body["version"].clone(), latest.body["id"].clone()),
+        (json!(2), json!(id2))
+    );
+    assert_eq!(
+        app.get("/subjects/s/versions/-1").await.body["version"],
+        json!(2)
+    );
     let raw = app.get("/subjects/s/versions/1/schema").await;
     assert_eq!(raw.status, 200);
     assert_eq!(raw.text, v1());
@@ -58,15 +75,26 @@ async fn versions_are_fetched_by_number_latest_and_as_raw_schema() {
 #[tokio::test]
 async fn unknown_subjects_versions_and_bad_versions_get_confluent_errors() {
     let app = spawn_app().await;
-    app.get("/subjects/nope/versions").await.assert_error(404, 40401);
-    app.get("/subjects/nope/versions/1").await.assert_error(404, 40401);
+    app.get("/subjects/nope/versions")
+        .await
+        .assert_error(404, 40401);
+    app.get("/subjects/nope/versions/1")
+        .await
+        .assert_error(404, 40401);
     app.register_ok("s", &v1()).await;
-    let message = app.get("/subjects/s/versions/7").await.assert_error(404, 40402);
+    let message = app
+        .get("/subjects/s/versions/7")
+        .await
+        .assert_error(404, 40402);
     assert!(message.contains('7'), "{message}");
     for bad in ["abc", "0", "-2", "99999999999", "1.5"] {
-        app.get(&format!("/subjects/s/versions/{bad}")).await.assert_error(422, 42202);
+        app.get(&format!("/subjects/s/versions/{bad}"))
+            .await
+            .assert_error(422, 42202);
     }
-    app.delete("/subjects/s/versions/abc").await.assert_error(422, 42202);
+    app.delete("/subjects/s/versions/abc")
+        .await
+        .assert_error(422, 42202);
 }
 
 #[tokio::test]
@@ -76,10 +104,20 @@ async fn schemas_are_fetched_by_global_id_and_types_are_listed() {
     let reply = app.get(&format!("/schemas/ids/{id}")).await;
     assert_eq!(reply.body, json!({ "schema": v1() }));
     // schema_registry_converter always asks with ?deleted=true.
-    assert_eq!(app.get(&format!("/schemas/ids/{id}?deleted=true")).await.body, json!({ "schema": v1() }));
-    assert_eq!(app.get(&format!("/schemas/ids/{id}/schema")).await.text, v1());
+    assert_eq!(
+        app.get(&format!("/schemas/ids/{id}?deleted=true"))
+            .await
+            .body,
+        json!({ "schema": v1() })
+    );
+    assert_eq!(
+        app.get(&format!("/schemas/ids/{id}/schema")).await.text,
+        v1()
+    );
     app.get("/schemas/ids/9999").await.assert_error(404, 40403);
-    app.get("/schemas/ids/not-a-number").await.assert_error(404, 40403);
+    app.get("/schemas/ids/not-a-number")
+        .await
+        .assert_error(404, 40403);
     assert_eq!(app.get("/schemas/types").await.body, json!(["AVRO"]));
 }
 
@@ -88,9 +126,16 @@ async fn looking_up_a_schema_finds_its_version_or_says_why_not() {
     let app = spawn_app().await;
     let id = app.register_ok("s", &v1()).await;
     let found = app.post("/subjects/s", json!({ "schema": v1() })).await;
-    assert_eq!(found.body, json!({"subject": "s", "version": 1, "id": id, "schema": v1()}));
-    app.post("/subjects/s", json!({ "schema": v2_with_default() })).await.assert_error(404, 40403);
-    app.post("/subjects/other", json!({ "schema": v1() })).await.assert_error(404, 40401);
+    assert_eq!(
+        found.body,
+        json!({"subject": "s", "version": 1, "id": id, "schema": v1()})
+    );
+    app.post("/subjects/s", json!({ "schema": v2_with_default() }))
+        .await
+        .assert_error(404, 40403);
+    app.post("/subjects/other", json!({ "schema": v1() }))
+        .await
+        .assert_error(404, 40401);
 }
 
 #[tokio::test]
@@ -98,20 +143,46 @@ async fn soft_then_permanent_deletion_of_a_version() {
     let app = spawn_app().await;
     let id1 = app.register_ok("s", &v1()).await;
     app.register_ok("s", &v2_with_default()).await;
-    app.delete("/subjects/s/versions/1?permanent=true").await.assert_error(404, 40407);
+    app.delete("/subjects/s/versions/1?permanent=true")
+        .await
+        .assert_error(404, 40407);
     assert_eq!(app.delete("/subjects/s/versions/1").await.body, json!(1));
     assert_eq!(app.get("/subjects/s/versions").await.body, json!([2]));
-    assert_eq!(app.get("/subjects/s/versions?deleted=true").await.body, json!([1, 2]));
-    app.get("/subjects/s/versions/1").await.assert_error(404, 40402);
-    assert_eq!(app.get("/subjects/s/versions/1?deleted=true").await.body["id"], json!(id1));
+    assert_eq!(
+        app.get("/subjects/s/versions?deleted=true").await.body,
+        json!([1, 2])
+    );
+    app.get("/subjects/s/versions/1")
+        .await
+        .assert_error(404, 40402);
+    assert_eq!(
+        app.get("/subjects/s/versions/1?deleted=true").await.body["id"],
+        json!(id1)
+    );
     // Old records still decode: the id resolves after a soft delete.
     assert_eq!(app.get(&format!("/schemas/ids/{id1}")).await.status, 200);
-    app.delete("/subjects/s/versions/1").await.assert_error(404, 40406);
-    assert_eq!(app.delete("/subjects/s/versions/1?permanent=true").await.body, json!(1));
-    assert_eq!(app.get("/subjects/s/versions?deleted=true").await.body, json!([2]));
-    app.get(&format!("/schemas/ids/{id1}")).await.assert_error(404, 40403);
-    app.delete("/subjects/s/versions/5").await.assert_error(404, 40402);
-    app.delete("/subjects/nope/versions/1").await.assert_error(404, 40401);
+    app.delete("/subjects/s/versions/1")
+        .await
+        .assert_error(404, 40406);
+    assert_eq!(
+        app.delete("/subjects/s/versions/1?permanent=true")
+            .await
+            .body,
+        json!(1)
+    );
+    assert_eq!(
+        app.get("/subjects/s/versions?deleted=true").await.body,
+        json!([2])
+    );
+    app.get(&format!("/schemas/ids/{id1}"))
+        .await
+        .assert_error(404, 40403);
+    app.delete("/subjects/s/versions/5")
+        .await
+        .assert_error(404, 40402);
+    app.delete("/subjects/nope/versions/1")
+        .await
+        .assert_error(404, 40401);
 }
 
 #[tokio::test]
@@ -119,13 +190,20 @@ async fn soft_then_permanent_deletion_of_a_subject() {
     let app = spawn_app().await;
     app.register_ok("s", &v1()).await;
     app.register_ok("s", &v2_with_default()).await;
-    app.delete("/subjects/s?permanent=true").await.assert_error(404, 40405);
+    app.delete("/subjects/s?permanent=true")
+        .await
+        .assert_error(404, 40405);
     assert_eq!(app.delete("/subjects/s").await.body, json!([1, 2]));
     assert_eq!(app.get("/subjects").await.body, json!([]));
     assert_eq!(app.get("/subjects?deleted=true").await.body, json!(["s"]));
-    app.get("/subjects/s/versions").await.assert_error(404, 40401);
+    app.get("/subjects/s/versions")
+        .await
+        .assert_error(404, 40401);
     app.delete("/subjects/s").await.assert_error(404, 40404);
-    assert_eq!(app.delete("/subjects/s?permanent=true").await.body, json!([1, 2]));
+    assert_eq!(
+        app.delete("/subjects/s?permanent=true").await.body,
+        json!([1, 2])
+    );
     assert_eq!(app.get("/subjects?deleted=true").await.body, json!([]));
     app.delete("/subjects/s").await.assert_error(404, 40401);
     // Re-registering after a permanent delete starts again at version 1.
@@ -136,41 +214,101 @@ async fn soft_then_permanent_deletion_of_a_subject() {
 #[tokio::test]
 async fn global_and_subject_compatibility_config() {
     let app = spawn_app().await;
-    assert_eq!(app.get("/config").await.body, json!({"compatibilityLevel": "BACKWARD"}));
-    assert_eq!(app.put("/config", json!({"compatibility": "FULL"})).await.body, json!({"compatibility": "FULL"}));
-    assert_eq!(app.get("/config").await.body, json!({"compatibilityLevel": "FULL"}));
+    assert_eq!(
+        app.get("/config").await.body,
+        json!({"compatibilityLevel": "BACKWARD"})
+    );
+    assert_eq!(
+        app.put("/config", json!({"compatibility": "FULL"}))
+            .await
+            .body,
+        json!({"compatibility": "FULL"})
+    );
+    assert_eq!(
+        app.get("/config").await.body,
+        json!({"compatibilityLevel": "FULL"})
+    );
     app.get("/config/s").await.assert_error(404, 40408);
-    assert_eq!(app.get("/config/s?defaultToGlobal=true").await.body, json!({"compatibilityLevel": "FULL"}));
-    assert_eq!(app.put("/config/s", json!({"compatibility": "none"})).await.body, json!({"compatibility": "NONE"}));
-    assert_eq!(app.get("/config/s").await.body, json!({"compatibilityLevel": "NONE"}));
-    assert_eq!(app.delete("/config/s").await.body, json!({"compatibilityLevel": "NONE"}));
+    assert_eq!(
+        app.get("/config/s?defaultToGlobal=true").await.body,
+        json!({"compatibilityLevel": "FULL"})
+    );
+    assert_eq!(
+        app.put("/config/s", json!({"compatibility": "none"}))
+            .await
+            .body,
+        json!({"compatibility": "NONE"})
+    );
+    assert_eq!(
+        app.get("/config/s").await.body,
+        json!({"compatibilityLevel": "NONE"})
+    );
+    assert_eq!(
+        app.delete("/config/s").await.body,
+        json!({"compatibilityLevel": "NONE"})
+    );
     app.get("/config/s").await.assert_error(404, 40408);
     app.delete("/config/s").await.assert_error(404, 40408);
-    let message = app.put("/config", json!({"compatibility": "SIDEWAYS"})).await.assert_error(422, 42203);
+    let message = app
+        .put("/config", json!({"compatibility": "SIDEWAYS"}))
+        .await
+        .assert_error(422, 42203);
     assert!(message.contains("SIDEWAYS"), "{message}");
-    app.put("/config/s", json!({})).await.assert_error(422, 42203);
+    app.put("/config/s", json!({}))
+        .await
+        .assert_error(422, 42203);
 }
 
 #[tokio::test]
 async fn bad_bodies_get_a_clear_error_and_change_nothing() {
     let app = spawn_app().await;
-    let malformed = app.call(reqwest::Method::POST, "/subjects/s/versions", Some("{not json".into())).await;
+    let malformed = app
+        .call(
+            reqwest::Method::POST,
+            "/subjects/s/versions",
+            Some("{not json".into()),
+        )
+        .await;
     malformed.assert_error(400, 400);
-    app.post("/subjects/s/versions", json!({"schema": 42})).await.assert_error(422, 422);
-    let message = app.register("s", r#"{"type":"record","name":"R"}"#).await.assert_error(422, 42201);
-    assert!(message.starts_with("Invalid schema"), "{message}");
-    app.register("s", "not json at all").await.assert_error(422, 42201);
-    app.register("s", "").await.assert_error(422, 42201);
-    app.post("/subjects/s/versions", json!({})).await.assert_error(422, 42201);
+    app.post("/subjects/s/versions", json!({"schema": 42}))
+        .await
+        .assert_error(422, 422);
     let message = app
-        .post("/subjects/s/versions", json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}))
+        .register("s", r#"{"type":"record","name":"R"}"#)
+        .await
+        .assert_error(422, 42201);
+    assert!(message.starts_with("Invalid schema"), "{message}");
+    app.register("s", "not json at all")
+        .await
+        .assert_error(422, 42201);
+    app.register("s", "").await.assert_error(422, 42201);
+    app.post("/subjects/s/versions", json!({}))
+        .await
+        .assert_error(422, 42201);
+    let message = app
+        .post(
+            "/subjects/s/versions",
+            json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}),
+        )
         .await
         .assert_error(422, 42201);
     assert!(message.contains("PROTOBUF"), "{message}");
-    let with_refs = json!({"schema": v1(), "references": [{"name": "x", "subject": "y", "version": 1}]});
-    app.post("/subjects/s/versions", with_refs).await.assert_error(422, 42201);
-    app.post("/compatibility/subjects/s/versions/latest", json!({"schema": "{"})).await.assert_error(422, 42201);
-    assert_eq!(app.get("/subjects").await.body, json!([]), "nothing was registered");
+    let with_refs =
+        json!({"schema": v1(), "references": [{"name": "x", "subject": "y", "version": 1}]});
+    app.post("/subjects/s/versions", with_refs)
+        .await
+        .assert_error(422, 42201);
+    app.post(
+        "/compatibility/subjects/s/versions/latest",
+        json!({"schema": "{"}),
+    )
+    .await
+    .assert_error(422, 42201);
+    assert_eq!(
+        app.get("/subjects").await.body,
+        json!([]),
+        "nothing was registered"
+    );
     app.get("/no/such/path").await.assert_error(404, 404);
     let wrong_method = app.call(reqwest::Method::PATCH, "/subjects", None).await;
     wrong_method.assert_error(405, 405);

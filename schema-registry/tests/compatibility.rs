@@ -15,12 +15,25 @@ fn schema(fields: &[&str]) -> String {
 }
 
 /// Asks the compatibility endpoint, verbose, and returns (compatible, messages).
-async fn check(app: &support::TestApp, subject: &str, version: &str, schema: &str) -> (bool, Vec<String>) {
+async fn check(
+    app: &support::TestApp,
+    subject: &str,
+    version: &str,
+    schema: &str,
+) -> (bool, Vec<String>) {
     let reply = app
-        .post(&format!("/compatibility/subjects/{subject}/versions/{version}?verbose=true"), json!({ "schema": schema }))
+        .post(
+            &format!("/compatibility/subjects/{subject}/versions/{version}?verbose=true"),
+            json!({ "schema": schema }),
+        )
         .await;
     assert_eq!(reply.status, 200, "{reply:?}");
-    let messages = reply.body["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()).collect();
+    let messages = reply.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect();
     (reply.body["is_compatible"].as_bool().unwrap(), messages)
 }
 
@@ -28,7 +41,10 @@ async fn check(app: &support::TestApp, subject: &str, version: &str, schema: &st
 async fn backward_accepts_a_field_with_default_and_rejects_one_without_or_a_type_change() {
     let app = spawn_app().await;
     app.register_ok("s", &schema(&[ID])).await;
-    assert_eq!(check(&app, "s", "latest", &schema(&[ID, NOTE_DEFAULT])).await, (true, vec![]));
+    assert_eq!(
+        check(&app, "s", "latest", &schema(&[ID, NOTE_DEFAULT])).await,
+        (true, vec![])
+    );
     let (ok, messages) = check(&app, "s", "latest", &schema(&[ID, QTY_NO_DEFAULT])).await;
     assert!(!ok);
     assert!(messages[0].starts_with("BACKWARD"), "{messages:?}");
@@ -38,7 +54,11 @@ async fn backward_accepts_a_field_with_default_and_rejects_one_without_or_a_type
     let rejected = app.register("s", &schema(&[ID, QTY_NO_DEFAULT])).await;
     let message = rejected.assert_error(409, 409);
     assert!(message.contains("incompatible"), "{message}");
-    assert_eq!(app.get("/subjects/s/versions").await.body, json!([1]), "a rejected schema adds no version");
+    assert_eq!(
+        app.get("/subjects/s/versions").await.body,
+        json!([1]),
+        "a rejected schema adds no version"
+    );
     app.register_ok("s", &schema(&[ID, NOTE_DEFAULT])).await;
     assert_eq!(app.get("/subjects/s/versions").await.body, json!([1, 2]));
 }
@@ -55,7 +75,9 @@ async fn forward_accepts_a_new_field_without_default_and_rejects_removing_a_requ
     let (ok, messages) = check(&app, "s", "latest", &schema(&[ID])).await;
     assert!(!ok);
     assert!(messages[0].starts_with("FORWARD"), "{messages:?}");
-    app.register("s", &schema(&[ID])).await.assert_error(409, 409);
+    app.register("s", &schema(&[ID]))
+        .await
+        .assert_error(409, 409);
     app.register_ok("s", &extended).await;
 }
 
@@ -64,9 +86,20 @@ async fn full_accepts_only_changes_both_ways_readable() {
     let app = spawn_app().await;
     app.set_level("s", "FULL").await;
     app.register_ok("s", &schema(&[ID])).await;
-    assert!(check(&app, "s", "latest", &schema(&[ID, NOTE_DEFAULT])).await.0);
-    assert!(!check(&app, "s", "latest", &schema(&[ID, QTY_NO_DEFAULT])).await.0, "not backward");
-    app.register("s", &schema(&[ID, QTY_NO_DEFAULT])).await.assert_error(409, 409);
+    assert!(
+        check(&app, "s", "latest", &schema(&[ID, NOTE_DEFAULT]))
+            .await
+            .0
+    );
+    assert!(
+        !check(&app, "s", "latest", &schema(&[ID, QTY_NO_DEFAULT]))
+            .await
+            .0,
+        "not backward"
+    );
+    app.register("s", &schema(&[ID, QTY_NO_DEFAULT]))
+        .await
+        .assert_error(409, 409);
     app.register_ok("s", &schema(&[ID, NOTE_DEFAULT])).await;
 }
 
@@ -75,7 +108,8 @@ async fn none_accepts_anything() {
     let app = spawn_app().await;
     app.set_level("s", "NONE").await;
     app.register_ok("s", &schema(&[ID])).await;
-    app.register_ok("s", &schema(&[r#"{"name":"id","type":"int"}"#])).await;
+    app.register_ok("s", &schema(&[r#"{"name":"id","type":"int"}"#]))
+        .await;
 }
 
 #[tokio::test]
@@ -91,9 +125,20 @@ async fn transitive_levels_check_every_version_plain_ones_only_the_latest() {
     assert!(check(&app, "s", "latest", &v3).await.0);
     app.set_level("s", "FORWARD_TRANSITIVE").await;
     // v1 readers expect an int qty and get a long: not readable.
-    let reply = app.post("/compatibility/subjects/s/versions?verbose=true", json!({ "schema": v3 })).await;
+    let reply = app
+        .post(
+            "/compatibility/subjects/s/versions?verbose=true",
+            json!({ "schema": v3 }),
+        )
+        .await;
     assert_eq!(reply.body["is_compatible"], json!(false), "{reply:?}");
-    assert!(reply.body["messages"][0].as_str().unwrap().contains("version 1"), "{reply:?}");
+    assert!(
+        reply.body["messages"][0]
+            .as_str()
+            .unwrap()
+            .contains("version 1"),
+        "{reply:?}"
+    );
     app.register("s", &v3).await.assert_error(409, 409);
     app.set_level("s", "BACKWARD_TRANSITIVE").await;
     app.register_ok("s", &v3).await;
@@ -104,10 +149,30 @@ async fn checking_a_subject_or_version_that_does_not_exist() {
     let app = spawn_app().await;
     let any = schema(&[ID]);
     // No versions yet: nothing to be incompatible with.
-    let reply = app.post("/compatibility/subjects/new/versions", json!({ "schema": any })).await;
+    let reply = app
+        .post(
+            "/compatibility/subjects/new/versions",
+            json!({ "schema": any }),
+        )
+        .await;
     assert_eq!(reply.body, json!({"is_compatible": true}));
-    app.post("/compatibility/subjects/new/versions/latest", json!({ "schema": any })).await.assert_error(404, 40401);
+    app.post(
+        "/compatibility/subjects/new/versions/latest",
+        json!({ "schema": any }),
+    )
+    .await
+    .assert_error(404, 40401);
     app.register_ok("s", &any).await;
-    app.post("/compatibility/subjects/s/versions/3", json!({ "schema": any })).await.assert_error(404, 40402);
-    app.post("/compatibility/subjects/s/versions/x", json!({ "schema": any })).await.assert_error(422, 42202);
+    app.post(
+        "/compatibility/subjects/s/versions/3",
+        json!({ "schema": any }),
+    )
+    .await
+    .assert_error(404, 40402);
+    app.post(
+        "/compatibility/subjects/s/versions/x",
+        json!({ "schema": any }),
+    )
+    .await
+    .assert_error(422, 42202);
 }

@@ -15,7 +15,10 @@ async fn a_restarted_registry_has_the_same_schemas_ids_config_and_deletions() {
     let kafka = TestKafka::start().unwrap();
     let topic = random_name("_schemas");
     let v1 = record("Order", r#"{"name":"id","type":"string"}"#);
-    let v2 = record("Order", r#"{"name":"id","type":"string"},{"name":"n","type":"int","default":0}"#);
+    let v2 = record(
+        "Order",
+        r#"{"name":"id","type":"string"},{"name":"n","type":"int","default":0}"#,
+    );
     let gone = record("Gone", r#"{"name":"g","type":"string"}"#);
 
     let app = spawn_on_kafka(&kafka, &topic).await;
@@ -23,34 +26,73 @@ async fn a_restarted_registry_has_the_same_schemas_ids_config_and_deletions() {
     let id2 = app.register_ok("orders-value", &v2).await;
     assert_eq!(app.register_ok("mirror-value", &v1).await, id1);
     app.set_level("orders-value", "FULL_TRANSITIVE").await;
-    assert_eq!(app.put("/config", json!({"compatibility": "FORWARD"})).await.status, 200);
+    assert_eq!(
+        app.put("/config", json!({"compatibility": "FORWARD"}))
+            .await
+            .status,
+        200
+    );
     assert_eq!(app.delete("/subjects/mirror-value").await.status, 200);
     let gone_id = app.register_ok("gone-value", &gone).await;
     app.delete("/subjects/gone-value").await;
-    assert_eq!(app.delete("/subjects/gone-value?permanent=true").await.status, 200);
+    assert_eq!(
+        app.delete("/subjects/gone-value?permanent=true")
+            .await
+            .status,
+        200
+    );
     let before = (
         app.get("/subjects?deleted=true").await.body,
         app.get("/subjects/orders-value/versions/2").await.body,
-        app.get("/subjects/mirror-value/versions?deleted=true").await.body,
+        app.get("/subjects/mirror-value/versions?deleted=true")
+            .await
+            .body,
     );
     app.stop().await;
 
     let restarted = spawn_on_kafka(&kafka, &topic).await;
     let after = (
         restarted.get("/subjects?deleted=true").await.body,
-        restarted.get("/subjects/orders-value/versions/2").await.body,
-        restarted.get("/subjects/mirror-value/versions?deleted=true").await.body,
+        restarted
+            .get("/subjects/orders-value/versions/2")
+            .await
+            .body,
+        restarted
+            .get("/subjects/mirror-value/versions?deleted=true")
+            .await
+            .body,
     );
     assert_eq!(after, before);
     assert_eq!(after.0, json!(["mirror-value", "orders-value"]));
-    assert_eq!(restarted.get(&format!("/schemas/ids/{id2}")).await.body, json!({ "schema": v2 }));
-    assert_eq!(restarted.get("/subjects").await.body, json!(["orders-value"]), "soft delete survived");
-    assert_eq!(restarted.get("/config").await.body, json!({"compatibilityLevel": "FORWARD"}));
-    assert_eq!(restarted.get("/config/orders-value").await.body, json!({"compatibilityLevel": "FULL_TRANSITIVE"}));
-    restarted.get(&format!("/schemas/ids/{gone_id}")).await.assert_error(404, 40403);
+    assert_eq!(
+        restarted.get(&format!("/schemas/ids/{id2}")).await.body,
+        json!({ "schema": v2 })
+    );
+    assert_eq!(
+        restarted.get("/subjects").await.body,
+        json!(["orders-value"]),
+        "soft delete survived"
+    );
+    assert_eq!(
+        restarted.get("/config").await.body,
+        json!({"compatibilityLevel": "FORWARD"})
+    );
+    assert_eq!(
+        restarted.get("/config/orders-value").await.body,
+        json!({"compatibilityLevel": "FULL_TRANSITIVE"})
+    );
+    restarted
+        .get(&format!("/schemas/ids/{gone_id}"))
+        .await
+        .assert_error(404, 40403);
     // Ids are never handed out twice, even after a permanent delete and a restart.
-    let next = restarted.register_ok("new-value", &record("New", r#"{"name":"x","type":"long"}"#)).await;
-    assert!(next > gone_id && next > id2, "{next} must be above {gone_id} and {id2}");
+    let next = restarted
+        .register_ok("new-value", &record("New", r#"{"name":"x","type":"long"}"#))
+        .await;
+    assert!(
+        next > gone_id && next > id2,
+        "{next} must be above {gone_id} and {id2}"
+    );
 }
 
 #[tokio::test]
@@ -58,7 +100,8 @@ async fn registries_on_different_topics_do_not_see_each_other() {
     let kafka = TestKafka::start().unwrap();
     let a = spawn_on_kafka(&kafka, &random_name("_schemas")).await;
     let b = spawn_on_kafka(&kafka, &random_name("_schemas")).await;
-    a.register_ok("only-in-a", &record("A", r#"{"name":"x","type":"int"}"#)).await;
+    a.register_ok("only-in-a", &record("A", r#"{"name":"x","type":"int"}"#))
+        .await;
     assert_eq!(b.get("/subjects").await.body, json!([]));
     assert_eq!(b.get("/readyz").await.status, 200);
 }
@@ -92,8 +135,19 @@ async fn when_the_broker_cannot_take_a_write_the_change_is_refused_and_not_appli
     assert_eq!(reply.status().as_u16(), 500);
     let body: serde_json::Value = reply.json().await.unwrap();
     assert_eq!(body["error_code"], json!(50001), "{body}");
-    let subjects: serde_json::Value = client.get(format!("{url}/subjects")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(subjects, json!([]), "an unacknowledged change must not be visible");
+    let subjects: serde_json::Value = client
+        .get(format!("{url}/subjects"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        subjects,
+        json!([]),
+        "an unacknowledged change must not be visible"
+    );
     let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503);
 }

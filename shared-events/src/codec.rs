@@ -91,13 +91,28 @@ pub struct DecodedValue {
 pub enum EncodeError {
     /// The registry did not answer, or answered with a server error.
     #[error("schema registry unavailable while resolving subject {subject}: {reason}")]
-    RegistryUnavailable { subject: String, reason: String, #[source] source: SRCError },
+    RegistryUnavailable {
+        subject: String,
+        reason: String,
+        #[source]
+        source: SRCError,
+    },
     /// The registry answered and refused: incompatible or invalid schema, unknown subject.
     #[error("schema registry refused subject {subject}: {reason}")]
-    Rejected { subject: String, reason: String, #[source] source: SRCError },
+    Rejected {
+        subject: String,
+        reason: String,
+        #[source]
+        source: SRCError,
+    },
     /// The event does not fit the registered schema.
     #[error("event does not fit the schema of subject {subject}: {reason}")]
-    Serialize { subject: String, reason: String, #[source] source: SRCError },
+    Serialize {
+        subject: String,
+        reason: String,
+        #[source]
+        source: SRCError,
+    },
 }
 
 impl EncodeError {
@@ -124,7 +139,12 @@ pub enum DecodeError {
     UnknownSchemaId { schema_id: u32 },
     /// The registry could not be asked for the schema; not the record's fault.
     #[error("schema registry unavailable while fetching schema id {schema_id}: {reason}")]
-    RegistryUnavailable { schema_id: u32, reason: String, #[source] source: SRCError },
+    RegistryUnavailable {
+        schema_id: u32,
+        reason: String,
+        #[source]
+        source: SRCError,
+    },
     /// The registry returned a schema that cannot be used.
     #[error("schema id {schema_id} cannot be used: {reason}")]
     UnusableSchema { schema_id: u32, reason: String },
@@ -133,10 +153,18 @@ pub enum DecodeError {
     MalformedBody { schema_id: u32, reason: String },
     /// A valid record, but of another event type.
     #[error("expected a {expected} event but schema id {schema_id} is {found}")]
-    WrongEventType { schema_id: u32, expected: &'static str, found: String },
+    WrongEventType {
+        schema_id: u32,
+        expected: &'static str,
+        found: String,
+    },
     /// Written with a schema of this type that the compiled-in schema cannot read.
     #[error("schema id {schema_id} cannot be read as {expected}: {reason}")]
-    Incompatible { schema_id: u32, expected: &'static str, reason: String },
+    Incompatible {
+        schema_id: u32,
+        expected: &'static str,
+        reason: String,
+    },
 }
 
 impl DecodeError {
@@ -182,9 +210,9 @@ fn registry_answer(error: &SRCError) -> RegistryAnswer {
         };
     }
     match http_status(&error.error) {
-        Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => {
-            RegistryAnswer::Refused { error_code: u32::from(s) }
-        }
+        Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => RegistryAnswer::Refused {
+            error_code: u32::from(s),
+        },
         Some(_) => RegistryAnswer::Unavailable,
         None => RegistryAnswer::Unusable,
     }
@@ -207,7 +235,8 @@ fn reason(error: &SRCError) -> String {
 impl EventCodec {
     /// A codec talking to the registry in `settings`. Makes no request yet.
     pub fn new(settings: CodecSettings) -> Result<Self, SRCError> {
-        let mut builder = SrSettings::new_builder(settings.registry_url.trim_end_matches('/').to_owned());
+        let mut builder =
+            SrSettings::new_builder(settings.registry_url.trim_end_matches('/').to_owned());
         builder.set_timeout(settings.request_timeout);
         if let Some((user, password)) = &settings.basic_auth {
             builder.set_basic_authorization(user, Some(password));
@@ -226,18 +255,26 @@ impl EventCodec {
 
     /// The subject `E` is registered under when produced to `topic`.
     pub fn subject_for<E: Event>(&self, topic: &str) -> String {
-        self.settings.subject_strategy.subject(topic, E::FULL_NAME, false)
+        self.settings
+            .subject_strategy
+            .subject(topic, E::FULL_NAME, false)
     }
 
     fn strategy_for<E: Event>(&self, topic: &str) -> SubjectNameStrategy {
         let supplied = || {
-            SuppliedSchema::new(Some(E::FULL_NAME.to_owned()), SchemaType::Avro, E::SCHEMA_JSON.to_owned())
+            SuppliedSchema::new(
+                Some(E::FULL_NAME.to_owned()),
+                SchemaType::Avro,
+                E::SCHEMA_JSON.to_owned(),
+            )
         };
         let auto = self.settings.registration == RegistrationMode::AutoRegister;
         match (self.settings.subject_strategy, auto) {
-            (SubjectStrategy::TopicName, true) => {
-                SubjectNameStrategy::TopicNameStrategyWithSchema(topic.to_owned(), false, supplied())
-            }
+            (SubjectStrategy::TopicName, true) => SubjectNameStrategy::TopicNameStrategyWithSchema(
+                topic.to_owned(),
+                false,
+                supplied(),
+            ),
             (SubjectStrategy::TopicName, false) => {
                 SubjectNameStrategy::TopicNameStrategy(topic.to_owned(), false)
             }
@@ -251,7 +288,10 @@ impl EventCodec {
                 SubjectNameStrategy::TopicRecordNameStrategyWithSchema(topic.to_owned(), supplied())
             }
             (SubjectStrategy::TopicRecordName, false) => {
-                SubjectNameStrategy::TopicRecordNameStrategy(topic.to_owned(), E::FULL_NAME.to_owned())
+                SubjectNameStrategy::TopicRecordNameStrategy(
+                    topic.to_owned(),
+                    E::FULL_NAME.to_owned(),
+                )
             }
         }
     }
@@ -268,10 +308,16 @@ impl EventCodec {
                 self.encoder.remove_errors_from_cache();
                 let reason = reason(&source);
                 match registry_answer(&source) {
-                    RegistryAnswer::Unavailable => {
-                        EncodeError::RegistryUnavailable { subject: subject.clone(), reason, source }
-                    }
-                    _ => EncodeError::Rejected { subject: subject.clone(), reason, source },
+                    RegistryAnswer::Unavailable => EncodeError::RegistryUnavailable {
+                        subject: subject.clone(),
+                        reason,
+                        source,
+                    },
+                    _ => EncodeError::Rejected {
+                        subject: subject.clone(),
+                        reason,
+                        source,
+                    },
                 }
             })?;
         Ok(schema.id)
@@ -300,26 +346,34 @@ impl EventCodec {
             // The converter caches some failures; a later record must ask again.
             self.decoder.remove_errors_from_cache();
             return Err(match registry_answer(&source) {
-                RegistryAnswer::Unavailable => {
-                    DecodeError::RegistryUnavailable { schema_id, reason: reason(&source), source }
-                }
-                RegistryAnswer::Refused { error_code: 40403 | 404 } => {
-                    DecodeError::UnknownSchemaId { schema_id }
-                }
-                RegistryAnswer::Refused { .. } => {
-                    DecodeError::RegistryUnavailable { schema_id, reason: reason(&source), source }
-                }
-                RegistryAnswer::Unusable => {
-                    DecodeError::UnusableSchema { schema_id, reason: reason(&source) }
-                }
+                RegistryAnswer::Unavailable => DecodeError::RegistryUnavailable {
+                    schema_id,
+                    reason: reason(&source),
+                    source,
+                },
+                RegistryAnswer::Refused {
+                    error_code: 40403 | 404,
+                } => DecodeError::UnknownSchemaId { schema_id },
+                RegistryAnswer::Refused { .. } => DecodeError::RegistryUnavailable {
+                    schema_id,
+                    reason: reason(&source),
+                    source,
+                },
+                RegistryAnswer::Unusable => DecodeError::UnusableSchema {
+                    schema_id,
+                    reason: reason(&source),
+                },
             });
         }
         // The schema is cached now, so any error left is the body's.
-        let decoded = self
-            .decoder
-            .decode(Some(bytes))
-            .await
-            .map_err(|e| DecodeError::MalformedBody { schema_id, reason: reason(&e) })?;
+        let decoded =
+            self.decoder
+                .decode(Some(bytes))
+                .await
+                .map_err(|e| DecodeError::MalformedBody {
+                    schema_id,
+                    reason: reason(&e),
+                })?;
         Ok(DecodedValue {
             schema_id,
             full_name: decoded.name.map(|n| n.fullname(None)),
@@ -329,19 +383,33 @@ impl EventCodec {
 
     /// Decodes a payload into the event type `E`, reading older or newer
     /// writer schemas through Avro schema resolution.
-    pub async fn decode<E: Event>(&self, payload: Option<&[u8]>) -> Result<Decoded<E>, DecodeError> {
-        let DecodedValue { schema_id, full_name, value } = self.decode_value(payload).await?;
+    pub async fn decode<E: Event>(
+        &self,
+        payload: Option<&[u8]>,
+    ) -> Result<Decoded<E>, DecodeError> {
+        let DecodedValue {
+            schema_id,
+            full_name,
+            value,
+        } = self.decode_value(payload).await?;
         let found = full_name.unwrap_or_else(|| "an unnamed schema".to_owned());
         if found != E::FULL_NAME {
-            return Err(DecodeError::WrongEventType { schema_id, expected: E::FULL_NAME, found });
+            return Err(DecodeError::WrongEventType {
+                schema_id,
+                expected: E::FULL_NAME,
+                found,
+            });
         }
         let incompatible = |reason: String| DecodeError::Incompatible {
             schema_id,
             expected: E::FULL_NAME,
             reason,
         };
-        let resolved = value.resolve(E::schema()).map_err(|e| incompatible(e.to_string()))?;
-        let event = apache_avro::from_value::<E>(&resolved).map_err(|e| incompatible(e.to_string()))?;
+        let resolved = value
+            .resolve(E::schema())
+            .map_err(|e| incompatible(e.to_string()))?;
+        let event =
+            apache_avro::from_value::<E>(&resolved).map_err(|e| incompatible(e.to_string()))?;
         Ok(Decoded { schema_id, event })
     }
 }
@@ -363,14 +431,26 @@ mod tests {
     #[test]
     fn header_checks_magic_byte_then_length() {
         assert_eq!(split_header(&[0, 0, 0, 1, 44, 2]).unwrap(), 300);
-        assert!(matches!(split_header(&[7, 0, 0, 0, 1]), Err(DecodeError::BadMagicByte { found: 7 })));
-        assert!(matches!(split_header(&[0, 0, 1]), Err(DecodeError::Truncated { len: 3 })));
-        assert!(matches!(split_header(&[]), Err(DecodeError::Truncated { len: 0 })));
+        assert!(matches!(
+            split_header(&[7, 0, 0, 0, 1]),
+            Err(DecodeError::BadMagicByte { found: 7 })
+        ));
+        assert!(matches!(
+            split_header(&[0, 0, 1]),
+            Err(DecodeError::Truncated { len: 3 })
+        ));
+        assert!(matches!(
+            split_header(&[]),
+            Err(DecodeError::Truncated { len: 0 })
+        ));
     }
 
     #[test]
     fn http_status_is_read_from_the_converter_message() {
-        assert_eq!(http_status("HTTP request to schema registry failed with status 404 Not Found"), Some(404));
+        assert_eq!(
+            http_status("HTTP request to schema registry failed with status 404 Not Found"),
+            Some(404)
+        );
         assert_eq!(http_status("Could not get id from response"), None);
     }
 
@@ -379,7 +459,11 @@ mod tests {
         assert!(!DecodeError::UnknownSchemaId { schema_id: 1 }.is_transient());
         assert!(!DecodeError::BadMagicByte { found: 1 }.is_transient());
         let source = SRCError::new("http call to schema registry failed", None, true);
-        let outage = DecodeError::RegistryUnavailable { schema_id: 1, reason: "down".into(), source };
+        let outage = DecodeError::RegistryUnavailable {
+            schema_id: 1,
+            reason: "down".into(),
+            source,
+        };
         assert!(outage.is_transient());
         assert_eq!(outage.class(), "registry-unavailable");
     }

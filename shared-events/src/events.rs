@@ -27,8 +27,11 @@ macro_rules! event_schema {
         static SCHEMA: OnceLock<Schema> = OnceLock::new();
         SCHEMA.get_or_init(|| {
             #[allow(clippy::expect_used)]
-            Schema::parse_str(include_str!(concat!("../../schemas/", $file)))
-                .expect(concat!("schemas/", $file, " is valid Avro"))
+            Schema::parse_str(include_str!(concat!("../../schemas/", $file))).expect(concat!(
+                "schemas/",
+                $file,
+                " is valid Avro"
+            ))
         })
     }};
 }
@@ -89,8 +92,16 @@ impl Event for OrderConfirmed {
 /// Every event schema shipped in `schemas/`, by file name, for tools that register them.
 pub fn all_schemas() -> Vec<(&'static str, &'static str, &'static str)> {
     vec![
-        ("order_placed.avsc", OrderPlaced::FULL_NAME, OrderPlaced::SCHEMA_JSON),
-        ("order_confirmed.avsc", OrderConfirmed::FULL_NAME, OrderConfirmed::SCHEMA_JSON),
+        (
+            "order_placed.avsc",
+            OrderPlaced::FULL_NAME,
+            OrderPlaced::SCHEMA_JSON,
+        ),
+        (
+            "order_confirmed.avsc",
+            OrderConfirmed::FULL_NAME,
+            OrderConfirmed::SCHEMA_JSON,
+        ),
     ]
 }
 
@@ -116,7 +127,10 @@ mod tests {
                 }
             }
             (Schema::Array(array), Value::Array(items)) => {
-                assert!(!items.is_empty(), "{path}: give the sample at least one item");
+                assert!(
+                    !items.is_empty(),
+                    "{path}: give the sample at least one item"
+                );
                 for item in items {
                     assert_shape(item, &array.items, &format!("{path}[]"));
                 }
@@ -126,16 +140,24 @@ mod tests {
                 assert_shape(inner, variant.expect("union branch in range"), path);
             }
             (Schema::Union(union), Value::Null) => {
-                assert!(union.variants().contains(&Schema::Null), "{path}: null not allowed");
+                assert!(
+                    union.variants().contains(&Schema::Null),
+                    "{path}: null not allowed"
+                );
             }
             (Schema::Null, Value::Null) => {}
             (Schema::Uuid(_), Value::String(s)) => {
-                assert!(uuid::Uuid::parse_str(s).is_ok(), "{path}: {s} is not a uuid");
+                assert!(
+                    uuid::Uuid::parse_str(s).is_ok(),
+                    "{path}: {s} is not a uuid"
+                );
             }
             (Schema::String, Value::String(_))
             | (Schema::Int, Value::Int(_))
             | (Schema::Long | Schema::TimestampMillis, Value::Long(_)) => {}
-            (schema, value) => panic!("{path}: type serializes as {value:?}, schema says {schema:?}"),
+            (schema, value) => {
+                panic!("{path}: type serializes as {value:?}, schema says {schema:?}")
+            }
         }
     }
 
@@ -154,7 +176,11 @@ mod tests {
         OrderPlaced {
             order_id: "9b2d3c1e-64a5-4f5e-8b43-2f1c0d9e7a10".into(),
             customer_id: "customer-17".into(),
-            items: vec![OrderItem { sku: "SKU-1".into(), quantity: 2, unit_price_cents: 1250 }],
+            items: vec![OrderItem {
+                sku: "SKU-1".into(),
+                quantity: 2,
+                unit_price_cents: 1250,
+            }],
             currency: "EUR".into(),
             placed_at: 1_764_000_000_000,
             note: note.map(str::to_owned),
@@ -179,7 +205,9 @@ mod tests {
 
     #[test]
     fn note_defaults_to_null_as_the_contract_says() {
-        let Schema::Record(record) = OrderPlaced::schema() else { panic!("not a record") };
+        let Schema::Record(record) = OrderPlaced::schema() else {
+            panic!("not a record")
+        };
         let note = record.fields.iter().find(|f| f.name == "note").unwrap();
         assert_eq!(note.default, Some(serde_json::Value::Null));
     }
@@ -193,7 +221,10 @@ mod tests {
             .filter(|n| n.ends_with(".avsc"))
             .collect();
         on_disk.sort();
-        let mut listed: Vec<String> = all_schemas().iter().map(|(f, _, _)| f.to_string()).collect();
+        let mut listed: Vec<String> = all_schemas()
+            .iter()
+            .map(|(f, _, _)| f.to_string())
+            .collect();
         listed.sort();
         assert_eq!(on_disk, listed);
     }

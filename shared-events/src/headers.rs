@@ -70,7 +70,12 @@ impl EventHeaders {
             (CE_ID, self.id.clone().into_bytes()),
             (CE_TYPE, self.event_type.clone().into_bytes()),
             (CE_SOURCE, self.source.clone().into_bytes()),
-            (CE_TIME, humantime::format_rfc3339_millis(self.time).to_string().into_bytes()),
+            (
+                CE_TIME,
+                humantime::format_rfc3339_millis(self.time)
+                    .to_string()
+                    .into_bytes(),
+            ),
             (CONTENT_TYPE, self.content_type.clone().into_bytes()),
         ];
         if let Some(tp) = &self.traceparent {
@@ -90,9 +95,14 @@ impl EventHeaders {
         let text = |name: &'static str| -> Result<Option<String>, HeaderError> {
             match pairs.iter().find(|(n, _)| *n == name) {
                 None | Some((_, None)) => Ok(None),
-                Some((_, Some(bytes))) => String::from_utf8(bytes.to_vec())
-                    .map(Some)
-                    .map_err(|_| HeaderError::Invalid { name, reason: "not UTF-8".into() }),
+                Some((_, Some(bytes))) => {
+                    String::from_utf8(bytes.to_vec())
+                        .map(Some)
+                        .map_err(|_| HeaderError::Invalid {
+                            name,
+                            reason: "not UTF-8".into(),
+                        })
+                }
             }
         };
         let required = |name: &'static str| text(name)?.ok_or(HeaderError::Missing(name));
@@ -105,11 +115,18 @@ impl EventHeaders {
         }
         let time = match text(CE_TIME)? {
             None => SystemTime::UNIX_EPOCH,
-            Some(t) => humantime::parse_rfc3339_weak(&t)
-                .map_err(|e| HeaderError::Invalid { name: CE_TIME, reason: e.to_string() })?,
+            Some(t) => humantime::parse_rfc3339_weak(&t).map_err(|e| HeaderError::Invalid {
+                name: CE_TIME,
+                reason: e.to_string(),
+            })?,
         };
         let traceparent = text(TRACEPARENT)?
-            .map(|t| t.parse().map_err(|reason| HeaderError::Invalid { name: TRACEPARENT, reason }))
+            .map(|t| {
+                t.parse().map_err(|reason| HeaderError::Invalid {
+                    name: TRACEPARENT,
+                    reason,
+                })
+            })
             .transpose()?;
         Ok(Self {
             id: required(CE_ID)?,
@@ -135,12 +152,19 @@ impl TraceParent {
     /// A new sampled trace with random ids.
     pub fn new_root() -> Self {
         let trace = uuid::Uuid::new_v4().into_bytes();
-        Self { trace_id: trace, parent_id: random_span_id(), flags: 0x01 }
+        Self {
+            trace_id: trace,
+            parent_id: random_span_id(),
+            flags: 0x01,
+        }
     }
 
     /// The same trace with a new span as parent, for the next hop.
     pub fn child(&self) -> Self {
-        Self { parent_id: random_span_id(), ..*self }
+        Self {
+            parent_id: random_span_id(),
+            ..*self
+        }
     }
 
     pub fn is_sampled(&self) -> bool {
@@ -163,8 +187,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], String> {
-    if s.len() != N * 2 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(format!("{what} must be {} lowercase hex digits, got {s:?}", N * 2));
+    if s.len() != N * 2
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(format!(
+            "{what} must be {} lowercase hex digits, got {s:?}",
+            N * 2
+        ));
     }
     let mut out = [0u8; N];
     for (i, byte) in out.iter_mut().enumerate() {
@@ -178,7 +209,13 @@ fn unhex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], String> {
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{}-{}-{:02x}", hex(&self.trace_id), hex(&self.parent_id), self.flags)
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            hex(&self.trace_id),
+            hex(&self.parent_id),
+            self.flags
+        )
     }
 }
 
@@ -187,16 +224,24 @@ impl FromStr for TraceParent {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.trim().split('-').collect();
         let [version, trace, parent, flags] = parts.as_slice() else {
-            return Err(format!("expected version-traceid-parentid-flags, got {s:?}"));
+            return Err(format!(
+                "expected version-traceid-parentid-flags, got {s:?}"
+            ));
         };
         if *version != "00" {
             return Err(format!("unsupported traceparent version {version:?}"));
         }
         let flags = match flags.len() {
-            2 => u8::from_str_radix(flags, 16).map_err(|_| format!("flags {flags:?} are not hex"))?,
+            2 => {
+                u8::from_str_radix(flags, 16).map_err(|_| format!("flags {flags:?} are not hex"))?
+            }
             _ => return Err(format!("flags must be 2 hex digits, got {flags:?}")),
         };
-        Ok(Self { trace_id: unhex(trace, "trace id")?, parent_id: unhex(parent, "parent id")?, flags })
+        Ok(Self {
+            trace_id: unhex(trace, "trace id")?,
+            parent_id: unhex(parent, "parent id")?,
+            flags,
+        })
     }
 }
 
@@ -211,18 +256,46 @@ mod tests {
         let headers = EventHeaders::new::<OrderPlaced>("/producer-service");
         let pairs = headers.to_pairs();
         let names: Vec<&str> = pairs.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, [CE_SPECVERSION, CE_ID, CE_TYPE, CE_SOURCE, CE_TIME, CONTENT_TYPE, TRACEPARENT]);
-        let read = EventHeaders::from_pairs(pairs.iter().map(|(n, v)| (*n, Some(v.as_slice())))).unwrap();
+        assert_eq!(
+            names,
+            [
+                CE_SPECVERSION,
+                CE_ID,
+                CE_TYPE,
+                CE_SOURCE,
+                CE_TIME,
+                CONTENT_TYPE,
+                TRACEPARENT
+            ]
+        );
+        let read =
+            EventHeaders::from_pairs(pairs.iter().map(|(n, v)| (*n, Some(v.as_slice())))).unwrap();
         // ce_time travels with millisecond precision.
-        let millis = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis();
+        let millis = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        };
         assert_eq!(millis(read.time), millis(headers.time));
-        assert_eq!(EventHeaders { time: headers.time, ..read }, headers);
+        assert_eq!(
+            EventHeaders {
+                time: headers.time,
+                ..read
+            },
+            headers
+        );
     }
 
     #[test]
     fn a_missing_id_is_reported_by_name() {
-        let pairs = [(CE_SPECVERSION, Some(&b"1.0"[..])), (CE_TYPE, Some(&b"t"[..]))];
-        assert_eq!(EventHeaders::from_pairs(pairs).unwrap_err(), HeaderError::Missing(CE_ID));
+        let pairs = [
+            (CE_SPECVERSION, Some(&b"1.0"[..])),
+            (CE_TYPE, Some(&b"t"[..])),
+        ];
+        assert_eq!(
+            EventHeaders::from_pairs(pairs).unwrap_err(),
+            HeaderError::Missing(CE_ID)
+        );
     }
 
     #[test]
@@ -239,7 +312,10 @@ mod tests {
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
         ] {
-            assert!(bad.parse::<TraceParent>().is_err(), "{bad} should not parse");
+            assert!(
+                bad.parse::<TraceParent>().is_err(),
+                "{bad} should not parse"
+            );
         }
     }
 }

@@ -48,7 +48,14 @@ impl FromStr for SubjectStrategy {
     type Err = UnknownStrategy;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // Accept Confluent's class names too, so existing settings keep working.
-        match s.rsplit('.').next().unwrap_or(s).to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+        match s
+            .rsplit('.')
+            .next()
+            .unwrap_or(s)
+            .to_ascii_lowercase()
+            .replace(['-', '_'], "")
+            .as_str()
+        {
             "topicname" | "topicnamestrategy" => Ok(Self::TopicName),
             "recordname" | "recordnamestrategy" => Ok(Self::RecordName),
             "topicrecordname" | "topicrecordnamestrategy" => Ok(Self::TopicRecordName),
@@ -65,9 +72,18 @@ mod tests {
     #[test]
     fn subjects_follow_confluent_naming() {
         let name = "io.kafkit.orders.OrderPlaced";
-        assert_eq!(SubjectStrategy::TopicName.subject("orders", name, false), "orders-value");
-        assert_eq!(SubjectStrategy::TopicName.subject("orders", name, true), "orders-key");
-        assert_eq!(SubjectStrategy::RecordName.subject("orders", name, false), name);
+        assert_eq!(
+            SubjectStrategy::TopicName.subject("orders", name, false),
+            "orders-value"
+        );
+        assert_eq!(
+            SubjectStrategy::TopicName.subject("orders", name, true),
+            "orders-key"
+        );
+        assert_eq!(
+            SubjectStrategy::RecordName.subject("orders", name, false),
+            name
+        );
         assert_eq!(
             SubjectStrategy::TopicRecordName.subject("orders", name, false),
             "orders-io.kafkit.orders.OrderPlaced"
@@ -76,7 +92,10 @@ mod tests {
 
     #[test]
     fn strategy_names_parse_in_kafkit_and_confluent_spelling() {
-        assert_eq!("topic-name".parse::<SubjectStrategy>().unwrap(), SubjectStrategy::TopicName);
+        assert_eq!(
+            "topic-name".parse::<SubjectStrategy>().unwrap(),
+            SubjectStrategy::TopicName
+        );
         assert_eq!(
             "io.confluent.kafka.serializers.subject.TopicRecordNameStrategy"
                 .parse::<SubjectStrategy>()

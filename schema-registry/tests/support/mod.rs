@@ -30,7 +30,11 @@ impl Reply {
     /// Asserts a Confluent error body and returns its message.
     pub fn assert_error(&self, status: u16, code: u64) -> String {
         assert_eq!(self.status, status, "status of {self:?}");
-        assert_eq!(self.body["error_code"], json!(code), "error_code of {self:?}");
+        assert_eq!(
+            self.body["error_code"],
+            json!(code),
+            "error_code of {self:?}"
+        );
         assert_eq!(self.content_type, MEDIA_TYPE);
         let message = self.body["message"].as_str().unwrap().to_owned();
         assert!(!message.is_empty());
@@ -44,7 +48,10 @@ pub async fn spawn_app() -> TestApp {
 
 /// A registry whose state lives in `topic` on `kafka`.
 pub async fn spawn_on_kafka(kafka: &TestKafka, topic: &str) -> TestApp {
-    let store = KafkaStoreSettings { topic: topic.to_owned(), ..KafkaStoreSettings::new(kafka.bootstrap_servers()) };
+    let store = KafkaStoreSettings {
+        topic: topic.to_owned(),
+        ..KafkaStoreSettings::new(kafka.bootstrap_servers())
+    };
     spawn_with(StorageSettings::Kafka(store)).await
 }
 
@@ -53,7 +60,10 @@ pub fn random_name(prefix: &str) -> String {
 }
 
 async fn spawn_with(storage: StorageSettings) -> TestApp {
-    let settings = RegistrySettings { listen: SocketAddr::from(([127, 0, 0, 1], 0)), storage };
+    let settings = RegistrySettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        storage,
+    };
     let app = Application::build(settings).await.unwrap();
     let url = format!("http://{}", app.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -64,7 +74,12 @@ async fn spawn_with(storage: StorageSettings) -> TestApp {
         .await
         .unwrap();
     });
-    TestApp { url, client: reqwest::Client::new(), stop: Some(stop), server: Some(server) }
+    TestApp {
+        url,
+        client: reqwest::Client::new(),
+        stop: Some(stop),
+        server: Some(server),
+    }
 }
 
 /// A record schema named `name` with the given fields JSON.
@@ -97,7 +112,12 @@ impl TestApp {
             .unwrap_or_default();
         let text = response.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, content_type, body, text }
+        Reply {
+            status,
+            content_type,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -105,11 +125,13 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.call(reqwest::Method::POST, path, Some(body.to_string())).await
+        self.call(reqwest::Method::POST, path, Some(body.to_string()))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Reply {
-        self.call(reqwest::Method::PUT, path, Some(body.to_string())).await
+        self.call(reqwest::Method::PUT, path, Some(body.to_string()))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
@@ -118,7 +140,11 @@ impl TestApp {
 
     /// Registers `schema` under `subject`; returns the reply.
     pub async fn register(&self, subject: &str, schema: &str) -> Reply {
-        self.post(&format!("/subjects/{subject}/versions"), json!({ "schema": schema })).await
+        self.post(
+            &format!("/subjects/{subject}/versions"),
+            json!({ "schema": schema }),
+        )
+        .await
     }
 
     /// Registers and returns the id, failing the test on an error.
@@ -129,7 +155,12 @@ impl TestApp {
     }
 
     pub async fn set_level(&self, subject: &str, level: &str) {
-        let reply = self.put(&format!("/config/{subject}"), json!({ "compatibility": level })).await;
+        let reply = self
+            .put(
+                &format!("/config/{subject}"),
+                json!({ "compatibility": level }),
+            )
+            .await;
         assert_eq!(reply.status, 200, "{reply:?}");
     }
 }
