@@ -210,11 +210,19 @@ pub enum TestKafka {
 }
 
 impl TestKafka {
-    pub fn start() -> Result<Self, DevstackError> {
+    /// For tests: panics with a sentence (how to install Tansu, or why the
+    /// broker did not start) rather than returning an error.
+    pub fn start() -> Self {
         match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-            Ok(servers) if !servers.trim().is_empty() => Ok(Self::External(servers)),
-            _ => Broker::start_for_test().map(Self::Own),
+            Ok(servers) if !servers.trim().is_empty() => Self::External(servers),
+            _ => Self::Own(Self::own_broker()),
         }
+    }
+
+    /// A broker of the test's own even when `KAFKA_BOOTSTRAP_SERVERS` is set,
+    /// for tests that stop it.
+    pub fn own_broker() -> Broker {
+        Broker::start_for_test().unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn bootstrap_servers(&self) -> &str {

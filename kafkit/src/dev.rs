@@ -135,7 +135,7 @@ pub async fn run(command: DevCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        DevCommand::Down => down(),
+        DevCommand::Down => tokio::task::spawn_blocking(down).await?,
         DevCommand::Status => {
             status();
             Ok(())
@@ -149,6 +149,7 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<Stack> {
     let dir = state_dir();
     std::fs::create_dir_all(&dir)?;
 
+    let broker_was_running = stack.broker.as_ref().is_some_and(is_running);
     let broker = match stack.broker.take().filter(is_running) {
         Some(running) => {
             eprintln!(
@@ -199,7 +200,15 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<Stack> {
     stack.broker = Some(broker);
     save(&stack)?;
 
-    let registry = match stack.registry.take().filter(is_running) {
+    let mut registry = stack.registry.take().filter(is_running);
+    if let (false, Some(stale)) = (broker_was_running, &registry) {
+        // It holds schemas the new broker's _schemas topic does not: restart it.
+        eprintln!("The broker was restarted, so the schema registry is restarted too.");
+        let stale = stale.clone();
+        tokio::task::spawn_blocking(move || stop("schema registry", &stale)).await?;
+        registry = None;
+    }
+    let registry = match registry {
         Some(running) => {
             eprintln!(
                 "Schema registry already running (pid {}, port {}).",

@@ -93,6 +93,30 @@ fn up_is_idempotent_demo_round_trips_and_down_stops_only_what_up_started() {
     );
     assert!(text(&demo).contains("round trip OK"), "{}", text(&demo));
 
+    // A broker that died lost its memory storage, schemas included: `up`
+    // starts a new one and restarts the registry so the two agree again.
+    Command::new("kill")
+        .args(["-KILL", &first[0]])
+        .status()
+        .unwrap();
+    let recovered = kafkit(&state, &[&["dev", "up"][..], &ports].concat());
+    assert!(recovered.status.success(), "{}", text(&recovered));
+    assert!(
+        text(&recovered).contains("restarted too"),
+        "{}",
+        text(&recovered)
+    );
+    let second = pids(&state);
+    assert!(
+        second.iter().zip(&first).all(|(new, old)| new != old),
+        "{second:?} vs {first:?}"
+    );
+    let demo = kafkit(
+        &state,
+        &[&["demo", "--topic", "demo-orders"][..], &ports].concat(),
+    );
+    assert!(text(&demo).contains("round trip OK"), "{}", text(&demo));
+
     let down = kafkit(&state, &["dev", "down"]);
     assert!(down.status.success(), "{}", text(&down));
     assert!(

@@ -7,7 +7,7 @@
 use crate::compatibility::CompatibilityLevel;
 use crate::error::{ApiError, CONTENT_TYPE};
 use crate::registry::Registry;
-use crate::state::{ValidSchema, VersionSpec};
+use crate::state::{SubjectVersion, ValidSchema, VersionSpec};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -189,16 +189,25 @@ async fn lookup(
     Ok(reply(json!(found)))
 }
 
+/// The version named in the path; `?deleted=true` includes soft-deleted ones.
+fn find_version(
+    registry: &Registry,
+    subject: &str,
+    version: &str,
+    params: &HashMap<String, String>,
+) -> Result<SubjectVersion, ApiError> {
+    let spec = VersionSpec::parse(version)?;
+    registry
+        .read()
+        .version(subject, spec, flag(params, "deleted"))
+}
+
 async fn get_version(
     State(registry): Shared,
     Path((subject, version)): Path<(String, String)>,
     Query(params): Params,
 ) -> Answer {
-    let found = registry.version(
-        &subject,
-        VersionSpec::parse(&version)?,
-        flag(&params, "deleted"),
-    )?;
+    let found = find_version(&registry, &subject, &version, &params)?;
     Ok(reply(json!(found)))
 }
 
@@ -207,11 +216,7 @@ async fn get_version_schema(
     Path((subject, version)): Path<(String, String)>,
     Query(params): Params,
 ) -> Answer {
-    let found = registry.version(
-        &subject,
-        VersionSpec::parse(&version)?,
-        flag(&params, "deleted"),
-    )?;
+    let found = find_version(&registry, &subject, &version, &params)?;
     Ok(with_content_type(found.schema.into_response()))
 }
 

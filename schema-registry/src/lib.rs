@@ -18,6 +18,7 @@ pub mod store;
 
 pub use compatibility::CompatibilityLevel;
 pub use startup::{
-    Application, RegistryArgs, RegistrySettings, StartError, StorageSettings, shutdown_signal,
+    Application, RegistryArgs, RegistrySettings, RunningRegistry, StartError, StorageSettings,
+    shutdown_signal,
 };
 pub use store::KafkaStoreSettings;

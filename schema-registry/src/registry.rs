@@ -9,7 +9,7 @@
 use crate::compatibility::CompatibilityLevel;
 use crate::error::ApiError;
 use crate::records::LogRecord;
-use crate::state::{State, SubjectVersion, ValidSchema, VersionSpec};
+use crate::state::{State, ValidSchema, VersionSpec};
 use crate::store::Store;
 use std::sync::{RwLock, RwLockReadGuard};
 
@@ -124,14 +124,5 @@ impl Registry {
         }])
         .await?;
         Ok(level)
-    }
-
-    pub fn version(
-        &self,
-        subject: &str,
-        spec: VersionSpec,
-        deleted: bool,
-    ) -> Result<SubjectVersion, ApiError> {
-        self.read().version(subject, spec, deleted)
     }
 }

@@ -144,6 +144,35 @@ impl Application {
     }
 }
 
+/// A registry serving on a background task, for tests and embedding.
+#[derive(Debug)]
+pub struct RunningRegistry {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningRegistry {
+    /// Stops serving and waits until the listener is closed.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+impl Application {
+    /// Serves on a background task until [`RunningRegistry::stop`].
+    pub fn spawn(self) -> RunningRegistry {
+        let url = format!("http://{}", self.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        RunningRegistry { url, stop, task }
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -321,3 +321,38 @@ async fn health_endpoints_answer() {
     assert_eq!(app.get("/readyz").await.status, 200);
     assert_eq!(app.get("/").await.body, json!({}));
 }
+
+#[tokio::test]
+async fn hostile_schemas_get_an_answer_never_a_crash() {
+    let app = spawn_app().await;
+    let deep = format!("{}\"string\"{}", "[".repeat(200), "]".repeat(200));
+    let hostile = [
+        r#"{"type":"record","name":"R","fields":[{"name":"self","type":"R"}]}"#.to_owned(),
+        r#"{"type":"fixed","name":"F","size":-1}"#.to_owned(),
+        r#"{"type":"enum","name":"E","symbols":[]}"#.to_owned(),
+        r#"{"type":"enum","name":"E","symbols":["A","A"]}"#.to_owned(),
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":"x"}]}"#
+            .to_owned(),
+        r#"{"type":"bytes","logicalType":"decimal","precision":-3,"scale":9}"#.to_owned(),
+        r#"{"type":"array"}"#.to_owned(),
+        r#"["null","null"]"#.to_owned(),
+        r#"{"type":"record","name":"1bad","fields":[]}"#.to_owned(),
+        "\"nosuchtype\"".to_owned(),
+        deep,
+    ];
+    for schema in &hostile {
+        for path in [
+            "/subjects/h/versions",
+            "/subjects/h",
+            "/compatibility/subjects/h/versions",
+        ] {
+            let reply = app.post(path, json!({ "schema": schema })).await;
+            assert!(
+                [200, 404, 409, 422].contains(&reply.status),
+                "{path} with {schema}: {reply:?}"
+            );
+        }
+    }
+    // The registry still serves after all of them.
+    assert_eq!(app.get("/healthz").await.status, 200);
+}

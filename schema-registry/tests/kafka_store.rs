@@ -3,16 +3,15 @@
 
 mod support;
 
-use devstack::{Broker, TestKafka};
-use schema_registry::{Application, KafkaStoreSettings, RegistrySettings, StorageSettings};
+use devstack::TestKafka;
+use schema_registry::{KafkaStoreSettings, StorageSettings};
 use serde_json::json;
-use std::net::SocketAddr;
 use std::time::Duration;
-use support::{random_name, record, spawn_on_kafka};
+use support::{random_name, record, spawn_on_kafka, spawn_with};
 
 #[tokio::test]
 async fn a_restarted_registry_has_the_same_schemas_ids_config_and_deletions() {
-    let kafka = TestKafka::start().unwrap();
+    let kafka = TestKafka::start();
     let topic = random_name("_schemas");
     let v1 = record("Order", r#"{"name":"id","type":"string"}"#);
     let v2 = record(
@@ -97,7 +96,7 @@ async fn a_restarted_registry_has_the_same_schemas_ids_config_and_deletions() {
 
 #[tokio::test]
 async fn registries_on_different_topics_do_not_see_each_other() {
-    let kafka = TestKafka::start().unwrap();
+    let kafka = TestKafka::start();
     let a = spawn_on_kafka(&kafka, &random_name("_schemas")).await;
     let b = spawn_on_kafka(&kafka, &random_name("_schemas")).await;
     a.register_ok("only-in-a", &record("A", r#"{"name":"x","type":"int"}"#))
@@ -108,46 +107,21 @@ async fn registries_on_different_topics_do_not_see_each_other() {
 
 #[tokio::test]
 async fn when_the_broker_cannot_take_a_write_the_change_is_refused_and_not_applied() {
-    let broker = Broker::start_for_test().unwrap();
+    let broker = TestKafka::own_broker();
     let store = KafkaStoreSettings {
         topic: random_name("_schemas"),
         timeout: Duration::from_secs(3),
         ..KafkaStoreSettings::new(broker.bootstrap_servers())
     };
-    let app = Application::build(RegistrySettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        storage: StorageSettings::Kafka(store),
-    })
-    .await
-    .unwrap();
-    let url = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let app = spawn_with(StorageSettings::Kafka(store)).await;
     drop(broker);
 
-    let client = reqwest::Client::new();
     let schema = record("R", r#"{"name":"x","type":"int"}"#);
-    let reply = client
-        .post(format!("{url}/subjects/s/versions"))
-        .body(json!({ "schema": schema }).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reply.status().as_u16(), 500);
-    let body: serde_json::Value = reply.json().await.unwrap();
-    assert_eq!(body["error_code"], json!(50001), "{body}");
-    let subjects: serde_json::Value = client
-        .get(format!("{url}/subjects"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    app.register("s", &schema).await.assert_error(500, 50001);
     assert_eq!(
-        subjects,
+        app.get("/subjects").await.body,
         json!([]),
         "an unacknowledged change must not be visible"
     );
-    let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status().as_u16(), 503);
+    app.get("/readyz").await.assert_error(503, 50300);
 }

@@ -203,18 +203,18 @@ fn registry_answer(error: &SRCError) -> RegistryAnswer {
     if error.retriable {
         return RegistryAnswer::Unavailable;
     }
-    if let Some(raw) = error.source().and_then(|s| s.downcast_ref::<RawError>()) {
-        return match raw.error_code {
-            c if c >= 50000 || (500..600).contains(&c) => RegistryAnswer::Unavailable,
-            c => RegistryAnswer::Refused { error_code: c },
-        };
-    }
-    match http_status(&error.error) {
-        Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => RegistryAnswer::Refused {
-            error_code: u32::from(s),
-        },
-        Some(_) => RegistryAnswer::Unavailable,
+    // Confluent's error code when the body had one, else the HTTP status.
+    let from_body = error
+        .source()
+        .and_then(|s| s.downcast_ref::<RawError>())
+        .map(|raw| raw.error_code)
+        .filter(|code| *code != 0);
+    match from_body.or_else(|| http_status(&error.error).map(u32::from)) {
         None => RegistryAnswer::Unusable,
+        Some(code) if code >= 50000 || (500..600).contains(&code) || code == 408 || code == 429 => {
+            RegistryAnswer::Unavailable
+        }
+        Some(error_code) => RegistryAnswer::Refused { error_code },
     }
 }
 
@@ -229,6 +229,49 @@ fn reason(error: &SRCError) -> String {
     match &error.cause {
         Some(cause) => format!("{}: {cause}", error.error),
         None => error.error.clone(),
+    }
+}
+
+/// Sorts a failed schema lookup by id: only a definite "no such id" is the
+/// record's fault; no answer, a server error or a refused client is not.
+fn schema_lookup_failure(schema_id: u32, source: SRCError) -> DecodeError {
+    let reason = reason(&source);
+    match registry_answer(&source) {
+        RegistryAnswer::Refused {
+            error_code: 40403 | 404,
+        } => DecodeError::UnknownSchemaId { schema_id },
+        RegistryAnswer::Unusable => DecodeError::UnusableSchema { schema_id, reason },
+        RegistryAnswer::Refused { .. } | RegistryAnswer::Unavailable => {
+            DecodeError::RegistryUnavailable {
+                schema_id,
+                reason,
+                source,
+            }
+        }
+    }
+}
+
+/// Sorts a failed subject resolution: the registry refusing the schema itself
+/// (unknown subject, incompatible, invalid) is final; anything else,
+/// including 401/403 from a misconfigured client, is not the event's fault.
+fn schema_resolution_failure(subject: String, source: SRCError) -> EncodeError {
+    let reason = reason(&source);
+    match registry_answer(&source) {
+        RegistryAnswer::Refused {
+            error_code: 404 | 409 | 422 | 40401..=40499 | 42200..=42299,
+        }
+        | RegistryAnswer::Unusable => EncodeError::Rejected {
+            subject,
+            reason,
+            source,
+        },
+        RegistryAnswer::Refused { .. } | RegistryAnswer::Unavailable => {
+            EncodeError::RegistryUnavailable {
+                subject,
+                reason,
+                source,
+            }
+        }
     }
 }
 
@@ -306,19 +349,7 @@ impl EventCodec {
             .await
             .map_err(|source| {
                 self.encoder.remove_errors_from_cache();
-                let reason = reason(&source);
-                match registry_answer(&source) {
-                    RegistryAnswer::Unavailable => EncodeError::RegistryUnavailable {
-                        subject: subject.clone(),
-                        reason,
-                        source,
-                    },
-                    _ => EncodeError::Rejected {
-                        subject: subject.clone(),
-                        reason,
-                        source,
-                    },
-                }
+                schema_resolution_failure(subject.clone(), source)
             })?;
         Ok(schema.id)
     }
@@ -345,25 +376,7 @@ impl EventCodec {
         if let Err(source) = self.decoder.get_schema(schema_id).await {
             // The converter caches some failures; a later record must ask again.
             self.decoder.remove_errors_from_cache();
-            return Err(match registry_answer(&source) {
-                RegistryAnswer::Unavailable => DecodeError::RegistryUnavailable {
-                    schema_id,
-                    reason: reason(&source),
-                    source,
-                },
-                RegistryAnswer::Refused {
-                    error_code: 40403 | 404,
-                } => DecodeError::UnknownSchemaId { schema_id },
-                RegistryAnswer::Refused { .. } => DecodeError::RegistryUnavailable {
-                    schema_id,
-                    reason: reason(&source),
-                    source,
-                },
-                RegistryAnswer::Unusable => DecodeError::UnusableSchema {
-                    schema_id,
-                    reason: reason(&source),
-                },
-            });
+            return Err(schema_lookup_failure(schema_id, source));
         }
         // The schema is cached now, so any error left is the body's.
         let decoded =
@@ -452,6 +465,62 @@ mod tests {
             Some(404)
         );
         assert_eq!(http_status("Could not get id from response"), None);
+    }
+
+    /// An error as the converter builds it from a registry's HTTP answer.
+    fn answered(status: &str, error_code: u32) -> SRCError {
+        let raw: RawError =
+            serde_json::from_value(serde_json::json!({"error_code": error_code, "message": "m"}))
+                .unwrap();
+        SRCError::non_retryable_with_cause(
+            raw,
+            &format!("HTTP request to schema registry failed with status {status}"),
+        )
+    }
+
+    #[test]
+    fn registry_answers_are_sorted_into_record_faults_and_outages() {
+        let unknown = schema_lookup_failure(7, answered("404 Not Found", 40403));
+        assert!(matches!(
+            unknown,
+            DecodeError::UnknownSchemaId { schema_id: 7 }
+        ));
+        for (status, code) in [
+            ("401 Unauthorized", 40101),
+            ("403 Forbidden", 40301),
+            ("500 Internal Server Error", 50001),
+        ] {
+            assert!(
+                schema_lookup_failure(7, answered(status, code)).is_transient(),
+                "{status}"
+            );
+            assert!(
+                schema_resolution_failure("s".into(), answered(status, code)).is_transient(),
+                "{status}"
+            );
+        }
+        let unreachable = SRCError::retryable_with_cause(
+            "connection refused",
+            "http call to schema registry failed",
+        );
+        assert!(schema_lookup_failure(7, unreachable.clone()).is_transient());
+        assert!(schema_resolution_failure("s".into(), unreachable).is_transient());
+        for (status, code) in [
+            ("409 Conflict", 409),
+            ("422 Unprocessable Entity", 42201),
+            ("404 Not Found", 40401),
+        ] {
+            assert!(
+                !schema_resolution_failure("s".into(), answered(status, code)).is_transient(),
+                "{status}"
+            );
+        }
+        let garbled =
+            SRCError::non_retryable_without_cause("Could not get raw schema from response");
+        assert!(matches!(
+            schema_lookup_failure(7, garbled),
+            DecodeError::UnusableSchema { .. }
+        ));
     }
 
     #[test]

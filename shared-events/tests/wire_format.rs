@@ -8,7 +8,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use schema_registry::{Application, KafkaStoreSettings, RegistrySettings, StorageSettings};
+use schema_registry::{
+    Application, KafkaStoreSettings, RegistrySettings, RunningRegistry, StorageSettings,
+};
 use schema_registry_converter::async_impl::avro::AvroEncoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::schema_registry_common::{
@@ -20,60 +22,41 @@ use shared_events::{
 };
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
-/// A registry on the test broker, stoppable, or `SCHEMA_REGISTRY_URL` when set.
+/// A registry on the test broker, or `SCHEMA_REGISTRY_URL` when set.
 struct Registry {
     url: String,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    own: Option<RunningRegistry>,
 }
 
 impl Registry {
     async fn start(kafka: &TestKafka) -> Self {
-        if let Ok(url) = std::env::var("SCHEMA_REGISTRY_URL") {
-            return Self {
-                url,
-                stop: None,
-                server: None,
-            };
+        match std::env::var("SCHEMA_REGISTRY_URL") {
+            Ok(url) => Self { url, own: None },
+            Err(_) => Self::start_own(kafka).await,
         }
-        Self::start_own(kafka).await
     }
 
+    /// Always our own, for tests that stop it.
     async fn start_own(kafka: &TestKafka) -> Self {
         let store = KafkaStoreSettings {
             topic: name("_schemas"),
             ..KafkaStoreSettings::new(kafka.bootstrap_servers())
         };
-        let app = Application::build(RegistrySettings {
+        let settings = RegistrySettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             storage: StorageSettings::Kafka(store),
-        })
-        .await
-        .unwrap();
-        let url = format!("http://{}", app.local_addr());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            app.run_until_stopped(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
+        };
+        let own = Application::build(settings).await.unwrap().spawn();
         Self {
-            url,
-            stop: Some(stop),
-            server: Some(server),
+            url: own.url.clone(),
+            own: Some(own),
         }
     }
 
     async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.send(()).unwrap();
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap();
+        if let Some(own) = self.own.take() {
+            own.stop().await.unwrap();
         }
     }
 }
@@ -167,7 +150,7 @@ async fn through_kafka(
 
 #[tokio::test]
 async fn an_order_placed_event_round_trips_through_kafka_in_the_confluent_wire_format() {
-    let kafka = TestKafka::start().unwrap();
+    let kafka = TestKafka::start();
     let registry = Registry::start(&kafka).await;
     let codec = codec(&registry.url);
     let topic = name("orders");
@@ -224,7 +207,7 @@ async fn an_order_placed_event_round_trips_through_kafka_in_the_confluent_wire_f
 
 #[tokio::test]
 async fn after_the_first_record_no_registry_request_is_needed() {
-    let kafka = TestKafka::start().unwrap();
+    let kafka = TestKafka::start();
     let mut registry = Registry::start_own(&kafka).await;
     let codec = codec(&registry.url);
     let topic = name("orders");
@@ -259,7 +242,7 @@ async fn after_the_first_record_no_registry_request_is_needed() {
 
 #[tokio::test]
 async fn undecodable_payloads_get_permanent_typed_errors() {
-    let kafka = TestKafka::start().unwrap();
+    let kafka = TestKafka::start();
     let registry = Registry::start(&kafka).await;
     let codec = codec(&registry.url);
     let topic = name("orders");
@@ -318,7 +301,7 @@ async fn undecodable_payloads_get_permanent_typed_errors() {
 
 #[tokio::test]
 async fn records_written_with_a_newer_compatible_schema_still_decode() {
-    let kafka = TestKafka::start().unwrap();
+    let kafka = TestKafka::start();
     let registry = Registry::start(&kafka).await;
     let topic = name("orders");
     // A producer on a newer contract: one more field, with a default.
@@ -352,7 +335,7 @@ async fn records_written_with_a_newer_compatible_schema_still_decode() {
 
 #[tokio::test]
 async fn subject_strategies_decide_where_the_schema_is_registered() {
-    let kafka = TestKafka::start().unwrap();
+    let kafka = TestKafka::start();
     let registry = Registry::start(&kafka).await;
     let topic = name("orders");
     for (strategy, subject) in [

@@ -2,19 +2,17 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use devstack::TestKafka;
+use schema_registry::RunningRegistry;
 use schema_registry::{Application, KafkaStoreSettings, RegistrySettings, StorageSettings};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 pub const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 pub struct TestApp {
     pub url: String,
     pub client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
+    server: RunningRegistry,
 }
 
 /// A response reduced to what the tests look at.
@@ -59,26 +57,16 @@ pub fn random_name(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-async fn spawn_with(storage: StorageSettings) -> TestApp {
+pub async fn spawn_with(storage: StorageSettings) -> TestApp {
     let settings = RegistrySettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         storage,
     };
-    let app = Application::build(settings).await.unwrap();
-    let url = format!("http://{}", app.local_addr());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        app.run_until_stopped(async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
+    let server = Application::build(settings).await.unwrap().spawn();
     TestApp {
-        url,
+        url: server.url.clone(),
         client: reqwest::Client::new(),
-        stop: Some(stop),
-        server: Some(server),
+        server,
     }
 }
 
@@ -89,13 +77,8 @@ pub fn record(name: &str, fields: &str) -> String {
 
 impl TestApp {
     /// Stops serving and waits until the listener is closed.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap();
-        }
+    pub async fn stop(self) {
+        self.server.stop().await.unwrap();
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<String>) -> Reply {
