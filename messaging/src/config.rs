@@ -1,0 +1,296 @@
+//! Typed Kafka client settings.
+//!
+//! Defaults work against one local broker; everything a deployment needs
+//! (TLS, SASL) is reachable by environment variable, and any other librdkafka
+//! property passes through with `-X key=value` or `KAFKA_PROPERTIES`.
+//! Secrets are never printed: `Debug` redacts the SASL password.
+
+use rdkafka::ClientConfig;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Flags and environment shared by every kafkit process that talks to Kafka.
+#[derive(Clone, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub bootstrap_servers: String,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL")]
+    pub security_protocol: Option<String>,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM")]
+    pub sasl_mechanism: Option<String>,
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub sasl_password: Option<String>,
+    /// CA bundle to verify the brokers' certificates.
+    #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
+    pub ssl_ca_location: Option<String>,
+    /// Client certificate and key, for mutual TLS.
+    #[arg(long, env = "KAFKA_SSL_CERTIFICATE_LOCATION")]
+    pub ssl_certificate_location: Option<String>,
+    #[arg(long, env = "KAFKA_SSL_KEY_LOCATION")]
+    pub ssl_key_location: Option<String>,
+    /// Extra librdkafka property as key=value; repeatable. `KAFKA_PROPERTIES`
+    /// takes several, comma separated.
+    #[arg(short = 'X', long = "kafka-property", env = "KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+}
+
+impl fmt::Debug for KafkaArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaArgs")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field(
+                "sasl_password",
+                &self.sasl_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "properties",
+                &self.properties.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+/// Connection settings in the shape librdkafka takes them.
+#[derive(Clone, Default)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    /// librdkafka properties, applied in order after the typed ones.
+    pub properties: Vec<(String, String)>,
+}
+
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Property values may hold credentials: show keys only.
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field(
+                "properties",
+                &self.properties.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl KafkaSettings {
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            properties: Vec::new(),
+        }
+    }
+
+    /// The base client config: bootstrap servers, security, pass-through properties.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+impl From<KafkaArgs> for KafkaSettings {
+    fn from(args: KafkaArgs) -> Self {
+        let mut properties = Vec::new();
+        let mut set = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                properties.push((key.to_owned(), value));
+            }
+        };
+        set("security.protocol", args.security_protocol);
+        set("sasl.mechanism", args.sasl_mechanism);
+        set("sasl.username", args.sasl_username);
+        set("sasl.password", args.sasl_password);
+        set("ssl.ca.location", args.ssl_ca_location);
+        set("ssl.certificate.location", args.ssl_certificate_location);
+        set("ssl.key.location", args.ssl_key_location);
+        properties.extend(args.properties);
+        Self {
+            bootstrap_servers: args.bootstrap_servers,
+            properties,
+        }
+    }
+}
+
+/// Producer compression codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+}
+
+impl FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "gzip" => Ok(Self::Gzip),
+            "snappy" => Ok(Self::Snappy),
+            "lz4" => Ok(Self::Lz4),
+            _ => Err(format!(
+                "unknown compression {s:?}: expected none, gzip, snappy or lz4"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+        })
+    }
+}
+
+/// How a producer trades latency for safety. The safety part is not
+/// negotiable: idempotence on, `acks=all`.
+#[derive(Debug, Clone)]
+pub struct ProducerSettings {
+    pub compression: Compression,
+    /// Upper bound from `send` to acknowledgement or failure (`delivery.timeout.ms`).
+    pub delivery_timeout: Duration,
+    /// How long to wait to fill a batch (`linger.ms`).
+    pub linger: Duration,
+    /// Records buffered locally before `send` fails with queue full.
+    pub queue_max_messages: u32,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        Self {
+            compression: Compression::None,
+            delivery_timeout: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
+            queue_max_messages: 100_000,
+        }
+    }
+}
+
+impl ProducerSettings {
+    /// The producer config: these settings, then `kafka`'s pass-through
+    /// properties (which may tune anything), then idempotence and `acks=all`,
+    /// which nothing overrides.
+    pub fn client_config(&self, kafka: &KafkaSettings) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &kafka.bootstrap_servers)
+            .set("compression.type", self.compression.to_string())
+            .set(
+                "delivery.timeout.ms",
+                self.delivery_timeout.as_millis().to_string(),
+            )
+            .set("linger.ms", self.linger.as_millis().to_string())
+            .set(
+                "queue.buffering.max.messages",
+                self.queue_max_messages.to_string(),
+            );
+        for (key, value) in &kafka.properties {
+            config.set(key, value);
+        }
+        config.set("enable.idempotence", "true").set("acks", "all");
+        config
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    #[test]
+    fn security_flags_become_librdkafka_properties_and_cannot_weaken_acks() {
+        let cli = Cli::parse_from([
+            "x",
+            "--security-protocol",
+            "sasl_ssl",
+            "--sasl-mechanism",
+            "SCRAM-SHA-512",
+            "--sasl-username",
+            "svc",
+            "--sasl-password",
+            "s3cret",
+            "-X",
+            "acks=1",
+            "-X",
+            "client.id=orders",
+        ]);
+        let settings = KafkaSettings::from(cli.kafka.clone());
+        let config = ProducerSettings::default().client_config(&settings);
+        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(config.get("sasl.password"), Some("s3cret"));
+        assert_eq!(config.get("client.id"), Some("orders"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        let shown = format!("{:?} {settings:?}", cli.kafka);
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn compression_names_parse() {
+        assert_eq!("LZ4".parse::<Compression>().unwrap(), Compression::Lz4);
+        assert!("brotli".parse::<Compression>().is_err());
+    }
+}
+
+/// A credential: usable as a string, never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}

@@ -1,0 +1,19 @@
+//! Kafka plumbing shared by every kafkit service.
+//!
+//! Typed settings that become an `rdkafka::ClientConfig` (extra librdkafka
+//! properties pass through untouched), a publisher that answers only with the
+//! broker's acknowledgement and sorts failures into "try again later" and
+//! "will never work", publishing of typed events with their CloudEvents
+//! headers, and topic administration.
+
+pub mod admin;
+pub mod config;
+pub mod publisher;
+pub mod shutdown;
+
+pub use admin::{AdminError, TopicSpec, ensure_topics};
+pub use config::{Compression, KafkaArgs, KafkaSettings, ProducerSettings, Secret};
+pub use publisher::{
+    Delivered, EventPublisher, OutgoingRecord, PublishError, PublishEventError, Publisher,
+};
+pub use shutdown::shutdown_signal;

@@ -1,0 +1,102 @@
+//! Settings from flags and environment, with defaults that work on one laptop.
+
+use messaging::{Compression, KafkaArgs, KafkaSettings, ProducerSettings, Secret};
+use shared_events::{CodecSettings, SubjectStrategy};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "producer-service",
+    version,
+    about = "HTTP API that turns orders into acknowledged Avro events"
+)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "PRODUCER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Topic that OrderPlaced events go to.
+    #[arg(long, env = "ORDERS_TOPIC", default_value = "orders")]
+    pub topic: String,
+    /// Create the topic at start-up when it is missing (Tansu and many
+    /// clusters do not auto-create topics).
+    #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_topics: bool,
+    /// Partitions used when creating the topic.
+    #[arg(long, env = "ORDERS_TOPIC_PARTITIONS", default_value_t = 3)]
+    pub topic_partitions: i32,
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub registry_url: String,
+    #[arg(long, env = "SCHEMA_REGISTRY_BASIC_AUTH_USER")]
+    pub registry_user: Option<String>,
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD",
+        hide_env_values = true
+    )]
+    pub registry_password: Option<Secret>,
+    /// `topic-name`, `record-name` or `topic-record-name`.
+    #[arg(long, env = "SUBJECT_NAME_STRATEGY", default_value = "topic-name")]
+    pub subject_strategy: SubjectStrategy,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// `none`, `gzip`, `snappy` or `lz4`.
+    #[arg(long, env = "KAFKA_COMPRESSION", default_value = "none")]
+    pub compression: Compression,
+    /// Longest wait for the broker's acknowledgement before answering 503.
+    #[arg(long, env = "PRODUCE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub produce_timeout_ms: u64,
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most orders in one batch request.
+    #[arg(long, env = "MAX_BATCH_ORDERS", default_value_t = 100)]
+    pub max_batch_orders: usize,
+    /// How long an Idempotency-Key answer is remembered.
+    #[arg(long, env = "IDEMPOTENCY_WINDOW_SECS", default_value_t = 24 * 60 * 60)]
+    pub idempotency_window_secs: u64,
+    /// On shutdown, longest wait for in-flight records to be acknowledged.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+    /// CloudEvents `source` of the events this service publishes.
+    #[arg(long, env = "EVENT_SOURCE", default_value = "/producer-service")]
+    pub event_source: String,
+}
+
+impl Settings {
+    pub fn kafka_settings(&self) -> KafkaSettings {
+        KafkaSettings::from(self.kafka.clone())
+    }
+
+    pub fn producer_settings(&self) -> ProducerSettings {
+        ProducerSettings {
+            compression: self.compression,
+            delivery_timeout: self.produce_timeout(),
+            ..ProducerSettings::default()
+        }
+    }
+
+    pub fn codec_settings(&self) -> CodecSettings {
+        CodecSettings {
+            subject_strategy: self.subject_strategy,
+            basic_auth: self.registry_user.clone().map(|u| {
+                (
+                    u,
+                    self.registry_password
+                        .as_ref()
+                        .map(|p| p.expose().to_owned())
+                        .unwrap_or_default(),
+                )
+            }),
+            ..CodecSettings::new(self.registry_url.clone())
+        }
+    }
+
+    pub fn produce_timeout(&self) -> Duration {
+        Duration::from_millis(self.produce_timeout_ms)
+    }
+}
