@@ -37,12 +37,18 @@ pub struct BrokerOptions {
     pub dir: PathBuf,
     /// Keep running after this process exits (for `kafkit dev up`).
     pub detach: bool,
+    /// Port advertised to clients when it differs from `port`, e.g. a proxy
+    /// in front of the broker that tests cut to simulate an outage.
+    pub advertised_port: Option<u16>,
 }
 
 /// A running Tansu broker. Stopped on drop unless started detached.
 #[derive(Debug)]
 pub struct Broker {
     child: Child,
+    /// Where the broker listens (readiness is checked here).
+    listen: String,
+    /// What clients are told to use.
     bootstrap: String,
     dir: PathBuf,
     detach: bool,
@@ -62,10 +68,19 @@ impl Broker {
         let log_path = options.dir.join("tansu.log");
         let log = File::create(&log_path)?;
         let url = format!("tcp://127.0.0.1:{}", options.port);
+        let advertised = format!(
+            "tcp://127.0.0.1:{}",
+            options.advertised_port.unwrap_or(options.port)
+        );
         let mut command = Command::new(&tansu);
         command
             .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             .args(["--storage-engine", &options.storage.url()])
             .current_dir(&options.dir)
             // Tansu reads these from the environment; a stray one must not redirect it.
@@ -93,7 +108,11 @@ impl Broker {
         })?;
         let mut broker = Self {
             child,
-            bootstrap: format!("127.0.0.1:{}", options.port),
+            listen: format!("127.0.0.1:{}", options.port),
+            bootstrap: format!(
+                "127.0.0.1:{}",
+                options.advertised_port.unwrap_or(options.port)
+            ),
             dir: options.dir,
             detach: options.detach,
             remove_dir_on_drop: false,
@@ -113,6 +132,7 @@ impl Broker {
                 storage: Storage::Memory,
                 dir: dir.clone(),
                 detach: false,
+                advertised_port: None,
             };
             match Self::start(options) {
                 Ok(mut broker) => {
@@ -136,7 +156,7 @@ impl Broker {
                 });
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match wait_for_kafka(&self.bootstrap, remaining.min(Duration::from_secs(2))) {
+            match wait_for_kafka(&self.listen, remaining.min(Duration::from_secs(2))) {
                 Ok(()) => return Ok(()),
                 Err(e) if Instant::now() >= deadline => return Err(e),
                 Err(_) => {}

@@ -177,6 +177,7 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<Stack> {
                 storage: storage.clone(),
                 dir: broker_dir.clone(),
                 detach: true,
+                advertised_port: None,
             };
             eprintln!(
                 "Starting the Tansu broker on 127.0.0.1:{} ({:?} storage)...",

@@ -7,12 +7,13 @@
 //! will never be taken, e.g. too large).
 
 use crate::config::{KafkaSettings, ProducerSettings};
+use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use shared_events::{EncodeError, Event, EventCodec, EventHeaders};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// A record to publish. Bytes are sent as they are.
@@ -76,9 +77,17 @@ impl PublishError {
 }
 
 /// An idempotent, `acks=all` producer. Cheap to clone.
+///
+/// An idempotent producer whose sequence or epoch the broker can no longer
+/// reconcile (a librdkafka fatal error, or the broker answering "fenced",
+/// "invalid epoch", "out of order sequence", "unknown producer id", as it
+/// may after a long outage) never sends again. The publisher then replaces
+/// it with a new instance, so the service recovers on its own. Records in
+/// flight on the old instance fail and are reported as such.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    current: Arc<RwLock<(u64, FutureProducer)>>,
+    config: ClientConfig,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -91,9 +100,54 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     pub fn new(kafka: &KafkaSettings, settings: &ProducerSettings) -> Result<Self, KafkaError> {
+        let config = settings.client_config(kafka);
+        let producer = config.create()?;
         Ok(Self {
-            producer: settings.client_config(kafka).create()?,
+            current: Arc::new(RwLock::new((0, producer))),
+            config,
         })
+    }
+
+    /// The producer in use and its generation.
+    fn producer(&self) -> (u64, FutureProducer) {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces generation `failed` when it can never send again and is still current.
+    fn recover_from_fatal(&self, failed: u64, producer: &FutureProducer, error: &KafkaError) {
+        let fenced = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                    | RDKafkaErrorCode::UnknownProducerId
+            )
+        );
+        let (code, reason) = match producer.client().fatal_error() {
+            Some(fatal) => fatal,
+            None if fenced => (
+                error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail),
+                error.to_string(),
+            ),
+            None => return,
+        };
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if current.0 != failed {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(%code, reason, generation = failed + 1, "replaced a producer that hit a fatal error");
+                *current = (failed + 1, fresh);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not replace a producer that hit a fatal error")
+            }
+        }
     }
 
     /// Sends `record` and waits for the broker's answer. A full local queue
@@ -113,28 +167,28 @@ impl Publisher {
         if let Some(payload) = &record.payload {
             message = message.payload(payload);
         }
-        match self
-            .producer
-            .send(message, Timeout::After(Duration::ZERO))
-            .await
-        {
+        let (generation, producer) = self.producer();
+        match producer.send(message, Timeout::After(Duration::ZERO)).await {
             Ok(delivery) => Ok(Delivered {
                 topic: record.topic.clone(),
                 partition: delivery.partition,
                 offset: delivery.offset,
             }),
-            Err((error, _)) => Err(PublishError::classify(&record.topic, error)),
+            Err((error, _)) => {
+                self.recover_from_fatal(generation, &producer, &error);
+                Err(PublishError::classify(&record.topic, error))
+            }
         }
     }
 
     /// Records handed to librdkafka and not yet acknowledged or failed.
     pub fn in_flight(&self) -> i32 {
-        self.producer.in_flight_count()
+        self.producer().1.in_flight_count()
     }
 
     /// Waits up to `timeout` for every in-flight record to be settled.
     pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let producer = self.producer.clone();
+        let (_, producer) = self.producer();
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout)))
             .await
             .unwrap_or(Err(KafkaError::Canceled))
@@ -142,7 +196,7 @@ impl Publisher {
 
     /// Ok when a broker answers a metadata request within `timeout`.
     pub async fn check_broker(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let producer = self.producer.clone();
+        let (_, producer) = self.producer();
         tokio::task::spawn_blocking(move || {
             let metadata = producer
                 .client()

@@ -1,0 +1,318 @@
+//! `POST /v1/orders` and `/v1/orders/batch` against a real broker and registry.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use apache_avro::types::Value as Avro;
+use rdkafka::message::{Headers, Message};
+use schema_registry_converter::async_impl::avro::AvroDecoder;
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use serde_json::json;
+use support::{Stack, spawn_app, valid_order};
+
+fn field<'a>(record: &'a Avro, name: &str) -> &'a Avro {
+    let Avro::Record(fields) = record else {
+        panic!("not a record: {record:?}")
+    };
+    &fields.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+#[tokio::test]
+async fn a_valid_order_is_acknowledged_and_lands_on_the_topic_with_its_headers() {
+    let stack = Stack::start().await;
+    let app = spawn_app(stack.kafka.bootstrap_servers(), &stack.registry.url, &[]).await;
+    let reply = app.post_order(&valid_order()).await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let body = &reply.body;
+    assert_eq!(body["topic"], json!(app.topic));
+    let order_id = body["order_id"].as_str().unwrap();
+    let event_id = body["event_id"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(order_id).is_ok() && uuid::Uuid::parse_str(event_id).is_ok());
+
+    let partition = i32::try_from(body["partition"].as_i64().unwrap()).unwrap();
+    let record = app
+        .read_record(partition, body["offset"].as_i64().unwrap())
+        .await;
+    assert_eq!(record.key(), Some(order_id.as_bytes()), "keyed by order id");
+    let headers: Vec<(String, String)> = record
+        .headers()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h.key.to_owned(),
+                String::from_utf8(h.value.unwrap().to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("ce_specversion"), Some("1.0"));
+    assert_eq!(header("ce_id"), Some(event_id));
+    assert_eq!(header("ce_type"), Some("io.kafkit.orders.OrderPlaced"));
+    assert_eq!(header("ce_source"), Some("/producer-service"));
+    assert_eq!(header("content-type"), Some("application/avro"));
+    assert!(header("ce_time").is_some());
+    assert!(
+        header("traceparent")
+            .unwrap()
+            .parse::<shared_events::TraceParent>()
+            .is_ok()
+    );
+
+    // Decoded by a client that knows nothing of kafkit.
+    let decoder = AvroDecoder::new(SrSettings::new(stack.registry.url.clone()));
+    let decoded = decoder.decode(record.payload()).await.unwrap();
+    assert_eq!(
+        decoded.name.unwrap().fullname(None),
+        "io.kafkit.orders.OrderPlaced"
+    );
+    let value = decoded.value;
+    assert!(matches!(field(&value, "order_id"), Avro::Uuid(u) if u.to_string() == order_id));
+    assert_eq!(
+        field(&value, "customer_id"),
+        &Avro::String("customer-42".into())
+    );
+    assert_eq!(field(&value, "currency"), &Avro::String("EUR".into()));
+    assert_eq!(
+        field(&value, "note"),
+        &Avro::Union(1, Box::new(Avro::String("gift wrap".into())))
+    );
+    assert!(
+        matches!(field(&value, "placed_at"), Avro::TimestampMillis(ms) if *ms > 1_700_000_000_000)
+    );
+    let Avro::Array(items) = field(&value, "items") else {
+        panic!("items")
+    };
+    assert_eq!(items.len(), 2);
+    assert_eq!(field(&items[1], "sku"), &Avro::String("PEN-9".into()));
+    assert_eq!(field(&items[1], "quantity"), &Avro::Int(10));
+    assert_eq!(field(&items[1], "unit_price_cents"), &Avro::Long(150));
+    assert_eq!(app.records_on_topic().await, 1);
+}
+
+#[tokio::test]
+async fn every_validation_rule_gives_a_400_by_field_and_produces_nothing() {
+    let stack = Stack::start().await;
+    let app = spawn_app(stack.kafka.bootstrap_servers(), &stack.registry.url, &[]).await;
+    let with = |path: &str, value: serde_json::Value| {
+        let mut order = valid_order();
+        match path.split_once('.') {
+            Some((_, item_field)) => order["items"][0][item_field] = value,
+            None => order[path] = value,
+        }
+        order
+    };
+    let cases = [
+        (with("items", json!([])), "items"),
+        (with("items.quantity", json!(0)), "items[0].quantity"),
+        (with("items.quantity", json!(1.5)), "items[0].quantity"),
+        (
+            with("items.unit_price_cents", json!(-1)),
+            "items[0].unit_price_cents",
+        ),
+        (with("items.sku", json!("")), "items[0].sku"),
+        (with("items.sku", json!("S".repeat(65))), "items[0].sku"),
+        (with("items.gift", json!(true)), "items[0].gift"),
+        (with("currency", json!("ZZZ")), "currency"),
+        (with("currency", json!("eur")), "currency"),
+        (with("customer_id", json!("c".repeat(65))), "customer_id"),
+        (with("customer_id", json!(null)), "customer_id"),
+        (with("note", json!("n".repeat(501))), "note"),
+        (with("coupon", json!("FREE")), "coupon"),
+        (json!(["not", "an", "object"]), ""),
+    ];
+    for (body, expected) in &cases {
+        let reply = app.post_order(body).await;
+        reply.assert_problem(400);
+        assert_eq!(reply.error_fields(), [*expected], "{body}");
+    }
+    let everything_wrong = json!({"customer_id": "", "items": [{"sku": "A", "quantity": -2, "unit_price_cents": "x"}], "currency": "QQQ", "extra": 1});
+    let reply = app.post_order(&everything_wrong).await;
+    reply.assert_problem(400);
+    assert_eq!(
+        reply.error_fields(),
+        [
+            "extra",
+            "customer_id",
+            "currency",
+            "items[0].quantity",
+            "items[0].unit_price_cents"
+        ]
+    );
+    assert_eq!(app.records_on_topic().await, 0);
+}
+
+#[tokio::test]
+async fn malformed_json_oversize_bodies_and_wrong_content_types_are_refused() {
+    let stack = Stack::start().await;
+    let app = spawn_app(
+        stack.kafka.bootstrap_servers(),
+        &stack.registry.url,
+        &["--max-body-bytes", "2048"],
+    )
+    .await;
+    app.send(
+        "/v1/orders",
+        "application/json",
+        b"{\"customer_id\": ".to_vec(),
+        None,
+    )
+    .await
+    .assert_problem(400);
+    let mut huge = valid_order();
+    huge["note"] = json!("x".repeat(4000));
+    app.post_order(&huge).await.assert_problem(413);
+    app.send(
+        "/v1/orders",
+        "text/plain",
+        valid_order().to_string().into_bytes(),
+        None,
+    )
+    .await
+    .assert_problem(415);
+    app.send("/v1/orders", "application/xml", b"<order/>".to_vec(), None)
+        .await
+        .assert_problem(415);
+    let charset = app
+        .send(
+            "/v1/orders",
+            "application/json; charset=utf-8",
+            valid_order().to_string().into_bytes(),
+            None,
+        )
+        .await;
+    assert_eq!(charset.status, 202, "{charset:?}");
+    app.get("/v1/nothing").await.assert_problem(404);
+    app.get("/v1/orders").await.assert_problem(405);
+    assert_eq!(
+        app.records_on_topic().await,
+        1,
+        "only the valid order was produced"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() {
+    let stack = Stack::start().await;
+    let app = spawn_app(stack.kafka.bootstrap_servers(), &stack.registry.url, &[]).await;
+    let first = app.post_order_with_key(&valid_order(), "key-1").await;
+    assert_eq!(first.status, 202);
+    let again = app.post_order_with_key(&valid_order(), "key-1").await;
+    assert_eq!(again.status, 202);
+    assert_eq!(
+        again.body, first.body,
+        "the same order id, event id and offset"
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let mut other = valid_order();
+    other["customer_id"] = json!("someone-else");
+    app.post_order_with_key(&other, "key-1")
+        .await
+        .assert_problem(422);
+    // A rejected body is a final answer too, and the key stays bound to it.
+    let bad = json!({"customer_id": "c"});
+    assert_eq!(app.post_order_with_key(&bad, "key-2").await.status, 400);
+    assert_eq!(
+        app.post_order_with_key(&bad, "key-2")
+            .await
+            .header("idempotent-replayed"),
+        Some("true")
+    );
+    assert_eq!(
+        app.post_order_with_key(&valid_order(), "key-3")
+            .await
+            .status,
+        202
+    );
+    assert_eq!(app.records_on_topic().await, 2, "key-1 once, key-3 once");
+}
+
+#[tokio::test]
+async fn a_batch_publishes_its_valid_orders_and_reports_each_item() {
+    let stack = Stack::start().await;
+    let app = spawn_app(
+        stack.kafka.bootstrap_servers(),
+        &stack.registry.url,
+        &["--max-batch-orders", "3"],
+    )
+    .await;
+    let mut invalid = valid_order();
+    invalid["items"][0]["quantity"] = json!(0);
+    let reply = app
+        .post_batch(&json!({"orders": [valid_order(), invalid, valid_order()]}))
+        .await;
+    assert_eq!(reply.status, 207, "{reply:?}");
+    assert_eq!(
+        (
+            reply.body["accepted"].clone(),
+            reply.body["invalid"].clone()
+        ),
+        (json!(2), json!(1))
+    );
+    let results = reply.body["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], "accepted");
+    assert_eq!(results[1]["status"], "invalid");
+    assert_eq!(
+        results[1]["errors"][0]["field"],
+        "orders[1].items[0].quantity"
+    );
+    assert_eq!(results[2]["status"], "accepted");
+    assert_ne!(results[0]["order_id"], results[2]["order_id"]);
+    assert_eq!(app.records_on_topic().await, 2);
+
+    let all_good = app
+        .post_batch(&json!({"orders": [valid_order(), valid_order()]}))
+        .await;
+    assert_eq!(all_good.status, 202);
+    let too_many = app
+        .post_batch(
+            &json!({"orders": [valid_order(), valid_order(), valid_order(), valid_order()]}),
+        )
+        .await;
+    assert_eq!(too_many.assert_problem(400)["errors"][0]["field"], "orders");
+    app.post_batch(&json!({"orders": []}))
+        .await
+        .assert_problem(400);
+    app.post_batch(&json!([valid_order()]))
+        .await
+        .assert_problem(400);
+    assert_eq!(app.records_on_topic().await, 4);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let stack = Stack::start().await;
+    let app = spawn_app(stack.kafka.bootstrap_servers(), &stack.registry.url, &[]).await;
+    assert_eq!(app.get("/healthz").await.status, 200);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{ready:?}");
+    assert_eq!(app.post_order(&valid_order()).await.status, 202);
+    assert_eq!(app.post_order(&json!({})).await.status, 400);
+    let metrics = app.get("/metrics").await.text;
+    assert!(
+        metrics.contains(r#"http_requests_total{route="/v1/orders",status="202"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"http_requests_total{route="/v1/orders",status="400"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            r#"events_produced_total{{topic="{}"}} 1"#,
+            app.topic
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("produce_latency_seconds_count 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("http_requests_in_flight"), "{metrics}");
+}

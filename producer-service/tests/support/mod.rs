@@ -1,0 +1,331 @@
+//! `spawn_app()`: the real producer-service on port 0 against a real broker
+//! and registry, with a random topic, plus helpers to look at the topic.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use clap::Parser;
+use devstack::TestKafka;
+use producer_service::{Application, Settings};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use schema_registry::{
+    Application as Registry, KafkaStoreSettings, RegistrySettings, RunningRegistry, StorageSettings,
+};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+pub fn random_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A registry of the test's own, its state on `bootstrap`.
+pub async fn start_registry(bootstrap: &str) -> RunningRegistry {
+    let store = KafkaStoreSettings {
+        topic: random_name("_schemas"),
+        ..KafkaStoreSettings::new(bootstrap)
+    };
+    let settings = RegistrySettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        storage: StorageSettings::Kafka(store),
+    };
+    Registry::build(settings).await.unwrap().spawn()
+}
+
+/// Broker and registry for one test.
+pub struct Stack {
+    pub kafka: TestKafka,
+    pub registry: RunningRegistry,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let kafka = TestKafka::start();
+        let registry = start_registry(kafka.bootstrap_servers()).await;
+        Self { kafka, registry }
+    }
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub topic: String,
+    pub bootstrap: String,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The service with `extra` flags, on a fresh topic.
+pub async fn spawn_app(bootstrap: &str, registry_url: &str, extra: &[&str]) -> TestApp {
+    let topic = random_name("orders");
+    let mut args = vec![
+        "producer-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--topic",
+        &topic,
+        "--bootstrap-servers",
+        bootstrap,
+        "--registry-url",
+        registry_url,
+    ];
+    if !extra.contains(&"--produce-timeout-ms") {
+        args.extend_from_slice(&["--produce-timeout-ms", "3000"]);
+    }
+    args.extend_from_slice(extra);
+    let app = Application::build(Settings::parse_from(args))
+        .await
+        .unwrap();
+    let url = format!("http://{}", app.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        url,
+        topic,
+        bootstrap: bootstrap.to_owned(),
+        client: reqwest::Client::new(),
+        stop: Some(stop),
+    }
+}
+
+/// A response reduced to what the tests look at.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// Asserts an `application/problem+json` answer with `status`.
+    pub fn assert_problem(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        assert_eq!(self.body["status"], serde_json::json!(status));
+        assert!(!self.body["detail"].as_str().unwrap().is_empty());
+        &self.body
+    }
+
+    /// The fields named in a validation problem.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+pub fn valid_order() -> Value {
+    serde_json::json!({
+        "customer_id": "customer-42",
+        "items": [
+            {"sku": "BOOK-1", "quantity": 2, "unit_price_cents": 1999},
+            {"sku": "PEN-9", "quantity": 10, "unit_price_cents": 150}
+        ],
+        "currency": "EUR",
+        "note": "gift wrap"
+    })
+}
+
+impl TestApp {
+    pub async fn send(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        key: Option<&str>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
+    pub async fn post_order(&self, body: &Value) -> Reply {
+        self.send(
+            "/v1/orders",
+            "application/json",
+            body.to_string().into_bytes(),
+            None,
+        )
+        .await
+    }
+
+    pub async fn post_order_with_key(&self, body: &Value, key: &str) -> Reply {
+        self.send(
+            "/v1/orders",
+            "application/json",
+            body.to_string().into_bytes(),
+            Some(key),
+        )
+        .await
+    }
+
+    pub async fn post_batch(&self, body: &Value) -> Reply {
+        self.send(
+            "/v1/orders/batch",
+            "application/json",
+            body.to_string().into_bytes(),
+            None,
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
+    /// How many records the topic holds, over all partitions.
+    pub async fn records_on_topic(&self) -> i64 {
+        let (bootstrap, topic) = (self.bootstrap.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()
+                .unwrap();
+            let timeout = Timeout::After(Duration::from_secs(5));
+            let metadata = consumer.fetch_metadata(Some(&topic), timeout).unwrap();
+            metadata.topics()[0]
+                .partitions()
+                .iter()
+                .map(|p| {
+                    let (low, high) = consumer.fetch_watermarks(&topic, p.id(), timeout).unwrap();
+                    high - low
+                })
+                .sum()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The record at `partition`/`offset` of the app's topic.
+    pub async fn read_record(&self, partition: i32, offset: i64) -> OwnedMessage {
+        let (bootstrap, topic) = (self.bootstrap.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", random_name("reader"))
+                .create()
+                .unwrap();
+            let mut assignment = TopicPartitionList::new();
+            assignment
+                .add_partition_offset(&topic, partition, Offset::Offset(offset))
+                .unwrap();
+            consumer.assign(&assignment).unwrap();
+            for _ in 0..40 {
+                if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+                    return message.unwrap().detach();
+                }
+            }
+            panic!("no record at {topic}/{partition}/{offset}");
+        })
+        .await
+        .unwrap()
+    }
+}
+
+type JoinHandle<T> = tokio::task::JoinHandle<T>;
+type Connections = std::sync::Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>;
+
+/// A TCP proxy in front of the broker: `cut` makes the broker unreachable
+/// (refused connections, open ones dropped) without losing its state, and
+/// `restore` brings it back on the same port.
+pub struct BrokerProxy {
+    pub port: u16,
+    target: u16,
+    tasks: Option<(JoinHandle<()>, Connections)>,
+}
+
+impl BrokerProxy {
+    pub async fn start(port: u16, target: u16) -> Self {
+        let mut proxy = Self {
+            port,
+            target,
+            tasks: None,
+        };
+        proxy.restore().await;
+        proxy
+    }
+
+    pub async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let target = self.target;
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tracked = connections.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                else {
+                    continue;
+                };
+                let piping = tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                tracked.lock().unwrap().push(piping);
+            }
+        });
+        self.tasks = Some((accept, connections));
+    }
+
+    pub async fn cut(&mut self) {
+        if let Some((accept, connections)) = self.tasks.take() {
+            accept.abort();
+            let _ = accept.await;
+            for connection in connections.lock().unwrap().drain(..) {
+                connection.abort();
+            }
+        }
+    }
+}
