@@ -3,6 +3,7 @@
 //! One module per command group; `run` dispatches. Everything is reachable
 //! from tests through this library.
 
+pub mod bench;
 pub mod demo;
 pub mod dev;
 
@@ -30,6 +31,8 @@ pub enum Command {
     Registry(schema_registry::RegistryArgs),
     /// Start the local stack, register the event schemas and round-trip an OrderPlaced event.
     Demo(demo::DemoArgs),
+    /// Measure the publish path and HTTP ingest against baselines, side by side.
+    Bench(bench::BenchArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -42,5 +45,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -64,6 +64,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
             get(|| async { reply(json!({"status": "alive"})) }),
         )
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(|| async { not_found("HTTP 404 Not Found") })
         .method_not_allowed_fallback(|| async {
             error_body(
@@ -72,6 +73,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
                 "HTTP 405 Method Not Allowed",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(registry.clone(), count_requests))
         .with_state(registry)
 }
 
@@ -347,4 +349,32 @@ async fn readyz(State(registry): Shared) -> Response {
             &format!("not ready: {e}"),
         ),
     }
+}
+
+/// Counts API requests, so a client's caching can be checked from outside.
+async fn count_requests(
+    State(registry): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !matches!(request.uri().path(), "/metrics" | "/healthz" | "/readyz") {
+        registry.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    next.run(request).await
+}
+
+/// Prometheus text format.
+async fn metrics(State(registry): Shared) -> Response {
+    let state = registry.read();
+    let body = format!(
+        "# HELP schema_registry_requests_total API requests served.\n\
+         # TYPE schema_registry_requests_total counter\n\
+         schema_registry_requests_total {}\n\
+         # HELP schema_registry_subjects Subjects with a live version.\n\
+         # TYPE schema_registry_subjects gauge\n\
+         schema_registry_subjects {}\n",
+        registry.requests.load(std::sync::atomic::Ordering::Relaxed),
+        state.subjects(false).len(),
+    );
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

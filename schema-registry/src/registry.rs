@@ -18,6 +18,8 @@ pub struct Registry {
     state: RwLock<State>,
     writer: tokio::sync::Mutex<()>,
     store: Store,
+    /// API requests served, for `GET /metrics` (health and metrics excluded).
+    pub requests: std::sync::atomic::AtomicU64,
 }
 
 impl Registry {
@@ -31,6 +33,7 @@ impl Registry {
             state: RwLock::new(state),
             writer: tokio::sync::Mutex::new(()),
             store,
+            requests: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -356,3 +356,15 @@ async fn hostile_schemas_get_an_answer_never_a_crash() {
     // The registry still serves after all of them.
     assert_eq!(app.get("/healthz").await.status, 200);
 }
+
+#[tokio::test]
+async fn metrics_count_api_requests_but_not_health_checks() {
+    let app = spawn_app().await;
+    app.register_ok("s", &v1()).await;
+    app.get("/subjects").await;
+    app.get("/healthz").await;
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.text.contains("schema_registry_requests_total 2\n"), "{}", metrics.text);
+    assert!(metrics.text.contains("schema_registry_subjects 1\n"), "{}", metrics.text);
+}

@@ -1,0 +1,287 @@
+//! `kafkit bench`: kafkit's hot paths side by side with a baseline, in one run.
+//!
+//! Machines here are shared and noisy, so only ratios measured in the same
+//! run mean anything. Each pair is run alternately, several rounds, and the
+//! best round of each side is compared.
+//!
+//! (a) publish: `messaging::EventPublisher` (encode through the registry with
+//!     a warm cache, produce with acks=all, wait for the ack) against a raw
+//!     rdkafka `FutureProducer` sending the same pre-encoded bytes with the
+//!     same headers, key and producer settings.
+//! (b) HTTP ingest: `POST /v1/orders` on producer-service against a bare
+//!     axum handler that reads the same body and answers 202.
+//!
+//! The registry's request counter is read before and after the timed runs:
+//! after warm-up, no request per record.
+
+use anyhow::Context;
+use axum::http::StatusCode;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use messaging::{EventPublisher, KafkaSettings, ProducerSettings, Publisher};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use schema_registry::{Application as Registry, KafkaStoreSettings, RegistrySettings, StorageSettings};
+use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderItem, OrderPlaced};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Events per publish round.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: usize,
+    /// Records in flight at once in the publish benchmark.
+    #[arg(long, default_value_t = 1_000)]
+    pub in_flight: usize,
+    /// Requests per HTTP round.
+    #[arg(long, default_value_t = 4_000)]
+    pub requests: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Rounds of each side, alternating.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+}
+
+fn order() -> OrderPlaced {
+    OrderPlaced {
+        order_id: uuid::Uuid::new_v4().to_string(),
+        customer_id: "bench-customer".into(),
+        items: vec![
+            OrderItem { sku: "BOOK-42".into(), quantity: 2, unit_price_cents: 1_999 },
+            OrderItem { sku: "MUG-7".into(), quantity: 1, unit_price_cents: 850 },
+        ],
+        currency: "EUR".into(),
+        placed_at: 1_764_000_000_000,
+        note: None,
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let broker = tokio::task::spawn_blocking(devstack::Broker::start_for_test).await??;
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let store = KafkaStoreSettings { topic: "_schemas".into(), ..KafkaStoreSettings::new(&bootstrap) };
+    let registry = Registry::build(RegistrySettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        storage: StorageSettings::Kafka(store),
+    })
+    .await?
+    .spawn();
+    println!("broker {bootstrap} (Tansu {}), registry {}", devstack::TANSU_VERSION, registry.url);
+
+    let kafka = KafkaSettings::new(&bootstrap);
+    let topic = "bench-publish";
+    messaging::ensure_topics(&kafka, &[messaging::TopicSpec::new(topic, 3)]).await?;
+    let publish = publish_bench(&args, &kafka, &registry.url, topic).await?;
+    let http = http_bench(&args, &bootstrap, &registry.url).await?;
+
+    println!();
+    println!("| benchmark | kafkit | baseline | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| publish, events/s ({} events, {} in flight) | {:.0} | {:.0} (raw FutureProducer, pre-encoded) | {:.2}x |",
+        args.events, args.in_flight, publish.0, publish.1, publish.0 / publish.1
+    );
+    println!(
+        "| HTTP ingest, requests/s ({} requests, {} clients) | {:.0} | {:.0} (bare axum 202) | {:.2}x |",
+        args.requests, args.concurrency, http.kafkit.rps, http.baseline.rps, http.kafkit.rps / http.baseline.rps
+    );
+    println!(
+        "| HTTP latency p50 / p99 | {:.2} / {:.2} ms | {:.2} / {:.2} ms | |",
+        http.kafkit.p50_ms, http.kafkit.p99_ms, http.baseline.p50_ms, http.baseline.p99_ms
+    );
+    println!("| registry requests during the timed runs (after warm-up) | {} | | |", publish.2 + http.registry_requests);
+    registry.stop().await?;
+    Ok(())
+}
+
+async fn registry_requests(url: &str) -> anyhow::Result<u64> {
+    let text = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("schema_registry_requests_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .context("the registry's /metrics has no request counter")
+}
+
+/// Returns (kafkit events/s, raw events/s, registry requests during the runs).
+async fn publish_bench(
+    args: &BenchArgs,
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    topic: &str,
+) -> anyhow::Result<(f64, f64, u64)> {
+    let settings = ProducerSettings::default();
+    let codec = Arc::new(EventCodec::new(CodecSettings::new(registry_url))?);
+    let events = EventPublisher::new(Publisher::new(kafka, &settings)?, codec.clone());
+    let raw: FutureProducer = settings.client_config(kafka).create()?;
+    let sample = order();
+    let headers = EventHeaders::new::<OrderPlaced>("/kafkit-bench");
+    // Warm-up: registers the schema, fills caches, opens connections.
+    let payload = codec.encode(topic, &sample).await?;
+    for _ in 0..200 {
+        events.publish_event(topic, &sample.order_id, &sample, &headers).await?;
+    }
+    let before = registry_requests(registry_url).await?;
+    let (mut best_kafkit, mut best_raw) = (0f64, 0f64);
+    for round in 1..=args.rounds {
+        let started = Instant::now();
+        let mut pending = FuturesUnordered::new();
+        for i in 0..args.events {
+            if pending.len() >= args.in_flight {
+                pending.next().await.context("publish stream ended")??;
+            }
+            let (events, sample, headers) = (&events, &sample, &headers);
+            pending.push(async move {
+                let mut event = sample.clone();
+                event.customer_id = format!("bench-customer-{i}");
+                events.publish_event(topic, &event.order_id, &event, headers).await
+            });
+        }
+        while let Some(result) = pending.next().await {
+            result?;
+        }
+        let kafkit_rate = args.events as f64 / started.elapsed().as_secs_f64();
+
+        let started = Instant::now();
+        let mut pending = FuturesUnordered::new();
+        for _ in 0..args.events {
+            if pending.len() >= args.in_flight {
+                pending.next().await.context("publish stream ended")??;
+            }
+            let (raw, payload, headers, key) = (&raw, &payload, &headers, &sample.order_id);
+            pending.push(async move {
+                let mut kafka_headers = OwnedHeaders::new();
+                for (name, value) in headers.to_pairs() {
+                    kafka_headers = kafka_headers.insert(Header { key: name, value: Some(&value) });
+                }
+                let record = FutureRecord::to(topic).key(key).payload(payload).headers(kafka_headers);
+                raw.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
+            });
+        }
+        while let Some(result) = pending.next().await {
+            result?;
+        }
+        let raw_rate = args.events as f64 / started.elapsed().as_secs_f64();
+        println!("publish round {round}: kafkit {kafkit_rate:.0}/s, raw {raw_rate:.0}/s");
+        best_kafkit = best_kafkit.max(kafkit_rate);
+        best_raw = best_raw.max(raw_rate);
+    }
+    let during = registry_requests(registry_url).await? - before;
+    Ok((best_kafkit, best_raw, during))
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+#[derive(Debug)]
+struct HttpResult {
+    kafkit: Load,
+    baseline: Load,
+    registry_requests: u64,
+}
+
+/// `args.requests` POSTs from `args.concurrency` clients; all must answer 202.
+async fn load(url: &str, body: &str, args: &BenchArgs) -> anyhow::Result<Load> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let per_client = args.requests / args.concurrency;
+    let started = Instant::now();
+    let workers = (0..args.concurrency).map(|_| {
+        let (client, url, body) = (client.clone(), url.to_owned(), body.to_owned());
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status() == StatusCode::ACCEPTED, "answered {}", response.status());
+                response.bytes().await?;
+                latencies.push(sent.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        })
+    });
+    let mut latencies = Vec::new();
+    for worker in futures::future::join_all(workers).await {
+        latencies.extend(worker??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64() * 1e3;
+    Ok(Load { rps: latencies.len() as f64 / elapsed, p50_ms: at(0.50), p99_ms: at(0.99) })
+}
+
+async fn http_bench(args: &BenchArgs, bootstrap: &str, registry_url: &str) -> anyhow::Result<HttpResult> {
+    use clap::Parser;
+    let settings = producer_service::Settings::try_parse_from([
+        "producer-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--topic",
+        "bench-http",
+        "--bootstrap-servers",
+        bootstrap,
+        "--registry-url",
+        registry_url,
+    ])?;
+    let app = producer_service::Application::build(settings).await?;
+    let service_url = format!("http://{}/v1/orders", app.local_addr());
+    let (stop_service, service_stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(app.run_until_stopped(async {
+        let _ = service_stopped.await;
+    }));
+
+    let bare = axum::Router::new().route(
+        "/v1/orders",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            let accepted = serde_json::json!({"received": body.len()}).to_string();
+            (StatusCode::ACCEPTED, [("content-type", "application/json")], accepted)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bare_url = format!("http://{}/v1/orders", listener.local_addr()?);
+    let bare_server = tokio::spawn(async move { axum::serve(listener, bare).await });
+
+    let body = serde_json::json!({
+        "customer_id": "bench-customer",
+        "items": [{"sku": "BOOK-42", "quantity": 2, "unit_price_cents": 1999}, {"sku": "MUG-7", "quantity": 1, "unit_price_cents": 850}],
+        "currency": "EUR"
+    })
+    .to_string();
+    // Warm-up both, including the schema registration.
+    let warm = BenchArgs { requests: args.concurrency * 10, ..args.clone() };
+    load(&service_url, &body, &warm).await?;
+    load(&bare_url, &body, &warm).await?;
+    let before = registry_requests(registry_url).await?;
+    let (mut kafkit, mut baseline) = (Load::default(), Load::default());
+    for round in 1..=args.rounds {
+        let k = load(&service_url, &body, args).await?;
+        let b = load(&bare_url, &body, args).await?;
+        println!(
+            "http round {round}: producer-service {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms), bare axum {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)",
+            k.rps, k.p50_ms, k.p99_ms, b.rps, b.p50_ms, b.p99_ms
+        );
+        if k.rps > kafkit.rps {
+            kafkit = k;
+        }
+        if b.rps > baseline.rps {
+            baseline = b;
+        }
+    }
+    let registry_requests = registry_requests(registry_url).await? - before;
+    let _ = stop_service.send(());
+    service.await??;
+    bare_server.abort();
+    Ok(HttpResult { kafkit, baseline, registry_requests })
+}
