@@ -22,7 +22,9 @@ use messaging::{EventPublisher, KafkaSettings, ProducerSettings, Publisher};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use schema_registry::{Application as Registry, KafkaStoreSettings, RegistrySettings, StorageSettings};
+use schema_registry::{
+    Application as Registry, KafkaStoreSettings, RegistrySettings, StorageSettings,
+};
 use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderItem, OrderPlaced};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +44,9 @@ pub struct BenchArgs {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// `linger.ms` of producer-service in the HTTP benchmark.
+    #[arg(long, default_value_t = 1)]
+    pub linger_ms: u64,
     /// Rounds of each side, alternating.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
@@ -52,8 +57,16 @@ fn order() -> OrderPlaced {
         order_id: uuid::Uuid::new_v4().to_string(),
         customer_id: "bench-customer".into(),
         items: vec![
-            OrderItem { sku: "BOOK-42".into(), quantity: 2, unit_price_cents: 1_999 },
-            OrderItem { sku: "MUG-7".into(), quantity: 1, unit_price_cents: 850 },
+            OrderItem {
+                sku: "BOOK-42".into(),
+                quantity: 2,
+                unit_price_cents: 1_999,
+            },
+            OrderItem {
+                sku: "MUG-7".into(),
+                quantity: 1,
+                unit_price_cents: 850,
+            },
         ],
         currency: "EUR".into(),
         placed_at: 1_764_000_000_000,
@@ -64,14 +77,21 @@ fn order() -> OrderPlaced {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let broker = tokio::task::spawn_blocking(devstack::Broker::start_for_test).await??;
     let bootstrap = broker.bootstrap_servers().to_owned();
-    let store = KafkaStoreSettings { topic: "_schemas".into(), ..KafkaStoreSettings::new(&bootstrap) };
+    let store = KafkaStoreSettings {
+        topic: "_schemas".into(),
+        ..KafkaStoreSettings::new(&bootstrap)
+    };
     let registry = Registry::build(RegistrySettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         storage: StorageSettings::Kafka(store),
     })
     .await?
     .spawn();
-    println!("broker {bootstrap} (Tansu {}), registry {}", devstack::TANSU_VERSION, registry.url);
+    println!(
+        "broker {bootstrap} (Tansu {}), registry {}",
+        devstack::TANSU_VERSION,
+        registry.url
+    );
 
     let kafka = KafkaSettings::new(&bootstrap);
     let topic = "bench-publish";
@@ -84,17 +104,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("|---|---|---|---|");
     println!(
         "| publish, events/s ({} events, {} in flight) | {:.0} | {:.0} (raw FutureProducer, pre-encoded) | {:.2}x |",
-        args.events, args.in_flight, publish.0, publish.1, publish.0 / publish.1
+        args.events,
+        args.in_flight,
+        publish.0,
+        publish.1,
+        publish.0 / publish.1
     );
     println!(
         "| HTTP ingest, requests/s ({} requests, {} clients) | {:.0} | {:.0} (bare axum 202) | {:.2}x |",
-        args.requests, args.concurrency, http.kafkit.rps, http.baseline.rps, http.kafkit.rps / http.baseline.rps
+        args.requests,
+        args.concurrency,
+        http.kafkit.rps,
+        http.baseline.rps,
+        http.kafkit.rps / http.baseline.rps
     );
     println!(
         "| HTTP latency p50 / p99 | {:.2} / {:.2} ms | {:.2} / {:.2} ms | |",
         http.kafkit.p50_ms, http.kafkit.p99_ms, http.baseline.p50_ms, http.baseline.p99_ms
     );
-    println!("| registry requests during the timed runs (after warm-up) | {} | | |", publish.2 + http.registry_requests);
+    println!(
+        "| registry requests during the timed runs (after warm-up) | {} | | |",
+        publish.2 + http.registry_requests
+    );
     registry.stop().await?;
     Ok(())
 }
@@ -123,7 +154,9 @@ async fn publish_bench(
     // Warm-up: registers the schema, fills caches, opens connections.
     let payload = codec.encode(topic, &sample).await?;
     for _ in 0..200 {
-        events.publish_event(topic, &sample.order_id, &sample, &headers).await?;
+        events
+            .publish_event(topic, &sample.order_id, &sample, &headers)
+            .await?;
     }
     let before = registry_requests(registry_url).await?;
     let (mut best_kafkit, mut best_raw) = (0f64, 0f64);
@@ -138,7 +171,9 @@ async fn publish_bench(
             pending.push(async move {
                 let mut event = sample.clone();
                 event.customer_id = format!("bench-customer-{i}");
-                events.publish_event(topic, &event.order_id, &event, headers).await
+                events
+                    .publish_event(topic, &event.order_id, &event, headers)
+                    .await
             });
         }
         while let Some(result) = pending.next().await {
@@ -156,10 +191,19 @@ async fn publish_bench(
             pending.push(async move {
                 let mut kafka_headers = OwnedHeaders::new();
                 for (name, value) in headers.to_pairs() {
-                    kafka_headers = kafka_headers.insert(Header { key: name, value: Some(&value) });
+                    kafka_headers = kafka_headers.insert(Header {
+                        key: name,
+                        value: Some(&value),
+                    });
                 }
-                let record = FutureRecord::to(topic).key(key).payload(payload).headers(kafka_headers);
-                raw.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
+                let record = FutureRecord::to(topic)
+                    .key(key)
+                    .payload(payload)
+                    .headers(kafka_headers);
+                raw.send(record, Timeout::After(Duration::from_secs(30)))
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| e)
             });
         }
         while let Some(result) = pending.next().await {
@@ -190,7 +234,9 @@ struct HttpResult {
 
 /// `args.requests` POSTs from `args.concurrency` clients; all must answer 202.
 async fn load(url: &str, body: &str, args: &BenchArgs) -> anyhow::Result<Load> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let per_client = args.requests / args.concurrency;
     let started = Instant::now();
     let workers = (0..args.concurrency).map(|_| {
@@ -205,7 +251,11 @@ async fn load(url: &str, body: &str, args: &BenchArgs) -> anyhow::Result<Load> {
                     .body(body.clone())
                     .send()
                     .await?;
-                anyhow::ensure!(response.status() == StatusCode::ACCEPTED, "answered {}", response.status());
+                anyhow::ensure!(
+                    response.status() == StatusCode::ACCEPTED,
+                    "answered {}",
+                    response.status()
+                );
                 response.bytes().await?;
                 latencies.push(sent.elapsed());
             }
@@ -218,11 +268,22 @@ async fn load(url: &str, body: &str, args: &BenchArgs) -> anyhow::Result<Load> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64() * 1e3;
-    Ok(Load { rps: latencies.len() as f64 / elapsed, p50_ms: at(0.50), p99_ms: at(0.99) })
+    let at = |q: f64| {
+        latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64()
+            * 1e3
+    };
+    Ok(Load {
+        rps: latencies.len() as f64 / elapsed,
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+    })
 }
 
-async fn http_bench(args: &BenchArgs, bootstrap: &str, registry_url: &str) -> anyhow::Result<HttpResult> {
+async fn http_bench(
+    args: &BenchArgs,
+    bootstrap: &str,
+    registry_url: &str,
+) -> anyhow::Result<HttpResult> {
     use clap::Parser;
     let settings = producer_service::Settings::try_parse_from([
         "producer-service",
@@ -234,6 +295,8 @@ async fn http_bench(args: &BenchArgs, bootstrap: &str, registry_url: &str) -> an
         bootstrap,
         "--registry-url",
         registry_url,
+        "--linger-ms",
+        &args.linger_ms.to_string(),
     ])?;
     let app = producer_service::Application::build(settings).await?;
     let service_url = format!("http://{}/v1/orders", app.local_addr());
@@ -246,7 +309,11 @@ async fn http_bench(args: &BenchArgs, bootstrap: &str, registry_url: &str) -> an
         "/v1/orders",
         axum::routing::post(|body: axum::body::Bytes| async move {
             let accepted = serde_json::json!({"received": body.len()}).to_string();
-            (StatusCode::ACCEPTED, [("content-type", "application/json")], accepted)
+            (
+                StatusCode::ACCEPTED,
+                [("content-type", "application/json")],
+                accepted,
+            )
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -260,7 +327,10 @@ async fn http_bench(args: &BenchArgs, bootstrap: &str, registry_url: &str) -> an
     })
     .to_string();
     // Warm-up both, including the schema registration.
-    let warm = BenchArgs { requests: args.concurrency * 10, ..args.clone() };
+    let warm = BenchArgs {
+        requests: args.concurrency * 10,
+        ..args.clone()
+    };
     load(&service_url, &body, &warm).await?;
     load(&bare_url, &body, &warm).await?;
     let before = registry_requests(registry_url).await?;
@@ -283,5 +353,9 @@ async fn http_bench(args: &BenchArgs, bootstrap: &str, registry_url: &str) -> an
     let _ = stop_service.send(());
     service.await??;
     bare_server.abort();
-    Ok(HttpResult { kafkit, baseline, registry_requests })
+    Ok(HttpResult {
+        kafkit,
+        baseline,
+        registry_requests,
+    })
 }

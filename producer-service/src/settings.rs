@@ -47,6 +47,10 @@ pub struct Settings {
     /// `none`, `gzip`, `snappy` or `lz4`.
     #[arg(long, env = "KAFKA_COMPRESSION", default_value = "none")]
     pub compression: Compression,
+    /// How long the producer waits to batch records (`linger.ms`). Every
+    /// request waits for its acknowledgement, so this adds to its latency.
+    #[arg(long, env = "PRODUCE_LINGER_MS", default_value_t = 1)]
+    pub linger_ms: u64,
     /// Longest wait for the broker's acknowledgement before answering 503.
     #[arg(long, env = "PRODUCE_TIMEOUT_MS", default_value_t = 5_000)]
     pub produce_timeout_ms: u64,
@@ -76,6 +80,7 @@ impl Settings {
         ProducerSettings {
             compression: self.compression,
             delivery_timeout: self.produce_timeout(),
+            linger: Duration::from_millis(self.linger_ms),
             ..ProducerSettings::default()
         }
     }

@@ -316,3 +316,42 @@ async fn health_readiness_and_metrics_answer() {
     );
     assert!(metrics.contains("http_requests_in_flight"), "{metrics}");
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_orders_finish_and_every_202_is_on_the_topic() {
+    let stack = Stack::start().await;
+    let mut app = spawn_app(stack.kafka.bootstrap_servers(), &stack.registry.url, &[]).await;
+    assert_eq!(app.post_order(&valid_order()).await.status, 202, "warm-up");
+    let url = format!("{}/v1/orders", app.url);
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), url.clone());
+            tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(valid_order().to_string())
+                    .send()
+                    .await;
+                response.map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    app.shutdown();
+    let mut accepted = 1;
+    for request in requests {
+        match request.await.unwrap() {
+            Ok(202) => accepted += 1,
+            Ok(other) => panic!("a request during shutdown got {other}"),
+            // Refused or cut before it was read: no 202, and nothing on the
+            // topic for it (checked below).
+            Err(_) => {}
+        }
+    }
+    assert_eq!(
+        app.records_on_topic().await,
+        accepted,
+        "every 202 is on the topic, nothing else"
+    );
+}

@@ -73,7 +73,10 @@ pub fn router(registry: Arc<Registry>) -> Router {
                 "HTTP 405 Method Not Allowed",
             )
         })
-        .layer(axum::middleware::from_fn_with_state(registry.clone(), count_requests))
+        .layer(axum::middleware::from_fn_with_state(
+            registry.clone(),
+            count_requests,
+        ))
         .with_state(registry)
 }
 
@@ -358,7 +361,9 @@ async fn count_requests(
     next: axum::middleware::Next,
 ) -> Response {
     if !matches!(request.uri().path(), "/metrics" | "/healthz" | "/readyz") {
-        registry.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        registry
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     next.run(request).await
 }
@@ -376,5 +381,10 @@ async fn metrics(State(registry): Shared) -> Response {
         registry.requests.load(std::sync::atomic::Ordering::Relaxed),
         state.subjects(false).len(),
     );
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+        .into_response()
 }

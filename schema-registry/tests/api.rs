@@ -365,6 +365,14 @@ async fn metrics_count_api_requests_but_not_health_checks() {
     app.get("/healthz").await;
     let metrics = app.get("/metrics").await;
     assert_eq!(metrics.status, 200);
-    assert!(metrics.text.contains("schema_registry_requests_total 2\n"), "{}", metrics.text);
-    assert!(metrics.text.contains("schema_registry_subjects 1\n"), "{}", metrics.text);
+    assert!(
+        metrics.text.contains("schema_registry_requests_total 2\n"),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics.text.contains("schema_registry_subjects 1\n"),
+        "{}",
+        metrics.text
+    );
 }

@@ -19,6 +19,7 @@ use schema_registry_converter::schema_registry_common::{
     RawError, SchemaType, SubjectNameStrategy, SuppliedSchema,
 };
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The first byte of every Confluent-framed payload.
@@ -68,6 +69,11 @@ pub struct EventCodec {
     encoder: AvroEncoder,
     decoder: AvroDecoder,
     settings: CodecSettings,
+    /// Subject naming strategies by (topic, event type), built once: they
+    /// carry the schema text, which is not worth copying per record.
+    strategies: std::sync::RwLock<
+        std::collections::HashMap<(String, &'static str), Arc<(String, SubjectNameStrategy)>>,
+    >,
 }
 
 /// A decoded event with the id of the schema it was written with.
@@ -289,6 +295,7 @@ impl EventCodec {
             encoder: AvroEncoder::new(sr.clone()),
             decoder: AvroDecoder::new(sr),
             settings,
+            strategies: std::sync::RwLock::default(),
         })
     }
 
@@ -356,17 +363,40 @@ impl EventCodec {
 
     /// Encodes `event` for `topic` in the Confluent wire format.
     pub async fn encode<E: Event>(&self, topic: &str, event: &E) -> Result<Vec<u8>, EncodeError> {
-        // Resolve first so registry errors and serialization errors stay apart;
-        // the second lookup inside encode_struct is served from the cache.
-        self.schema_id::<E>(topic).await?;
+        let cached = self.cached_strategy::<E>(topic);
+        let (subject, strategy) = &*cached;
+        // Resolve first so registry errors and serialization errors stay
+        // apart; after the first record both lookups are served from the cache.
         self.encoder
-            .encode_struct(event, &self.strategy_for::<E>(topic))
+            .get_schema_and_id(subject, strategy.clone())
+            .await
+            .map_err(|source| {
+                self.encoder.remove_errors_from_cache();
+                schema_resolution_failure(subject.clone(), source)
+            })?;
+        self.encoder
+            .encode_struct(event, strategy)
             .await
             .map_err(|source| EncodeError::Serialize {
-                subject: self.subject_for::<E>(topic),
+                subject: subject.clone(),
                 reason: reason(&source),
                 source,
             })
+    }
+
+    fn cached_strategy<E: Event>(&self, topic: &str) -> Arc<(String, SubjectNameStrategy)> {
+        let key = (topic.to_owned(), E::FULL_NAME);
+        if let Some(found) = self
+            .strategies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Arc::clone(found);
+        }
+        let built = Arc::new((self.subject_for::<E>(topic), self.strategy_for::<E>(topic)));
+        let mut strategies = self.strategies.write().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(strategies.entry(key).or_insert(built))
     }
 
     /// Decodes a payload with its writer schema, whatever event type it is.

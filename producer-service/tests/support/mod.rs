@@ -150,6 +150,13 @@ pub fn valid_order() -> Value {
 }
 
 impl TestApp {
+    /// Starts the graceful shutdown (as SIGTERM does in the binary).
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     pub async fn send(
         &self,
         path: &str,
