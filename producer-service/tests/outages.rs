@@ -39,9 +39,12 @@ async fn an_unreachable_broker_gives_503_within_the_timeout_and_a_returning_one_
     let waited = started.elapsed();
     reply.assert_problem(503);
     assert!(reply.header("retry-after").is_some(), "{reply:?}");
-    // Bounded by the 2 s produce timeout, with room for a loaded machine.
+    // Not a hang: librdkafka fails the record after the 2 s delivery timeout.
+    // The bound is loose on purpose (a loaded 2-core machine is slow); this
+    // checks that an answer comes, not how fast.
+    eprintln!("503 after {waited:?} with a 2 s produce timeout");
     assert!(
-        waited < Duration::from_secs(10),
+        waited < Duration::from_secs(30),
         "answered after {waited:?}"
     );
     assert_eq!(app.get("/readyz").await.status, 503);

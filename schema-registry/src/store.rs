@@ -240,11 +240,15 @@ fn replay(settings: &KafkaStoreSettings) -> Result<Vec<LogRecord>, StoreError> {
     consumer
         .assign(&assignment)
         .map_err(|e| failed(e.to_string()))?;
+    // Read to the high watermark, then on until nothing more comes: Tansu
+    // 0.6.0 reports a high watermark that undercounts multi-record batches.
+    let mut reached_high = false;
     loop {
         if Instant::now() > deadline {
             return Err(failed(format!("timed out before reaching offset {high}")));
         }
-        match consumer.poll(Duration::from_millis(500)) {
+        match consumer.poll(Duration::from_millis(if reached_high { 300 } else { 500 })) {
+            None if reached_high => return Ok(records),
             None => continue,
             Some(Err(e)) => return Err(failed(e.to_string())),
             Some(Ok(message)) => {
@@ -256,9 +260,7 @@ fn replay(settings: &KafkaStoreSettings) -> Result<Vec<LogRecord>, StoreError> {
                         tracing::warn!(offset = message.offset(), error = %e, "skipped an unreadable _schemas record")
                     }
                 }
-                if message.offset() >= high - 1 {
-                    return Ok(records);
-                }
+                reached_high |= message.offset() >= high - 1;
             }
         }
     }

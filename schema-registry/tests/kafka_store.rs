@@ -125,3 +125,52 @@ async fn when_the_broker_cannot_take_a_write_the_change_is_refused_and_not_appli
     );
     app.get("/readyz").await.assert_error(503, 50300);
 }
+
+#[tokio::test]
+async fn replay_reads_every_record_of_a_multi_record_batch() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use schema_registry::records::{LogRecord, SchemaRecord};
+
+    let kafka = TestKafka::start();
+    let topic = random_name("_schemas");
+    devstack::ensure_topic(kafka.bootstrap_servers(), &topic, 1).unwrap();
+    // Another writer's records, sent together so the producer batches them
+    // (Tansu 0.6.0 then reports a high watermark of 1 for the 3 records).
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("linger.ms", "100")
+        .create()
+        .unwrap();
+    let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, subject)| {
+            LogRecord::Schema(SchemaRecord {
+                subject: (*subject).to_owned(),
+                version: 1,
+                id: u32::try_from(i).unwrap() + 1,
+                schema: record(&subject.to_uppercase(), r#"{"name":"x","type":"int"}"#),
+                deleted: false,
+            })
+            .to_kafka()
+        })
+        .collect();
+    let sends = records.iter().map(|(key, value)| {
+        let message = FutureRecord::to(&topic)
+            .partition(0)
+            .key(key)
+            .payload(value.as_ref().unwrap());
+        producer.send(message, Duration::from_secs(5))
+    });
+    for sent in futures::future::join_all(sends).await {
+        sent.map_err(|(e, _)| e).unwrap();
+    }
+    let app = spawn_on_kafka(&kafka, &topic).await;
+    assert_eq!(app.get("/subjects").await.body, json!(["a", "b", "c"]));
+    assert_eq!(
+        app.register_ok("d", &record("D", r#"{"name":"y","type":"int"}"#))
+            .await,
+        4
+    );
+}

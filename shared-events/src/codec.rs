@@ -63,6 +63,10 @@ impl CodecSettings {
     }
 }
 
+/// (topic, event full name)
+type StrategyKey = (String, &'static str);
+type SubjectAndStrategy = (String, SubjectNameStrategy);
+
 /// Encodes and decodes kafkit events; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct EventCodec {
@@ -71,9 +75,7 @@ pub struct EventCodec {
     settings: CodecSettings,
     /// Subject naming strategies by (topic, event type), built once: they
     /// carry the schema text, which is not worth copying per record.
-    strategies: std::sync::RwLock<
-        std::collections::HashMap<(String, &'static str), Arc<(String, SubjectNameStrategy)>>,
-    >,
+    strategies: std::sync::RwLock<std::collections::HashMap<StrategyKey, Arc<SubjectAndStrategy>>>,
 }
 
 /// A decoded event with the id of the schema it was written with.
@@ -384,7 +386,7 @@ impl EventCodec {
             })
     }
 
-    fn cached_strategy<E: Event>(&self, topic: &str) -> Arc<(String, SubjectNameStrategy)> {
+    fn cached_strategy<E: Event>(&self, topic: &str) -> Arc<SubjectAndStrategy> {
         let key = (topic.to_owned(), E::FULL_NAME);
         if let Some(found) = self
             .strategies
