@@ -8,12 +8,17 @@
 
 pub mod admin;
 pub mod config;
+pub mod failure;
+pub mod headers;
 pub mod publisher;
+pub mod routing;
 pub mod shutdown;
 
 pub use admin::{AdminError, TopicSpec, ensure_topics};
 pub use config::{Compression, KafkaArgs, KafkaSettings, ProducerSettings, Secret};
+pub use failure::{Failure, FailureKind};
 pub use publisher::{
     Delivered, EventPublisher, OutgoingRecord, PublishError, PublishEventError, Publisher,
 };
+pub use routing::{RetryPolicy, Route};
 pub use shutdown::shutdown_signal;

@@ -1,0 +1,314 @@
+//! Where a failed record goes next, and the copy that goes there.
+//!
+//! Pure functions: given the record, its classified failure and how many
+//! attempts it has had, pick a retry tier or the DLQ and build the copy,
+//! with the original key, value and headers, kafkit's headers replaced.
+
+use crate::failure::{Failure, FailureKind};
+use crate::headers;
+use crate::publisher::OutgoingRecord;
+use std::time::Duration;
+
+/// Retry tiers and limits for one main topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Delay of each tier: tier 1 is `delays[0]`. Default 1 s, 10 s, 60 s.
+    pub delays: Vec<Duration>,
+    /// Handler executions before a transient failure is dead-lettered,
+    /// the first try included. Default: one per tier, plus the first.
+    pub max_attempts: u32,
+    /// `orders` + `.retry.` + tier number.
+    pub retry_suffix: String,
+    /// `orders` + `.dlq`.
+    pub dlq_suffix: String,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            delays: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(10),
+                Duration::from_secs(60),
+            ],
+            max_attempts: 4,
+            retry_suffix: ".retry.".into(),
+            dlq_suffix: ".dlq".into(),
+        }
+    }
+}
+
+/// The next stop of a failed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Retry tier `tier` (1-based), not before `delay` from now.
+    Retry {
+        tier: usize,
+        delay: Duration,
+    },
+    DeadLetter,
+}
+
+impl RetryPolicy {
+    pub fn retry_topic(&self, original: &str, tier: usize) -> String {
+        format!("{original}{}{tier}", self.retry_suffix)
+    }
+
+    pub fn retry_topics(&self, original: &str) -> Vec<String> {
+        (1..=self.delays.len())
+            .map(|tier| self.retry_topic(original, tier))
+            .collect()
+    }
+
+    pub fn dlq_topic(&self, original: &str) -> String {
+        format!("{original}{}", self.dlq_suffix)
+    }
+
+    /// Where a record goes after failing with `kind`, having now been tried
+    /// `attempts` times. Outages are handled in place and never routed.
+    pub fn route(&self, kind: FailureKind, attempts: u32) -> Route {
+        match kind {
+            FailureKind::Transient if attempts < self.max_attempts && !self.delays.is_empty() => {
+                let tier = usize::try_from(attempts)
+                    .unwrap_or(usize::MAX)
+                    .clamp(1, self.delays.len());
+                Route::Retry {
+                    tier,
+                    delay: self.delays[tier - 1],
+                }
+            }
+            _ => Route::DeadLetter,
+        }
+    }
+}
+
+/// A consumed record that failed, with everything a hop needs.
+#[derive(Debug, Clone)]
+pub struct FailedRecord<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    pub headers: &'a [(String, Vec<u8>)],
+    pub group: &'a str,
+}
+
+/// The first value of header `name`.
+pub fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+fn header_number(headers: &[(String, Vec<u8>)], name: &str) -> Option<i64> {
+    std::str::from_utf8(header(headers, name)?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Failed attempts recorded on the record (0 on a first delivery).
+pub fn attempts_so_far(headers: &[(String, Vec<u8>)]) -> u32 {
+    header_number(headers, headers::ATTEMPT)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
+}
+
+/// `kafkit.retry.not-before`, epoch milliseconds.
+pub fn not_before_ms(headers: &[(String, Vec<u8>)]) -> Option<i64> {
+    header_number(headers, headers::RETRY_NOT_BEFORE)
+}
+
+/// The topic the record was first consumed from (its own topic on a first delivery).
+pub fn original_topic<'a>(record: &FailedRecord<'a>) -> String {
+    header(record.headers, headers::ORIGINAL_TOPIC)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map_or_else(|| record.topic.to_owned(), str::to_owned)
+}
+
+fn bounded(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The copy of `record` for `destination`: original key, value and
+/// non-kafkit headers untouched; kafkit's headers replaced.
+pub fn hop(
+    record: &FailedRecord<'_>,
+    failure: &Failure,
+    attempts: u32,
+    destination: &str,
+    not_before_ms: Option<i64>,
+    now_ms: i64,
+) -> OutgoingRecord {
+    let existing = |name: &str| header(record.headers, name).map(<[u8]>::to_vec);
+    let mut out: Vec<(String, Vec<u8>)> = record
+        .headers
+        .iter()
+        .filter(|(n, _)| !headers::ALL.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    let mut set = |name: &str, value: Vec<u8>| out.push((name.to_owned(), value));
+    set(
+        headers::ORIGINAL_TOPIC,
+        existing(headers::ORIGINAL_TOPIC).unwrap_or_else(|| record.topic.as_bytes().to_vec()),
+    );
+    set(
+        headers::ORIGINAL_PARTITION,
+        existing(headers::ORIGINAL_PARTITION)
+            .unwrap_or_else(|| record.partition.to_string().into_bytes()),
+    );
+    set(
+        headers::ORIGINAL_OFFSET,
+        existing(headers::ORIGINAL_OFFSET)
+            .unwrap_or_else(|| record.offset.to_string().into_bytes()),
+    );
+    if let Some(ts) = existing(headers::ORIGINAL_TIMESTAMP)
+        .or_else(|| record.timestamp_ms.map(|t| t.to_string().into_bytes()))
+    {
+        set(headers::ORIGINAL_TIMESTAMP, ts);
+    }
+    set(headers::CONSUMER_GROUP, record.group.as_bytes().to_vec());
+    set(headers::ATTEMPT, attempts.to_string().into_bytes());
+    if let Some(not_before) = not_before_ms {
+        set(
+            headers::RETRY_NOT_BEFORE,
+            not_before.to_string().into_bytes(),
+        );
+    }
+    set(headers::ERROR_CLASS, failure.class.as_bytes().to_vec());
+    set(
+        headers::ERROR_MESSAGE,
+        bounded(&failure.message, headers::MAX_DETAIL_BYTES)
+            .as_bytes()
+            .to_vec(),
+    );
+    set(
+        headers::ERROR_DETAIL,
+        bounded(&failure.detail, headers::MAX_DETAIL_BYTES)
+            .as_bytes()
+            .to_vec(),
+    );
+    set(
+        headers::FAILURE_FIRST,
+        existing(headers::FAILURE_FIRST).unwrap_or_else(|| now_ms.to_string().into_bytes()),
+    );
+    set(headers::FAILURE_LAST, now_ms.to_string().into_bytes());
+    OutgoingRecord {
+        topic: destination.to_owned(),
+        key: record.key.map(<[u8]>::to_vec),
+        payload: record.payload.map(<[u8]>::to_vec),
+        headers: out,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            delays: vec![Duration::from_secs(1), Duration::from_secs(10)],
+            max_attempts: 3,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn transient_failures_climb_the_tiers_then_die_permanent_ones_die_at_once() {
+        let p = policy();
+        assert_eq!(
+            p.route(FailureKind::Transient, 1),
+            Route::Retry {
+                tier: 1,
+                delay: Duration::from_secs(1)
+            }
+        );
+        assert_eq!(
+            p.route(FailureKind::Transient, 2),
+            Route::Retry {
+                tier: 2,
+                delay: Duration::from_secs(10)
+            }
+        );
+        assert_eq!(p.route(FailureKind::Transient, 3), Route::DeadLetter);
+        assert_eq!(p.route(FailureKind::Permanent, 1), Route::DeadLetter);
+        let more = RetryPolicy {
+            max_attempts: 5,
+            ..policy()
+        };
+        assert_eq!(
+            more.route(FailureKind::Transient, 4),
+            Route::Retry {
+                tier: 2,
+                delay: Duration::from_secs(10)
+            }
+        );
+        assert_eq!(p.retry_topic("orders", 2), "orders.retry.2");
+        assert_eq!(p.dlq_topic("orders"), "orders.dlq");
+    }
+
+    #[test]
+    fn a_hop_replaces_kafkit_headers_and_keeps_the_rest_and_the_origin() {
+        let incoming = vec![
+            ("ce_id".to_owned(), b"e1".to_vec()),
+            (headers::ORIGINAL_TOPIC.to_owned(), b"orders".to_vec()),
+            (headers::ORIGINAL_OFFSET.to_owned(), b"7".to_vec()),
+            (headers::ATTEMPT.to_owned(), b"1".to_vec()),
+            (headers::FAILURE_FIRST.to_owned(), b"1000".to_vec()),
+            (headers::ERROR_CLASS.to_owned(), b"old".to_vec()),
+        ];
+        let record = FailedRecord {
+            topic: "orders.retry.1",
+            partition: 0,
+            offset: 3,
+            timestamp_ms: Some(900),
+            key: Some(b"k"),
+            payload: Some(b"\x00v"),
+            headers: &incoming,
+            group: "g",
+        };
+        let failure = Failure::transient("timeout", "x".repeat(10_000));
+        let copy = hop(&record, &failure, 2, "orders.retry.2", Some(5000), 2000);
+        assert_eq!(copy.topic, "orders.retry.2");
+        assert_eq!(
+            (copy.key.as_deref(), copy.payload.as_deref()),
+            (Some(&b"k"[..]), Some(&b"\x00v"[..]))
+        );
+        for name in headers::ALL {
+            assert!(
+                copy.headers.iter().filter(|(n, _)| n == name).count() <= 1,
+                "{name} appears once at most"
+            );
+        }
+        let get =
+            |name: &str| String::from_utf8(header(&copy.headers, name).unwrap().to_vec()).unwrap();
+        assert_eq!(get("ce_id"), "e1");
+        assert_eq!(get(headers::ORIGINAL_TOPIC), "orders");
+        assert_eq!(
+            get(headers::ORIGINAL_OFFSET),
+            "7",
+            "the first origin is kept"
+        );
+        assert_eq!(get(headers::ORIGINAL_PARTITION), "0");
+        assert_eq!(get(headers::ATTEMPT), "2");
+        assert_eq!(get(headers::ERROR_CLASS), "timeout");
+        assert_eq!(get(headers::FAILURE_FIRST), "1000");
+        assert_eq!(get(headers::FAILURE_LAST), "2000");
+        assert_eq!(get(headers::RETRY_NOT_BEFORE), "5000");
+        assert_eq!(get(headers::ERROR_MESSAGE).len(), headers::MAX_DETAIL_BYTES);
+        assert_eq!(attempts_so_far(&copy.headers), 2);
+        assert_eq!(not_before_ms(&copy.headers), Some(5000));
+    }
+}
