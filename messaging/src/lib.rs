@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod consume;
 pub mod failure;
 pub mod headers;
 pub mod publisher;
@@ -16,6 +17,7 @@ pub mod shutdown;
 
 pub use admin::{AdminError, TopicSpec, ensure_topics};
 pub use config::{Compression, KafkaArgs, KafkaSettings, ProducerSettings, Secret};
+pub use consume::{ConsumeLoop, ConsumeMetrics, ConsumeSettings, Handler, Input, Outbox, Stage};
 pub use failure::{Failure, FailureKind};
 pub use publisher::{
     Delivered, EventPublisher, OutgoingRecord, PublishError, PublishEventError, Publisher,

@@ -1,0 +1,553 @@
+//! The consume loop: decode, handle, publish, settle, store the offset.
+//!
+//! One record at a time per consumer (so per-partition order holds), and an
+//! offset is stored only once the record is settled: handled and its outputs
+//! acknowledged, or its retry/DLQ copy acknowledged. Auto-commit then
+//! commits stored offsets in the background, on rebalance and on shutdown.
+//!
+//! Waiting never sleeps in the poll loop: a record that is not due yet (retry
+//! tiers) or that met an outage (registry or dependency down) *holds* its
+//! partition: the partition is paused and rewound to that record, the loop
+//! keeps polling the others, and a timer resumes it when due.
+
+use crate::failure::{Failure, FailureKind};
+use crate::headers;
+use crate::publisher::{OutgoingRecord, Publisher};
+use crate::routing::{self, FailedRecord, RetryPolicy, Route};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use shared_events::{DecodeError, Event, EventCodec, EventHeaders};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A decoded record, as a handler sees it.
+#[derive(Debug)]
+pub struct Input<E> {
+    pub event: E,
+    /// CloudEvents attributes, when the record carries valid ones.
+    pub headers: Option<EventHeaders>,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Failed attempts before this one (0 on a first delivery).
+    pub attempts: u32,
+}
+
+/// Events a handler wants published; they are sent, and acknowledged,
+/// before the input's offset is stored.
+#[derive(Debug)]
+pub struct Outbox<'a> {
+    codec: &'a EventCodec,
+    records: Vec<OutgoingRecord>,
+}
+
+impl Outbox<'_> {
+    /// Encodes `event` for `topic` now; it is published after the handler returns Ok.
+    pub async fn publish<E: Event>(
+        &mut self,
+        topic: &str,
+        key: &str,
+        event: &E,
+        headers: &EventHeaders,
+    ) -> Result<(), Failure> {
+        let payload = self.codec.encode(topic, event).await.map_err(|e| {
+            let kind = if e.is_transient() {
+                FailureKind::Outage
+            } else {
+                FailureKind::Permanent
+            };
+            let class = if e.is_transient() {
+                "registry-unavailable"
+            } else {
+                "output-encode-failed"
+            };
+            Failure {
+                kind,
+                class: class.into(),
+                message: e.to_string(),
+                detail: String::new(),
+            }
+            .with_detail(&e)
+        })?;
+        self.records.push(OutgoingRecord {
+            topic: topic.to_owned(),
+            key: Some(key.as_bytes().to_vec()),
+            payload: Some(payload),
+            headers: headers
+                .to_pairs()
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v))
+                .collect(),
+        });
+        Ok(())
+    }
+}
+
+/// Business logic for one event type. Return `Err` with a classified
+/// [`Failure`] to have the record retried, dead-lettered or held.
+pub trait Handler<E>: Send + Sync {
+    fn handle(
+        &self,
+        input: &Input<E>,
+        out: &mut Outbox<'_>,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+/// Which side of the retry flow a consumer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reads the main topic; first attempts.
+    Main,
+    /// Reads retry tiers; honours `kafkit.retry.not-before`.
+    Retry,
+}
+
+/// What one consume loop needs.
+#[derive(Debug, Clone)]
+pub struct ConsumeSettings {
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub stage: Stage,
+    pub policy: RetryPolicy,
+    /// First wait after an outage; doubles up to `outage_backoff_max`.
+    pub outage_backoff: Duration,
+    pub outage_backoff_max: Duration,
+}
+
+/// Counters of the consume loop, registered into the service's registry.
+#[derive(Debug, Clone)]
+pub struct ConsumeMetrics {
+    pub consumed: IntCounter,
+    pub handled: IntCounter,
+    /// `records_retried_total{tier}`
+    pub retried: IntCounterVec,
+    /// `records_dead_lettered_total{class}`
+    pub dead_lettered: IntCounterVec,
+    /// `partition_holds_total{reason}`: not due yet, or an outage.
+    pub holds: IntCounterVec,
+    pub processing: Histogram,
+}
+
+impl ConsumeMetrics {
+    pub fn register(registry: &Registry, stage: Stage) -> Result<Self, prometheus::Error> {
+        let stage = match stage {
+            Stage::Main => "main",
+            Stage::Retry => "retry",
+        };
+        let labels: HashMap<String, String> =
+            HashMap::from([("stage".to_owned(), stage.to_owned())]);
+        let opts = |name: &str, help: &str| Opts::new(name, help).const_labels(labels.clone());
+        let consumed = IntCounter::with_opts(opts("records_consumed_total", "Records read"))?;
+        let handled = IntCounter::with_opts(opts(
+            "records_handled_total",
+            "Records handled successfully",
+        ))?;
+        let retried = IntCounterVec::new(
+            opts("records_retried_total", "Records sent to a retry tier"),
+            &["tier"],
+        )?;
+        let dead_lettered = IntCounterVec::new(
+            opts("records_dead_lettered_total", "Records sent to the DLQ"),
+            &["class"],
+        )?;
+        let holds = IntCounterVec::new(
+            opts("partition_holds_total", "Partitions paused for a record"),
+            &["reason"],
+        )?;
+        let processing = Histogram::with_opts(
+            HistogramOpts::new(
+                "record_processing_seconds",
+                "Decode, handle and settle one record",
+            )
+            .const_labels(labels.clone()),
+        )?;
+        registry.register(Box::new(consumed.clone()))?;
+        registry.register(Box::new(handled.clone()))?;
+        registry.register(Box::new(retried.clone()))?;
+        registry.register(Box::new(dead_lettered.clone()))?;
+        registry.register(Box::new(holds.clone()))?;
+        registry.register(Box::new(processing.clone()))?;
+        Ok(Self {
+            consumed,
+            handled,
+            retried,
+            dead_lettered,
+            holds,
+            processing,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("could not create the consumer: {0}")]
+    Create(#[source] rdkafka::error::KafkaError),
+    #[error("could not subscribe to {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+/// How a record ended this pass.
+enum Settled {
+    /// Handled, retried or dead-lettered: store the offset.
+    Done,
+    /// Not now: hold the partition at this record for this long.
+    Hold {
+        delay: Duration,
+        reason: &'static str,
+    },
+}
+
+type Partition = (String, i32);
+
+/// A consumer group member running `handler` on events of type `E`.
+pub struct ConsumeLoop<E, H> {
+    consumer: Arc<StreamConsumer>,
+    codec: Arc<EventCodec>,
+    publisher: Publisher,
+    handler: H,
+    settings: ConsumeSettings,
+    metrics: ConsumeMetrics,
+    /// Paused partitions and when to resume them.
+    held: HashMap<Partition, Instant>,
+    /// Current outage back-off per partition.
+    backoff: HashMap<Partition, Duration>,
+    _event: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E, H> std::fmt::Debug for ConsumeLoop<E, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumeLoop")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
+    /// A subscribed consumer; `config` is the base client config (bootstrap, security).
+    pub fn new(
+        mut config: ClientConfig,
+        settings: ConsumeSettings,
+        codec: Arc<EventCodec>,
+        publisher: Publisher,
+        handler: H,
+        metrics: ConsumeMetrics,
+    ) -> Result<Self, ConsumeError> {
+        let consumer: StreamConsumer = config
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(ConsumeError::Create)?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|source| ConsumeError::Subscribe {
+                topics: settings.topics.clone(),
+                source,
+            })?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            codec,
+            publisher,
+            handler,
+            settings,
+            metrics,
+            held: HashMap::new(),
+            backoff: HashMap::new(),
+            _event: std::marker::PhantomData,
+        })
+    }
+
+    /// Consumes until `shutdown` resolves, then commits what is settled.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
+        tokio::pin!(shutdown);
+        tracing::info!(group = self.settings.group_id, topics = ?self.settings.topics, "consuming");
+        let consumer = Arc::clone(&self.consumer);
+        loop {
+            let wake = self.held.values().min().copied();
+            let timer = async move {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = timer => self.resume_due(),
+                received = consumer.recv() => match received {
+                    Ok(message) => self.process(&message).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        // Offsets of settled records only are stored; commit them now.
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "nothing to commit at shutdown");
+        }
+        tracing::info!(group = self.settings.group_id, "consumer stopped");
+    }
+
+    fn resume_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<Partition> = self
+            .held
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for (topic, partition) in due {
+            self.held.remove(&(topic.clone(), partition));
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&topic, partition);
+            if let Err(e) = self.consumer.resume(&tpl) {
+                tracing::warn!(topic, partition, error = %e, "could not resume a partition");
+            }
+        }
+    }
+
+    /// Pauses the record's partition and rewinds it to the record.
+    fn hold(&mut self, message: &BorrowedMessage<'_>, delay: Duration, reason: &'static str) {
+        let (topic, partition, offset) = (
+            message.topic().to_owned(),
+            message.partition(),
+            message.offset(),
+        );
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&topic, partition);
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(topic, partition, error = %e, "could not pause a partition");
+        }
+        if let Err(e) = self.consumer.seek(
+            &topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        ) {
+            tracing::warn!(topic, partition, offset, error = %e, "could not rewind a held partition");
+        }
+        self.metrics.holds.with_label_values(&[reason]).inc();
+        tracing::debug!(
+            topic,
+            partition,
+            offset,
+            ?delay,
+            reason,
+            "holding a partition"
+        );
+        self.held.insert((topic, partition), Instant::now() + delay);
+    }
+
+    async fn process(&mut self, message: &BorrowedMessage<'_>) {
+        let partition: Partition = (message.topic().to_owned(), message.partition());
+        if self.held.contains_key(&partition) {
+            // Fetched before the pause; it is read again after the resume.
+            return;
+        }
+        self.metrics.consumed.inc();
+        let timer = self.metrics.processing.start_timer();
+        let headers: Vec<(String, Vec<u8>)> = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let settled = self.settle(message, &headers).await;
+        timer.observe_duration();
+        match settled {
+            Settled::Done => {
+                self.backoff.remove(&partition);
+                if let Err(e) = self.consumer.store_offset_from_message(message) {
+                    tracing::warn!(topic = partition.0, partition = partition.1, error = %e, "could not store an offset");
+                }
+            }
+            Settled::Hold { delay, reason } => self.hold(message, delay, reason),
+        }
+    }
+
+    fn outage_delay(&mut self, message: &BorrowedMessage<'_>) -> Duration {
+        let key = (message.topic().to_owned(), message.partition());
+        let next = self
+            .backoff
+            .get(&key)
+            .map_or(self.settings.outage_backoff, |d| {
+                (*d * 2).min(self.settings.outage_backoff_max)
+            });
+        self.backoff.insert(key, next);
+        next
+    }
+
+    async fn settle(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        headers: &[(String, Vec<u8>)],
+    ) -> Settled {
+        if self.settings.stage == Stage::Retry {
+            if let Some(due) = routing::not_before_ms(headers) {
+                let wait = due - now_ms();
+                if wait > 0 {
+                    let delay = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+                    return Settled::Hold {
+                        delay,
+                        reason: "not-due",
+                    };
+                }
+            }
+        }
+        let attempts = routing::attempts_so_far(headers);
+        let event = match self.codec.decode::<E>(message.payload()).await {
+            Ok(decoded) => decoded.event,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "schema registry unavailable; holding the partition");
+                return Settled::Hold {
+                    delay: self.outage_delay(message),
+                    reason: "outage",
+                };
+            }
+            Err(e) => return self.fail(message, headers, undecodable(&e), attempts).await,
+        };
+        let input = Input {
+            event,
+            headers: EventHeaders::from_pairs(
+                headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), Some(v.as_slice()))),
+            )
+            .ok(),
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            attempts,
+        };
+        let mut outbox = Outbox {
+            codec: &self.codec,
+            records: Vec::new(),
+        };
+        match self.handler.handle(&input, &mut outbox).await {
+            Ok(()) => {
+                let records = outbox.records;
+                for record in &records {
+                    if let Err(e) = self.publisher.publish(record).await {
+                        tracing::warn!(error = %e, topic = record.topic, "could not publish a handler output; holding");
+                        return Settled::Hold {
+                            delay: self.outage_delay(message),
+                            reason: "outage",
+                        };
+                    }
+                }
+                self.metrics.handled.inc();
+                Settled::Done
+            }
+            Err(failure) if failure.kind == FailureKind::Outage => {
+                tracing::warn!(%failure, "a dependency is unavailable; holding the partition");
+                Settled::Hold {
+                    delay: self.outage_delay(message),
+                    reason: "outage",
+                }
+            }
+            Err(failure) => self.fail(message, headers, failure, attempts).await,
+        }
+    }
+
+    /// Routes a failed record to its retry tier or the DLQ; done once the copy is acknowledged.
+    async fn fail(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        headers: &[(String, Vec<u8>)],
+        failure: Failure,
+        attempts_before: u32,
+    ) -> Settled {
+        let attempts = attempts_before + 1;
+        let record = FailedRecord {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key(),
+            payload: message.payload(),
+            headers,
+            group: &self.settings.group_id,
+        };
+        let original = routing::original_topic(&record);
+        let now = now_ms();
+        let (copy, label) = match self.settings.policy.route(failure.kind, attempts) {
+            Route::Retry { tier, delay } => {
+                let due = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                let topic = self.settings.policy.retry_topic(&original, tier);
+                (
+                    routing::hop(&record, &failure, attempts, &topic, Some(due), now),
+                    Some(tier),
+                )
+            }
+            Route::DeadLetter => {
+                let topic = self.settings.policy.dlq_topic(&original);
+                (
+                    routing::hop(&record, &failure, attempts, &topic, None, now),
+                    None,
+                )
+            }
+        };
+        match self.publisher.publish(&copy).await {
+            Ok(delivered) => {
+                match label {
+                    Some(tier) => self
+                        .metrics
+                        .retried
+                        .with_label_values(&[tier.to_string().as_str()])
+                        .inc(),
+                    None => self
+                        .metrics
+                        .dead_lettered
+                        .with_label_values(&[failure.class.as_str()])
+                        .inc(),
+                }
+                tracing::info!(
+                    from_topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    to = delivered.topic,
+                    attempts,
+                    class = failure.class,
+                    "routed a failed record"
+                );
+                Settled::Done
+            }
+            Err(e) => {
+                // Never store the offset of a record whose copy is not acknowledged.
+                tracing::warn!(error = %e, to = copy.topic, "could not route a failed record; holding");
+                Settled::Hold {
+                    delay: self.outage_delay(message),
+                    reason: "outage",
+                }
+            }
+        }
+    }
+}
+
+/// A decode error as a permanent failure (transient ones are held, not routed).
+fn undecodable(error: &DecodeError) -> Failure {
+    Failure::permanent(error.class(), error.to_string()).with_detail(error)
+}
+
+/// Header names a DLQ reader needs, re-exported for convenience.
+pub use headers::{ATTEMPT, ERROR_CLASS};
