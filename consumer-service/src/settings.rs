@@ -1,0 +1,143 @@
+//! Settings from flags and environment, with defaults that work on one laptop.
+
+use crate::faults::Faults;
+use messaging::{KafkaArgs, KafkaSettings, RetryPolicy, Secret};
+use shared_events::{CodecSettings, SubjectStrategy};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Which consumers this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The main consumer on the orders topic.
+    Main,
+    /// The retry consumer on the retry tiers.
+    Retry,
+    /// Both (the default).
+    All,
+}
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "consumer-service",
+    version,
+    about = "Runs kafkit handlers with retry topics and dead-letter topics"
+)]
+pub struct Settings {
+    /// Health, readiness and metrics listener; port 0 picks a free port.
+    #[arg(long, env = "CONSUMER_LISTEN", default_value = "127.0.0.1:8082")]
+    pub listen: SocketAddr,
+    #[arg(long, env = "CONSUMER_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
+    /// Main topic of OrderPlaced events.
+    #[arg(long, env = "ORDERS_TOPIC", default_value = "orders")]
+    pub topic: String,
+    /// Where OrderConfirmed events go.
+    #[arg(
+        long,
+        env = "CONFIRMATIONS_TOPIC",
+        default_value = "order-confirmations"
+    )]
+    pub output_topic: String,
+    /// Consumer group of the main consumer; the retry consumer uses `<group>-retry`.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "consumer-service")]
+    pub group: String,
+    /// Delay of each retry tier, in milliseconds, comma separated.
+    #[arg(
+        long,
+        env = "RETRY_DELAYS_MS",
+        value_delimiter = ',',
+        default_value = "1000,10000,60000"
+    )]
+    pub retry_delays_ms: Vec<u64>,
+    /// Handler executions before a transient failure is dead-lettered (first try included).
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 4)]
+    pub max_attempts: u32,
+    #[arg(long, env = "RETRY_TOPIC_SUFFIX", default_value = ".retry.")]
+    pub retry_suffix: String,
+    #[arg(long, env = "DLQ_TOPIC_SUFFIX", default_value = ".dlq")]
+    pub dlq_suffix: String,
+    /// Create the main, retry, DLQ and output topics at start-up when missing.
+    #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_topics: bool,
+    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 3)]
+    pub partitions: i32,
+    /// Currencies the business accepts; others are dead-lettered.
+    #[arg(
+        long,
+        env = "ALLOWED_CURRENCIES",
+        value_delimiter = ',',
+        default_value = "EUR,USD,GBP"
+    )]
+    pub allowed_currencies: Vec<String>,
+    /// Orders above this total (minor units) are dead-lettered.
+    #[arg(long, env = "MAX_TOTAL_CENTS", default_value_t = 100_000_000)]
+    pub max_total_cents: i64,
+    /// Fault injection rules (see faults.rs); empty: off.
+    #[arg(long, env = "FAULTS", default_value = "")]
+    pub faults: Faults,
+    /// First wait after an outage; doubles up to the max.
+    #[arg(long, env = "OUTAGE_BACKOFF_MS", default_value_t = 500)]
+    pub outage_backoff_ms: u64,
+    #[arg(long, env = "OUTAGE_BACKOFF_MAX_MS", default_value_t = 30_000)]
+    pub outage_backoff_max_ms: u64,
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub registry_url: String,
+    #[arg(long, env = "SCHEMA_REGISTRY_BASIC_AUTH_USER")]
+    pub registry_user: Option<String>,
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD",
+        hide_env_values = true
+    )]
+    pub registry_password: Option<Secret>,
+    #[arg(long, env = "SUBJECT_NAME_STRATEGY", default_value = "topic-name")]
+    pub subject_strategy: SubjectStrategy,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// On shutdown, longest wait for in-flight work.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+    /// CloudEvents `source` of the events this service publishes.
+    #[arg(long, env = "EVENT_SOURCE", default_value = "/consumer-service")]
+    pub event_source: String,
+}
+
+impl Settings {
+    pub fn kafka_settings(&self) -> KafkaSettings {
+        KafkaSettings::from(self.kafka.clone())
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            delays: self
+                .retry_delays_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
+            max_attempts: self.max_attempts,
+            retry_suffix: self.retry_suffix.clone(),
+            dlq_suffix: self.dlq_suffix.clone(),
+        }
+    }
+
+    pub fn codec_settings(&self) -> CodecSettings {
+        CodecSettings {
+            subject_strategy: self.subject_strategy,
+            basic_auth: self.registry_user.clone().map(|u| {
+                (
+                    u,
+                    self.registry_password
+                        .as_ref()
+                        .map(|p| p.expose().to_owned())
+                        .unwrap_or_default(),
+                )
+            }),
+            ..CodecSettings::new(self.registry_url.clone())
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Build the consumers and the operations endpoint, run them, stop them.
+//!
+//! The main consumer (group `<group>`, topic `orders`) and the retry consumer
+//! (group `<group>-retry`, topics `orders.retry.N`) are two consume loops
+//! with the same handler, stacked here in one visible place. Shutdown stops
+//! both loops after their in-flight record settles, commits stored offsets,
+//! then flushes the producer within the grace period.
+
+use crate::handler::OrderHandler;
+use crate::settings::{Role, Settings};
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use messaging::{
+    ConsumeLoop, ConsumeMetrics, ConsumeSettings, ProducerSettings, Publisher, Stage, TopicSpec,
+    ensure_topics,
+};
+use prometheus::{Encoder, TextEncoder};
+use shared_events::{EventCodec, OrderPlaced};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+type OrderLoop = ConsumeLoop<OrderPlaced, OrderHandler>;
+
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    loops: Vec<OrderLoop>,
+    ops: Ops,
+    grace: Duration,
+}
+
+/// What the operations endpoint needs.
+#[derive(Debug, Clone)]
+struct Ops {
+    publisher: Publisher,
+    registry_url: String,
+    metrics: prometheus::Registry,
+    http: reqwest::Client,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let kafka = settings.kafka_settings();
+        let policy = settings.retry_policy();
+        if settings.create_topics {
+            let mut topics = vec![
+                settings.topic.clone(),
+                policy.dlq_topic(&settings.topic),
+                settings.output_topic.clone(),
+            ];
+            topics.extend(policy.retry_topics(&settings.topic));
+            let specs: Vec<TopicSpec> = topics
+                .iter()
+                .map(|t| TopicSpec::new(t, settings.partitions))
+                .collect();
+            if let Err(e) = ensure_topics(&kafka, &specs).await {
+                tracing::warn!(error = %e, "could not create topics at start-up");
+            }
+        }
+        let codec = Arc::new(
+            EventCodec::new(settings.codec_settings())
+                .context("failed to configure the registry client")?,
+        );
+        let publisher = Publisher::new(&kafka, &ProducerSettings::default())
+            .context("failed to create the producer")?;
+        let handler = OrderHandler {
+            output_topic: settings.output_topic.clone(),
+            allowed_currencies: settings
+                .allowed_currencies
+                .iter()
+                .map(|c| c.trim().to_owned())
+                .collect(),
+            max_total_cents: settings.max_total_cents,
+            faults: settings.faults.clone(),
+            source: settings.event_source.clone(),
+        };
+        let metrics = prometheus::Registry::new();
+        let mut loops = Vec::new();
+        let mut add = |stage: Stage, group: String, topics: Vec<String>| -> anyhow::Result<()> {
+            let consume = ConsumeSettings {
+                group_id: group,
+                topics,
+                stage,
+                policy: policy.clone(),
+                outage_backoff: Duration::from_millis(settings.outage_backoff_ms),
+                outage_backoff_max: Duration::from_millis(settings.outage_backoff_max_ms),
+            };
+            let consume_metrics = ConsumeMetrics::register(&metrics, stage)?;
+            loops.push(ConsumeLoop::new(
+                kafka.client_config(),
+                consume,
+                Arc::clone(&codec),
+                publisher.clone(),
+                handler.clone(),
+                consume_metrics,
+            )?);
+            Ok(())
+        };
+        if matches!(settings.role, Role::Main | Role::All) {
+            add(
+                Stage::Main,
+                settings.group.clone(),
+                vec![settings.topic.clone()],
+            )?;
+        }
+        if matches!(settings.role, Role::Retry | Role::All) {
+            add(
+                Stage::Retry,
+                format!("{}-retry", settings.group),
+                policy.retry_topics(&settings.topic),
+            )?;
+        }
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", settings.listen))?;
+        let ops = Ops {
+            publisher,
+            registry_url: settings.registry_url.clone(),
+            metrics,
+            http: reqwest::Client::new(),
+        };
+        Ok(Self {
+            listener,
+            loops,
+            ops,
+            grace: Duration::from_secs(settings.shutdown_grace_secs),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Runs the consumers and the operations endpoint until `shutdown`.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.local_addr();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let mut tasks = Vec::new();
+        for consume_loop in self.loops {
+            tasks.push(tokio::spawn(consume_loop.run(signal(stopped.clone()))));
+        }
+        let publisher = self.ops.publisher.clone();
+        let app = Router::new()
+            .route(
+                "/healthz",
+                get(|| async { (StatusCode::OK, "{\"status\":\"alive\"}") }),
+            )
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(self.ops);
+        tracing::info!(%addr, "consumer-service listening");
+        let server =
+            axum::serve(self.listener, app).with_graceful_shutdown(signal(stopped.clone()));
+        let server = tokio::spawn(async move { server.await });
+        shutdown.await;
+        let _ = stop.send(true);
+        for task in tasks {
+            task.await.context("a consume loop panicked")?;
+        }
+        server.await.context("the operations endpoint panicked")??;
+        publisher
+            .flush(self.grace)
+            .await
+            .context("the producer did not flush within the grace period")?;
+        Ok(())
+    }
+}
+
+async fn readyz(State(ops): State<Ops>) -> Response {
+    let kafka = ops
+        .publisher
+        .check_broker(Duration::from_secs(2))
+        .await
+        .map_err(|e| format!("kafka: {e}"));
+    let url = format!("{}/subjects", ops.registry_url.trim_end_matches('/'));
+    let registry = match ops
+        .http
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("schema registry: answered {}", r.status())),
+        Err(e) => Err(format!("schema registry: {e}")),
+    };
+    let failures: Vec<String> = [kafka, registry]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    if failures.is_empty() {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"status\":\"ready\"}",
+        )
+            .into_response()
+    } else {
+        let body = serde_json::json!({"type": "about:blank", "title": "Not ready", "status": 503, "detail": failures.join("; ")});
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(ops): State<Ops>) -> Response {
+    let mut buffer = Vec::new();
+    let _ = TextEncoder::new().encode(&ops.metrics.gather(), &mut buffer);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        buffer,
+    )
+        .into_response()
+}
