@@ -299,9 +299,23 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
                 },
             }
         }
-        // Offsets of settled records only are stored; commit them now.
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(error = %e, "nothing to commit at shutdown");
+        // Offsets of settled records only are stored; commit them now. The
+        // commit blocks, and with the broker gone it can block long: bound it.
+        let consumer = Arc::clone(&self.consumer);
+        let commit =
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync));
+        match tokio::time::timeout(
+            self.settings.outage_backoff_max.max(Duration::from_secs(5)),
+            commit,
+        )
+        .await
+        {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::debug!(error = %e, "nothing committed at shutdown"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the shutdown commit task failed"),
+            Err(_) => tracing::warn!(
+                "the shutdown commit did not finish in time; stored offsets may be re-read"
+            ),
         }
         tracing::info!(group = self.settings.group_id, "consumer stopped");
     }

@@ -1,0 +1,274 @@
+//! Orders through the consumer: confirmed, retried, dead-lettered, held.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use consumer_service::handler::confirmation_id;
+use messaging::headers as h;
+use rdkafka::message::Message;
+use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderConfirmed, OrderPlaced};
+use std::time::Duration;
+use support::{Feeder, Names, Stack, order, read_topic, spawn_service};
+
+const WAIT: Duration = Duration::from_secs(30);
+const BRIEF: Duration = Duration::from_millis(1500);
+
+#[tokio::test]
+async fn a_valid_order_is_confirmed_with_an_id_derived_from_its_event_id() {
+    let stack = Stack::start().await;
+    let names = Names::new();
+    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &[]).await;
+    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let placed = order("BOOK-1", "EUR");
+    let event_id = feeder.send(&names.topic, &placed).await;
+
+    let out = read_topic(stack.bootstrap(), &names.output, 1, WAIT).await;
+    assert_eq!(out.len(), 1);
+    let codec = EventCodec::new(CodecSettings::new(stack.registry.url.clone())).unwrap();
+    let confirmed = codec
+        .decode::<OrderConfirmed>(out[0].message.payload())
+        .await
+        .unwrap()
+        .event;
+    assert_eq!(confirmed.order_id, placed.order_id);
+    assert_eq!(confirmed.total_cents, 3 * 250 + 1000);
+    assert_eq!(confirmed.source_event_id, event_id);
+    assert_eq!(out[0].header("ce_id"), Some(confirmation_id(&event_id)));
+    assert_eq!(out[0].message.key(), Some(placed.order_id.as_bytes()));
+    assert!(
+        read_topic(stack.bootstrap(), &names.dlq(), 0, BRIEF)
+            .await
+            .is_empty()
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_transient_failure_that_recovers_after_two_attempts_ends_confirmed() {
+    let stack = Stack::start().await;
+    let names = Names::new();
+    let service = spawn_service(
+        &names,
+        stack.bootstrap(),
+        &stack.registry.url,
+        &["--faults", "FLAKY:transient:2"],
+    )
+    .await;
+    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let placed = order("FLAKY-1", "EUR");
+    feeder.send(&names.topic, &placed).await;
+
+    let out = read_topic(stack.bootstrap(), &names.output, 1, WAIT).await;
+    assert_eq!(out.len(), 1, "confirmed on the third attempt");
+    let tier1 = read_topic(stack.bootstrap(), &names.retry(1), 1, WAIT).await;
+    let tier2 = read_topic(stack.bootstrap(), &names.retry(2), 1, WAIT).await;
+    assert_eq!((tier1.len(), tier2.len()), (1, 1));
+    assert_eq!(tier1[0].header(h::ATTEMPT).as_deref(), Some("1"));
+    assert_eq!(tier2[0].header(h::ATTEMPT).as_deref(), Some("2"));
+    assert_eq!(
+        tier2[0].header(h::ORIGINAL_TOPIC),
+        Some(names.topic.clone())
+    );
+    assert_eq!(
+        tier2[0].count(h::ATTEMPT),
+        1,
+        "headers are replaced, not appended"
+    );
+    // Nothing was handled before it was due.
+    let codec = EventCodec::new(CodecSettings::new(stack.registry.url.clone())).unwrap();
+    let confirmed = codec
+        .decode::<OrderConfirmed>(out[0].message.payload())
+        .await
+        .unwrap()
+        .event;
+    let due: i64 = tier2[0]
+        .header(h::RETRY_NOT_BEFORE)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        confirmed.confirmed_at >= due,
+        "confirmed at {} before due {due}",
+        confirmed.confirmed_at
+    );
+    assert!(
+        read_topic(stack.bootstrap(), &names.dlq(), 0, BRIEF)
+            .await
+            .is_empty()
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_transient_failure_beyond_max_attempts_ends_in_the_dlq_with_every_header() {
+    let stack = Stack::start().await;
+    let names = Names::new();
+    let service = spawn_service(
+        &names,
+        stack.bootstrap(),
+        &stack.registry.url,
+        &["--faults", "DOOMED:transient:99"],
+    )
+    .await;
+    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let placed = order("DOOMED-1", "EUR");
+    let event_id = feeder.send(&names.topic, &placed).await;
+
+    let dead = read_topic(stack.bootstrap(), &names.dlq(), 1, WAIT).await;
+    assert_eq!(dead.len(), 1);
+    let record = &dead[0];
+    assert_eq!(
+        record.header(h::ATTEMPT).as_deref(),
+        Some("3"),
+        "attempt = max"
+    );
+    assert_eq!(
+        record.header(h::ERROR_CLASS).as_deref(),
+        Some("injected-transient")
+    );
+    assert_eq!(record.header(h::ORIGINAL_TOPIC), Some(names.topic.clone()));
+    for name in h::ALL.iter().filter(|n| **n != h::RETRY_NOT_BEFORE) {
+        assert_eq!(record.count(name), 1, "{name} once");
+    }
+    assert!(record.header(h::ERROR_MESSAGE).unwrap().contains("DOOMED"));
+    assert!(record.header(h::FAILURE_FIRST).unwrap() <= record.header(h::FAILURE_LAST).unwrap());
+    assert_eq!(
+        record.header("ce_id"),
+        Some(event_id),
+        "the original headers travel along"
+    );
+    assert_eq!(record.message.key(), Some(placed.order_id.as_bytes()));
+    let codec = EventCodec::new(CodecSettings::new(stack.registry.url.clone())).unwrap();
+    assert_eq!(
+        codec
+            .decode::<OrderPlaced>(record.message.payload())
+            .await
+            .unwrap()
+            .event,
+        placed
+    );
+    assert!(
+        read_topic(stack.bootstrap(), &names.output, 0, BRIEF)
+            .await
+            .is_empty()
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_failure_goes_to_the_dlq_at_once() {
+    let stack = Stack::start().await;
+    let names = Names::new();
+    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &[]).await;
+    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    feeder.send(&names.topic, &order("BOOK-1", "JPY")).await;
+
+    let dead = read_topic(stack.bootstrap(), &names.dlq(), 1, WAIT).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].header(h::ERROR_CLASS).as_deref(),
+        Some("unsupported-currency")
+    );
+    assert_eq!(dead[0].header(h::ATTEMPT).as_deref(), Some("1"));
+    assert!(
+        read_topic(stack.bootstrap(), &names.retry(1), 0, BRIEF)
+            .await
+            .is_empty(),
+        "no retry for a permanent failure"
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_bytes_go_to_the_dlq_byte_for_byte_and_the_consumer_keeps_going() {
+    let stack = Stack::start().await;
+    let names = Names::new();
+    // One partition, so the good order is read after the garbage.
+    let service = spawn_service(
+        &names,
+        stack.bootstrap(),
+        &stack.registry.url,
+        &["--partitions", "1"],
+    )
+    .await;
+    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let garbage = b"{\"order_id\": \"not avro\"}".to_vec();
+    let headers = EventHeaders::new::<OrderPlaced>("/test");
+    feeder
+        .send_raw(&names.topic, b"key-garbage", &garbage, &headers)
+        .await;
+    let truncated = [0u8, 0, 0];
+    feeder
+        .send_raw(&names.topic, b"key-short", &truncated, &headers)
+        .await;
+    feeder.send(&names.topic, &order("BOOK-1", "EUR")).await;
+
+    let dead = read_topic(stack.bootstrap(), &names.dlq(), 2, WAIT).await;
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].message.payload(), Some(&garbage[..]));
+    assert_eq!(dead[0].message.key(), Some(&b"key-garbage"[..]));
+    assert_eq!(
+        dead[0].header(h::ERROR_CLASS).as_deref(),
+        Some("bad-magic-byte")
+    );
+    assert_eq!(dead[1].message.payload(), Some(&truncated[..]));
+    assert_eq!(
+        dead[1].header(h::ERROR_CLASS).as_deref(),
+        Some("truncated-header")
+    );
+    assert_eq!(
+        read_topic(stack.bootstrap(), &names.output, 1, WAIT)
+            .await
+            .len(),
+        1
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer() {
+    let stack = Stack::start().await;
+    let names = Names::new();
+    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &[]).await;
+    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    feeder.send(&names.topic, &order("BOOK-1", "JPY")).await;
+    read_topic(stack.bootstrap(), &names.dlq(), 1, WAIT).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", service.ops_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/readyz", service.ops_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = client
+        .get(format!("{}/metrics", service.ops_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"records_dead_lettered_total{class="unsupported-currency",stage="main"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"records_consumed_total{stage="main"} 1"#),
+        "{metrics}"
+    );
+    service.stop().await;
+}

@@ -1,0 +1,297 @@
+//! The real consumer-service on port 0 against a real broker and registry,
+//! with random topic and group names, plus helpers to feed and read topics.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use clap::Parser;
+use consumer_service::{Application, Settings};
+use devstack::TestKafka;
+use messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use schema_registry::{
+    Application as Registry, KafkaStoreSettings, RegistrySettings, RunningRegistry, StorageSettings,
+};
+use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderItem, OrderPlaced};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+pub fn random_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A registry whose state lives in `topic` on `bootstrap`, on `listen`.
+pub async fn start_registry(bootstrap: &str, topic: &str, listen: SocketAddr) -> RunningRegistry {
+    let store = KafkaStoreSettings {
+        topic: topic.to_owned(),
+        ..KafkaStoreSettings::new(bootstrap)
+    };
+    Registry::build(RegistrySettings {
+        listen,
+        storage: StorageSettings::Kafka(store),
+    })
+    .await
+    .unwrap()
+    .spawn()
+}
+
+/// Names of one test's topics and group.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub topic: String,
+    pub output: String,
+    pub group: String,
+}
+
+impl Names {
+    pub fn new() -> Self {
+        Self {
+            topic: random_name("orders"),
+            output: random_name("confirmations"),
+            group: random_name("group"),
+        }
+    }
+    pub fn retry(&self, tier: usize) -> String {
+        format!("{}.retry.{tier}", self.topic)
+    }
+    pub fn dlq(&self) -> String {
+        format!("{}.dlq", self.topic)
+    }
+}
+
+/// The flags a test service runs with: short retry tiers, 3 attempts.
+pub fn service_args(
+    names: &Names,
+    bootstrap: &str,
+    registry_url: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "consumer-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--topic",
+        &names.topic,
+        "--output-topic",
+        &names.output,
+        "--group",
+        &names.group,
+        "--bootstrap-servers",
+        bootstrap,
+        "--registry-url",
+        registry_url,
+        "--retry-delays-ms",
+        "1000,1000",
+        "--max-attempts",
+        "3",
+        "--outage-backoff-ms",
+        "200",
+        "--outage-backoff-max-ms",
+        "1000",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+pub struct TestService {
+    pub ops_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestService {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestService {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn spawn_service(
+    names: &Names,
+    bootstrap: &str,
+    registry_url: &str,
+    extra: &[&str],
+) -> TestService {
+    let settings = Settings::parse_from(service_args(names, bootstrap, registry_url, extra));
+    let app = Application::build(settings).await.unwrap();
+    let ops_url = format!("http://{}", app.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestService {
+        ops_url,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+pub fn order(sku: &str, currency: &str) -> OrderPlaced {
+    OrderPlaced {
+        order_id: uuid::Uuid::new_v4().to_string(),
+        customer_id: "customer-1".into(),
+        items: vec![
+            OrderItem {
+                sku: sku.into(),
+                quantity: 3,
+                unit_price_cents: 250,
+            },
+            OrderItem {
+                sku: "EXTRA-1".into(),
+                quantity: 1,
+                unit_price_cents: 1000,
+            },
+        ],
+        currency: currency.into(),
+        placed_at: 1_764_000_000_000,
+        note: None,
+    }
+}
+
+/// Sends events and raw records the way a producer would.
+pub struct Feeder {
+    pub codec: EventCodec,
+    pub publisher: Publisher,
+}
+
+impl Feeder {
+    pub fn new(bootstrap: &str, registry_url: &str) -> Self {
+        Self {
+            codec: EventCodec::new(CodecSettings::new(registry_url)).unwrap(),
+            publisher: Publisher::new(&KafkaSettings::new(bootstrap), &ProducerSettings::default())
+                .unwrap(),
+        }
+    }
+
+    /// Publishes `order` to `topic`; returns its `ce_id`.
+    pub async fn send(&self, topic: &str, order: &OrderPlaced) -> String {
+        let headers = EventHeaders::new::<OrderPlaced>("/test");
+        let payload = self.codec.encode(topic, order).await.unwrap();
+        self.send_raw(topic, order.order_id.as_bytes(), &payload, &headers)
+            .await;
+        headers.id
+    }
+
+    pub async fn send_raw(&self, topic: &str, key: &[u8], payload: &[u8], headers: &EventHeaders) {
+        let record = OutgoingRecord {
+            topic: topic.to_owned(),
+            key: Some(key.to_vec()),
+            payload: Some(payload.to_vec()),
+            headers: headers
+                .to_pairs()
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v))
+                .collect(),
+        };
+        self.publisher.publish(&record).await.unwrap();
+    }
+}
+
+/// A record read back, with its headers as text.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub message: OwnedMessage,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Read {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+    pub fn count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n == name).count()
+    }
+}
+
+/// Reads `topic` from the start until `want` records arrived (or `within`
+/// passed), then `quiet` more to catch extras. Never uses watermarks
+/// (Tansu 0.6.0 undercounts them for batches).
+pub async fn read_topic(bootstrap: &str, topic: &str, want: usize, within: Duration) -> Vec<Read> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", random_name("reader"))
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(5)))
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        for partition in metadata.topics()[0].partitions() {
+            assignment
+                .add_partition_offset(&topic, partition.id(), Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let deadline = Instant::now() + within;
+        let mut records = Vec::new();
+        let mut quiet_polls = 0;
+        while (records.len() < want && Instant::now() < deadline)
+            || (records.len() >= want && quiet_polls < 2)
+        {
+            match consumer.poll(Duration::from_millis(250)) {
+                Some(message) => {
+                    let message = message.unwrap().detach();
+                    let headers = message
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    records.push(Read { message, headers });
+                    quiet_polls = 0;
+                }
+                None if records.len() >= want => quiet_polls += 1,
+                None => {}
+            }
+        }
+        records
+    })
+    .await
+    .unwrap()
+}
+
+/// Broker and registry for one test.
+pub struct Stack {
+    pub kafka: TestKafka,
+    pub registry: RunningRegistry,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let kafka = TestKafka::start();
+        let registry = start_registry(
+            kafka.bootstrap_servers(),
+            &random_name("_schemas"),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .await;
+        Self { kafka, registry }
+    }
+    pub fn bootstrap(&self) -> &str {
+        self.kafka.bootstrap_servers()
+    }
+}
