@@ -1,0 +1,254 @@
+//! Outages and crashes lose nothing: a registry outage dead-letters nothing,
+//! and a consumer killed without committing redoes work but skips none.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use consumer_service::handler::confirmation_id;
+use devstack::{TestKafka, free_port};
+use rdkafka::message::Message;
+use shared_events::{CodecSettings, EventCodec, OrderConfirmed, OrderPlaced};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::{
+    Feeder, Names, Stack, order, random_name, read_topic, service_args, spawn_service,
+    start_registry,
+};
+
+#[tokio::test]
+async fn while_the_registry_is_down_nothing_is_dead_lettered_and_all_is_processed_after() {
+    let kafka = TestKafka::start();
+    let bootstrap = kafka.bootstrap_servers();
+    let schemas = random_name("_schemas");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let registry = start_registry(bootstrap, &schemas, addr).await;
+    let url = registry.url.clone();
+    let names = Names::new();
+    let feeder = Feeder::new(bootstrap, &url);
+    // The producer side registers its schema and keeps it cached.
+    feeder
+        .codec
+        .schema_id::<OrderPlaced>(&names.topic)
+        .await
+        .unwrap();
+    registry.stop().await.unwrap();
+
+    let service = spawn_service(&names, bootstrap, &url, &[]).await;
+    let mut sent = HashSet::new();
+    for _ in 0..3 {
+        sent.insert(feeder.send(&names.topic, &order("BOOK-1", "EUR")).await);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        read_topic(bootstrap, &names.dlq(), 0, Duration::from_millis(500))
+            .await
+            .is_empty(),
+        "an outage is not the record's fault"
+    );
+    assert!(
+        read_topic(bootstrap, &names.retry(1), 0, Duration::from_millis(500))
+            .await
+            .is_empty(),
+        "and burns no attempt"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", service.ops_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"partition_holds_total{reason="outage",stage="main"}"#),
+        "{metrics}"
+    );
+
+    let _registry = start_registry(bootstrap, &schemas, addr).await;
+    let out = read_topic(bootstrap, &names.output, 3, Duration::from_secs(60)).await;
+    let codec = EventCodec::new(CodecSettings::new(url.clone())).unwrap();
+    let mut answered = HashSet::new();
+    for record in &out {
+        answered.insert(
+            codec
+                .decode::<OrderConfirmed>(record.message.payload())
+                .await
+                .unwrap()
+                .event
+                .source_event_id,
+        );
+    }
+    assert_eq!(
+        answered, sent,
+        "every order confirmed once the registry is back"
+    );
+    assert!(
+        read_topic(bootstrap, &names.dlq(), 0, Duration::from_millis(500))
+            .await
+            .is_empty()
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_consumer_killed_without_committing_and_restarted_loses_nothing() {
+    let stack = Stack::start().await;
+    let names = Names::new();
+    // Every third order fails once, so work is in flight on the retry tier too.
+    // A short session so the killed member is noticed quickly by the group.
+    let extra = [
+        "--faults",
+        "FLAKY:transient:1",
+        "-X",
+        "session.timeout.ms=6000",
+        "-X",
+        "heartbeat.interval.ms=1000",
+    ];
+    let args = service_args(&names, stack.bootstrap(), &stack.registry.url, &extra);
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_consumer-service"))
+            .args(&args[1..])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let bootstrap = stack.bootstrap().to_owned();
+    let topics = [
+        names.topic.clone(),
+        names.output.clone(),
+        names.dlq(),
+        names.retry(1),
+        names.retry(2),
+    ];
+    tokio::task::spawn_blocking(move || {
+        for topic in topics {
+            devstack::ensure_topic(&bootstrap, &topic, 3).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let mut first = start();
+    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let mut valid = HashSet::new();
+    let mut invalid = HashSet::new();
+    for i in 0..40 {
+        let (sku, currency) = match i % 5 {
+            0 => ("BOOK-1", "JPY"),
+            1 | 3 => ("FLAKY-1", "EUR"),
+            _ => ("BOOK-1", "EUR"),
+        };
+        let placed = order(sku, currency);
+        let id = feeder.send(&names.topic, &placed).await;
+        if currency == "EUR" {
+            valid.insert(id);
+        } else {
+            invalid.insert(placed.order_id);
+        }
+    }
+    // Kill it as soon as it has confirmed something: no graceful shutdown,
+    // no final commit (auto-commit runs every 5 s), retries still pending.
+    let before_kill = read_topic(stack.bootstrap(), &names.output, 1, Duration::from_secs(30))
+        .await
+        .len();
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let mut second = start();
+    let codec = EventCodec::new(CodecSettings::new(stack.registry.url.clone())).unwrap();
+    let sources = |records: Vec<support::Read>| {
+        let codec = &codec;
+        async move {
+            let mut found = Vec::new();
+            for record in records {
+                let confirmed = codec
+                    .decode::<OrderConfirmed>(record.message.payload())
+                    .await
+                    .unwrap()
+                    .event;
+                found.push((confirmed.source_event_id, record.header("ce_id").unwrap()));
+            }
+            found
+        }
+    };
+    for _ in 0..12 {
+        let seen: HashSet<String> = sources(
+            read_topic(
+                stack.bootstrap(),
+                &names.output,
+                valid.len(),
+                Duration::from_secs(5),
+            )
+            .await,
+        )
+        .await
+        .into_iter()
+        .map(|(source, _)| source)
+        .collect();
+        if seen.is_superset(&valid) {
+            break;
+        }
+    }
+    // Give a late duplicate the chance to show up, then read everything.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let out = sources(
+        read_topic(
+            stack.bootstrap(),
+            &names.output,
+            usize::MAX,
+            Duration::from_secs(3),
+        )
+        .await,
+    )
+    .await;
+    let dead = read_topic(
+        stack.bootstrap(),
+        &names.dlq(),
+        invalid.len(),
+        Duration::from_secs(30),
+    )
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let mut ids_by_source: HashMap<String, HashSet<String>> = HashMap::new();
+    for (source, id) in &out {
+        ids_by_source
+            .entry(source.clone())
+            .or_default()
+            .insert(id.clone());
+    }
+    let confirmed: HashSet<String> = ids_by_source.keys().cloned().collect();
+    assert_eq!(
+        confirmed, valid,
+        "every valid order confirmed, none missing"
+    );
+    for (source, ids) in &ids_by_source {
+        assert_eq!(
+            ids,
+            &HashSet::from([confirmation_id(source)]),
+            "duplicates carry the same event id"
+        );
+    }
+    let mut dead_orders = HashSet::new();
+    for record in &dead {
+        dead_orders.insert(
+            codec
+                .decode::<OrderPlaced>(record.message.payload())
+                .await
+                .unwrap()
+                .event
+                .order_id,
+        );
+    }
+    assert_eq!(
+        dead_orders, invalid,
+        "every invalid order dead-lettered, none missing"
+    );
+    eprintln!(
+        "{before_kill} confirmed before the kill; in the end {} confirmations for {} orders, {} dead letters for {}",
+        out.len(),
+        valid.len(),
+        dead.len(),
+        invalid.len()
+    );
+}
