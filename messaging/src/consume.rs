@@ -416,16 +416,16 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
         message: &BorrowedMessage<'_>,
         headers: &[(String, Vec<u8>)],
     ) -> Settled {
-        if self.settings.stage == Stage::Retry {
-            if let Some(due) = routing::not_before_ms(headers) {
-                let wait = due - now_ms();
-                if wait > 0 {
-                    let delay = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
-                    return Settled::Hold {
-                        delay,
-                        reason: "not-due",
-                    };
-                }
+        if self.settings.stage == Stage::Retry
+            && let Some(due) = routing::not_before_ms(headers)
+        {
+            let wait = due - now_ms();
+            if wait > 0 {
+                let delay = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+                return Settled::Hold {
+                    delay,
+                    reason: "not-due",
+                };
             }
         }
         let attempts = routing::attempts_so_far(headers);
