@@ -47,12 +47,18 @@ pub struct BenchArgs {
     /// `linger.ms` of producer-service in the HTTP benchmark.
     #[arg(long, default_value_t = 1)]
     pub linger_ms: u64,
+    /// Records per consume round.
+    #[arg(long, default_value_t = 20_000)]
+    pub consume_events: usize,
+    /// Orders timed end to end (one at a time).
+    #[arg(long, default_value_t = 200)]
+    pub e2e_orders: usize,
     /// Rounds of each side, alternating.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
 }
 
-fn order() -> OrderPlaced {
+pub(crate) fn order() -> OrderPlaced {
     OrderPlaced {
         order_id: uuid::Uuid::new_v4().to_string(),
         customer_id: "bench-customer".into(),
@@ -98,6 +104,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     messaging::ensure_topics(&kafka, &[messaging::TopicSpec::new(topic, 3)]).await?;
     let publish = publish_bench(&args, &kafka, &registry.url, topic).await?;
     let http = http_bench(&args, &bootstrap, &registry.url).await?;
+    let codec = Arc::new(EventCodec::new(CodecSettings::new(registry.url.clone()))?);
+    let events = EventPublisher::new(
+        Publisher::new(&kafka, &ProducerSettings::default())?,
+        Arc::clone(&codec),
+    );
+    let before = registry_requests(&registry.url).await?;
+    let consume = crate::bench_consume::consume_bench(
+        &kafka,
+        &events,
+        Arc::clone(&codec),
+        args.consume_events,
+        args.rounds,
+    )
+    .await?;
+    let consume_registry_requests = registry_requests(&registry.url).await? - before;
+    let (e2e_p50, e2e_p99) =
+        crate::bench_consume::end_to_end(&bootstrap, &registry.url, &events, args.e2e_orders)
+            .await?;
 
     println!();
     println!("| benchmark | kafkit | baseline | ratio |");
@@ -123,8 +147,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         http.kafkit.p50_ms, http.kafkit.p99_ms, http.baseline.p50_ms, http.baseline.p99_ms
     );
     println!(
+        "| consume, events/s ({} records) | {:.0} | {:.0} (raw StreamConsumer, store offsets) | {:.2}x |",
+        args.consume_events,
+        consume.kafkit,
+        consume.raw,
+        consume.kafkit / consume.raw
+    );
+    println!(
+        "| consume with 1% failing once, events/s | {:.0} | {:.0} (0% failing) | {:.2}x |",
+        consume.failing,
+        consume.clean,
+        consume.failing / consume.clean
+    );
+    println!(
+        "| end to end produce -> OrderConfirmed, p50 / p99 ({} orders) | {e2e_p50:.2} / {e2e_p99:.2} ms | | |",
+        args.e2e_orders
+    );
+    println!(
         "| registry requests during the timed runs (after warm-up) | {} | | |",
-        publish.2 + http.registry_requests
+        publish.2 + http.registry_requests + consume_registry_requests
     );
     registry.stop().await?;
     Ok(())

@@ -4,6 +4,7 @@
 //! from tests through this library.
 
 pub mod bench;
+pub mod bench_consume;
 pub mod demo;
 pub mod dev;
 
