@@ -44,7 +44,7 @@ pub struct BenchArgs {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// `linger.ms` of producer-service in the HTTP benchmark.
+    /// `linger.ms` of both publish paths and of producer-service.
     #[arg(long, default_value_t = 1)]
     pub linger_ms: u64,
     /// Records per consume round.
@@ -186,7 +186,10 @@ async fn publish_bench(
     registry_url: &str,
     topic: &str,
 ) -> anyhow::Result<(f64, f64, u64)> {
-    let settings = ProducerSettings::default();
+    let settings = ProducerSettings {
+        linger: Duration::from_millis(args.linger_ms),
+        ..ProducerSettings::default()
+    };
     let codec = Arc::new(EventCodec::new(CodecSettings::new(registry_url))?);
     let events = EventPublisher::new(Publisher::new(kafka, &settings)?, codec.clone());
     let raw: FutureProducer = settings.client_config(kafka).create()?;

@@ -225,6 +225,7 @@ pub async fn end_to_end(
     let reader: StreamConsumer = KafkaSettings::new(bootstrap)
         .client_config()
         .set("group.id", format!("bench-e2e-reader-{suffix}"))
+        .set("fetch.wait.max.ms", "100")
         .set("auto.offset.reset", "earliest")
         .create()?;
     reader.subscribe(&[output.as_str()])?;

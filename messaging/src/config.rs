@@ -187,7 +187,8 @@ impl Default for ProducerSettings {
         Self {
             compression: Compression::None,
             delivery_timeout: Duration::from_secs(10),
-            linger: Duration::from_millis(5),
+            // kafkit awaits every acknowledgement, so batching delay is latency.
+            linger: Duration::from_millis(1),
             queue_max_messages: 100_000,
         }
     }

@@ -247,6 +247,11 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
         handler: H,
         metrics: ConsumeMetrics,
     ) -> Result<Self, ConsumeError> {
+        // A broker that does not answer a fetch early when data arrives
+        // (Tansu) would add this wait to every hop; pass-through may override.
+        if config.get("fetch.wait.max.ms").is_none() {
+            config.set("fetch.wait.max.ms", "100");
+        }
         let consumer: StreamConsumer = config
             .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "true")

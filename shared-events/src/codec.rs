@@ -65,7 +65,17 @@ impl CodecSettings {
 
 /// (topic, event full name)
 type StrategyKey = (String, &'static str);
-type SubjectAndStrategy = (String, SubjectNameStrategy);
+/// A subject and the two ways to name it to the converter: `resolving`
+/// (carries the schema text when auto-registering) for the first lookup, and
+/// `cached` (no schema, same cache key) for every record after, so no schema
+/// text is copied per record.
+#[derive(Debug)]
+struct SubjectAndStrategy {
+    subject: String,
+    resolving: SubjectNameStrategy,
+    cached: SubjectNameStrategy,
+    warm: std::sync::atomic::AtomicBool,
+}
 
 /// Encodes and decodes kafkit events; cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -313,6 +323,13 @@ impl EventCodec {
     }
 
     fn strategy_for<E: Event>(&self, topic: &str) -> SubjectNameStrategy {
+        self.strategy_with::<E>(
+            topic,
+            self.settings.registration == RegistrationMode::AutoRegister,
+        )
+    }
+
+    fn strategy_with<E: Event>(&self, topic: &str, auto: bool) -> SubjectNameStrategy {
         let supplied = || {
             SuppliedSchema::new(
                 Some(E::FULL_NAME.to_owned()),
@@ -320,7 +337,6 @@ impl EventCodec {
                 E::SCHEMA_JSON.to_owned(),
             )
         };
-        let auto = self.settings.registration == RegistrationMode::AutoRegister;
         match (self.settings.subject_strategy, auto) {
             (SubjectStrategy::TopicName, true) => SubjectNameStrategy::TopicNameStrategyWithSchema(
                 topic.to_owned(),
@@ -365,22 +381,25 @@ impl EventCodec {
 
     /// Encodes `event` for `topic` in the Confluent wire format.
     pub async fn encode<E: Event>(&self, topic: &str, event: &E) -> Result<Vec<u8>, EncodeError> {
-        let cached = self.cached_strategy::<E>(topic);
-        let (subject, strategy) = &*cached;
+        use std::sync::atomic::Ordering;
+        let entry = self.cached_strategy::<E>(topic);
         // Resolve first so registry errors and serialization errors stay
-        // apart; after the first record both lookups are served from the cache.
+        // apart; once resolved, the converter serves the subject from its cache.
+        if !entry.warm.load(Ordering::Acquire) {
+            self.encoder
+                .get_schema_and_id(&entry.subject, entry.resolving.clone())
+                .await
+                .map_err(|source| {
+                    self.encoder.remove_errors_from_cache();
+                    schema_resolution_failure(entry.subject.clone(), source)
+                })?;
+            entry.warm.store(true, Ordering::Release);
+        }
         self.encoder
-            .get_schema_and_id(subject, strategy.clone())
-            .await
-            .map_err(|source| {
-                self.encoder.remove_errors_from_cache();
-                schema_resolution_failure(subject.clone(), source)
-            })?;
-        self.encoder
-            .encode_struct(event, strategy)
+            .encode_struct(event, &entry.cached)
             .await
             .map_err(|source| EncodeError::Serialize {
-                subject: subject.clone(),
+                subject: entry.subject.clone(),
                 reason: reason(&source),
                 source,
             })
@@ -396,7 +415,12 @@ impl EventCodec {
         {
             return Arc::clone(found);
         }
-        let built = Arc::new((self.subject_for::<E>(topic), self.strategy_for::<E>(topic)));
+        let built = Arc::new(SubjectAndStrategy {
+            subject: self.subject_for::<E>(topic),
+            resolving: self.strategy_for::<E>(topic),
+            cached: self.strategy_with::<E>(topic, false),
+            warm: std::sync::atomic::AtomicBool::new(false),
+        });
         let mut strategies = self.strategies.write().unwrap_or_else(|p| p.into_inner());
         Arc::clone(strategies.entry(key).or_insert(built))
     }
