@@ -1,0 +1,81 @@
+//! `kafkit tail TOPIC...`: print records as they arrive, with kafkit's
+//! retry and dead-letter headers, to watch a record move through the tiers.
+//! (The full DLQ viewer is `kafkit dlq watch`, a later issue.)
+
+use messaging::KafkaArgs;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TailArgs {
+    /// Topics to follow, e.g. orders orders.retry.1 orders.retry.2 orders.dlq
+    #[arg(required = true)]
+    pub topics: Vec<String>,
+    /// Start from the newest records instead of the beginning.
+    #[arg(long)]
+    pub only_new: bool,
+    /// Exit after this many seconds without a record (default: run until Ctrl-C).
+    #[arg(long)]
+    pub idle_exit_secs: Option<u64>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+pub async fn run(args: TailArgs) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = messaging::KafkaSettings::from(args.kafka.clone())
+        .client_config()
+        .set(
+            "group.id",
+            format!("kafkit-tail-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .set(
+            "auto.offset.reset",
+            if args.only_new { "latest" } else { "earliest" },
+        )
+        .create()?;
+    let topics: Vec<&str> = args.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    let idle = args.idle_exit_secs.map(Duration::from_secs);
+    loop {
+        let received = match idle {
+            Some(idle) => match tokio::time::timeout(idle, consumer.recv()).await {
+                Ok(received) => received,
+                Err(_) => return Ok(()),
+            },
+            None => consumer.recv().await,
+        };
+        let message = received?;
+        let header = |name: &str| {
+            message
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == name))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let mut line = format!(
+            "{}[{}]@{} key={}",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_else(|| "-".into())
+        );
+        for (label, name) in [
+            ("attempt", messaging::headers::ATTEMPT),
+            ("class", messaging::headers::ERROR_CLASS),
+            ("not-before", messaging::headers::RETRY_NOT_BEFORE),
+            ("from", messaging::headers::ORIGINAL_TOPIC),
+            ("message", messaging::headers::ERROR_MESSAGE),
+        ] {
+            if let Some(value) = header(name) {
+                line.push_str(&format!(" {label}={value}"));
+            }
+        }
+        println!("{line}");
+    }
+}
