@@ -272,3 +272,50 @@ async fn health_readiness_and_metrics_answer() {
     );
     service.stop().await;
 }
+
+#[tokio::test]
+async fn a_held_partition_does_not_block_the_others_and_keeps_its_own_order() {
+    let stack = Stack::start().await;
+    let names = Names::new();
+    let extra = ["--partitions", "2", "--faults", "HOLD:outage:3"];
+    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &extra).await;
+    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    // Partition 0: an order whose "dependency" is down for 3 passes, then two more.
+    let held = order("HOLD-1", "EUR");
+    let (next, last) = (order("BOOK-1", "EUR"), order("BOOK-2", "EUR"));
+    for placed in [&held, &next, &last] {
+        feeder.send_to(&names.topic, 0, placed).await;
+    }
+    // Partition 1: one order, sent after all of them.
+    let other = order("BOOK-3", "EUR");
+    feeder.send_to(&names.topic, 1, &other).await;
+
+    let out = read_topic(stack.bootstrap(), &names.output, 4, WAIT).await;
+    assert_eq!(out.len(), 4);
+    let codec = EventCodec::new(CodecSettings::new(stack.registry.url.clone())).unwrap();
+    let mut confirmed_at = std::collections::HashMap::new();
+    for record in &out {
+        let confirmed = codec
+            .decode::<OrderConfirmed>(record.message.payload())
+            .await
+            .unwrap()
+            .event;
+        confirmed_at.insert(confirmed.order_id, confirmed.confirmed_at);
+    }
+    let at = |o: &OrderPlaced| confirmed_at[&o.order_id];
+    assert!(
+        at(&other) < at(&held),
+        "partition 1 went on while partition 0 was held"
+    );
+    assert!(
+        at(&held) <= at(&next) && at(&next) <= at(&last),
+        "partition 0 kept its order"
+    );
+    assert!(
+        read_topic(stack.bootstrap(), &names.dlq(), 0, BRIEF)
+            .await
+            .is_empty(),
+        "an outage is not dead-lettered"
+    );
+    service.stop().await;
+}

@@ -1,8 +1,8 @@
 //! The consume loop: decode, handle, publish, settle, store the offset.
 //!
-//! One record at a time per consumer (so per-partition order holds), and an
-//! offset is stored only once the record is settled: handled and its outputs
-//! acknowledged, or its retry/DLQ copy acknowledged. Auto-commit then
+//! Partitions are settled concurrently, each partition's records in order,
+//! and an offset is stored only once the record is settled: handled and its
+//! outputs acknowledged, or its retry/DLQ copy acknowledged. Auto-commit then
 //! commits stored offsets in the background, on rebalance and on shutdown.
 //!
 //! Waiting never sleeps in the poll loop: a record that is not due yet (retry
@@ -16,13 +16,15 @@ use crate::publisher::{OutgoingRecord, Publisher};
 use crate::routing::{self, FailedRecord, RetryPolicy, Route};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use shared_events::{DecodeError, Event, EventCodec, EventHeaders};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
 
 /// A decoded record, as a handler sees it.
 #[derive(Debug)]
@@ -75,6 +77,7 @@ impl Outbox<'_> {
         })?;
         self.records.push(OutgoingRecord {
             topic: topic.to_owned(),
+            partition: None,
             key: Some(key.as_bytes().to_vec()),
             payload: Some(payload),
             headers: headers
@@ -195,6 +198,7 @@ pub enum ConsumeError {
 }
 
 /// How a record ended this pass.
+#[derive(Debug)]
 enum Settled {
     /// Handled, retried or dead-lettered: store the offset.
     Done,
@@ -207,25 +211,56 @@ enum Settled {
 
 type Partition = (String, i32);
 
-/// A consumer group member running `handler` on events of type `E`.
-pub struct ConsumeLoop<E, H> {
-    consumer: Arc<StreamConsumer>,
+/// Work for one partition's lane, in order.
+enum Job {
+    Record(OwnedMessage),
+    /// The partition was resumed: records arriving from now on are new.
+    Resume,
+}
+
+/// A lane's verdict on one record, applied by the loop that owns the consumer.
+struct Outcome {
+    partition: Partition,
+    offset: i64,
+    settled: Settled,
+}
+
+/// What every partition lane shares: decoding, the handler, publishing, routing.
+struct Worker<E, H> {
     codec: Arc<EventCodec>,
     publisher: Publisher,
     handler: H,
     settings: ConsumeSettings,
     metrics: ConsumeMetrics,
+    stopping: AtomicBool,
+    _event: std::marker::PhantomData<fn() -> E>,
+}
+
+/// Records queued per partition lane before the loop waits (back-pressure).
+const LANE_DEPTH: usize = 64;
+
+/// A consumer group member running `handler` on events of type `E`.
+///
+/// One task owns the consumer: it reads, dispatches each record to its
+/// partition's lane, and applies the lanes' verdicts (store the offset, or
+/// pause and rewind the partition). Each lane is a task that settles its
+/// partition's records one after another, so partitions progress
+/// concurrently and records of one partition stay in order.
+pub struct ConsumeLoop<E, H> {
+    consumer: Arc<StreamConsumer>,
+    worker: Arc<Worker<E, H>>,
     /// Paused partitions and when to resume them.
     held: HashMap<Partition, Instant>,
-    /// Current outage back-off per partition.
-    backoff: HashMap<Partition, Duration>,
-    _event: std::marker::PhantomData<fn() -> E>,
+    lanes: HashMap<Partition, mpsc::Sender<Job>>,
+    lane_tasks: tokio::task::JoinSet<()>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+    verdicts: mpsc::UnboundedReceiver<Outcome>,
 }
 
 impl<E, H> std::fmt::Debug for ConsumeLoop<E, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConsumeLoop")
-            .field("settings", &self.settings)
+            .field("settings", &self.worker.settings)
             .finish_non_exhaustive()
     }
 }
@@ -237,7 +272,7 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
+impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
     /// A subscribed consumer; `config` is the base client config (bootstrap, security).
     pub fn new(
         mut config: ClientConfig,
@@ -266,23 +301,33 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
                 topics: settings.topics.clone(),
                 source,
             })?;
+        let (outcomes, verdicts) = mpsc::unbounded_channel();
         Ok(Self {
             consumer: Arc::new(consumer),
-            codec,
-            publisher,
-            handler,
-            settings,
-            metrics,
+            worker: Arc::new(Worker {
+                codec,
+                publisher,
+                handler,
+                settings,
+                metrics,
+                stopping: AtomicBool::new(false),
+                _event: std::marker::PhantomData,
+            }),
             held: HashMap::new(),
-            backoff: HashMap::new(),
-            _event: std::marker::PhantomData,
+            lanes: HashMap::new(),
+            lane_tasks: tokio::task::JoinSet::new(),
+            outcomes,
+            verdicts,
         })
     }
 
-    /// Consumes until `shutdown` resolves, then commits what is settled.
+    /// Consumes until `shutdown` resolves; then lets each lane finish the
+    /// record in hand (abandoning queued ones: they are read again later),
+    /// stores what settled and commits.
     pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
-        tracing::info!(group = self.settings.group_id, topics = ?self.settings.topics, "consuming");
+        let settings = self.worker.settings.clone();
+        tracing::info!(group = settings.group_id, topics = ?settings.topics, "consuming");
         let consumer = Arc::clone(&self.consumer);
         loop {
             let wake = self.held.values().min().copied();
@@ -294,9 +339,10 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
             };
             tokio::select! {
                 () = &mut shutdown => break,
-                () = timer => self.resume_due(),
+                () = timer => self.resume_due().await,
+                Some(outcome) = self.verdicts.recv() => self.apply(outcome),
                 received = consumer.recv() => match received {
-                    Ok(message) => self.process(&message).await,
+                    Ok(message) => self.dispatch(message.detach()).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "consumer error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -304,17 +350,23 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
                 },
             }
         }
+        self.worker.stopping.store(true, Ordering::Release);
+        self.lanes.clear();
+        let grace = settings.outage_backoff_max.max(Duration::from_secs(5));
+        let lanes_done = async { while self.lane_tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, lanes_done).await.is_err() {
+            tracing::warn!(
+                "a partition lane did not finish in time; its record will be read again"
+            );
+        }
+        while let Ok(outcome) = self.verdicts.try_recv() {
+            self.apply(outcome);
+        }
         // Offsets of settled records only are stored; commit them now. The
         // commit blocks, and with the broker gone it can block long: bound it.
-        let consumer = Arc::clone(&self.consumer);
         let commit =
             tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync));
-        match tokio::time::timeout(
-            self.settings.outage_backoff_max.max(Duration::from_secs(5)),
-            commit,
-        )
-        .await
-        {
+        match tokio::time::timeout(grace, commit).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::debug!(error = %e, "nothing committed at shutdown"),
             Ok(Err(e)) => tracing::warn!(error = %e, "the shutdown commit task failed"),
@@ -322,10 +374,72 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
                 "the shutdown commit did not finish in time; stored offsets may be re-read"
             ),
         }
-        tracing::info!(group = self.settings.group_id, "consumer stopped");
+        tracing::info!(group = settings.group_id, "consumer stopped");
     }
 
-    fn resume_due(&mut self) {
+    async fn dispatch(&mut self, message: OwnedMessage) {
+        let partition: Partition = (message.topic().to_owned(), message.partition());
+        if self.held.contains_key(&partition) {
+            // Fetched before the pause; it is read again after the resume.
+            return;
+        }
+        self.worker.metrics.consumed.inc();
+        let lane = match self.lanes.get(&partition) {
+            Some(lane) if !lane.is_closed() => lane.clone(),
+            _ => {
+                let (lane, jobs) = mpsc::channel(LANE_DEPTH);
+                let (worker, outcomes) = (Arc::clone(&self.worker), self.outcomes.clone());
+                self.lane_tasks
+                    .spawn(run_lane(worker, partition.clone(), jobs, outcomes));
+                self.lanes.insert(partition, lane.clone());
+                lane
+            }
+        };
+        // Waits when the lane is full: back-pressure on the whole consumer.
+        let _ = lane.send(Job::Record(message)).await;
+    }
+
+    fn apply(&mut self, outcome: Outcome) {
+        let Outcome {
+            partition: (topic, partition),
+            offset,
+            settled,
+        } = outcome;
+        match settled {
+            Settled::Done => {
+                if let Err(e) = self.consumer.store_offset(&topic, partition, offset + 1) {
+                    tracing::warn!(topic, partition, offset, error = %e, "could not store an offset");
+                }
+            }
+            Settled::Hold { delay, reason } => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&topic, partition);
+                if let Err(e) = self.consumer.pause(&tpl) {
+                    tracing::warn!(topic, partition, error = %e, "could not pause a partition");
+                }
+                if let Err(e) = self.consumer.seek(
+                    &topic,
+                    partition,
+                    Offset::Offset(offset),
+                    Duration::from_secs(5),
+                ) {
+                    tracing::warn!(topic, partition, offset, error = %e, "could not rewind a held partition");
+                }
+                self.worker.metrics.holds.with_label_values(&[reason]).inc();
+                tracing::debug!(
+                    topic,
+                    partition,
+                    offset,
+                    ?delay,
+                    reason,
+                    "holding a partition"
+                );
+                self.held.insert((topic, partition), Instant::now() + delay);
+            }
+        }
+    }
+
+    async fn resume_due(&mut self) {
         let now = Instant::now();
         let due: Vec<Partition> = self
             .held
@@ -333,56 +447,89 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
             .filter(|(_, at)| **at <= now)
             .map(|(p, _)| p.clone())
             .collect();
-        for (topic, partition) in due {
-            self.held.remove(&(topic.clone(), partition));
+        for partition in due {
+            self.held.remove(&partition);
+            if let Some(lane) = self.lanes.get(&partition) {
+                let _ = lane.send(Job::Resume).await;
+            }
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&topic, partition);
+            tpl.add_partition(&partition.0, partition.1);
             if let Err(e) = self.consumer.resume(&tpl) {
-                tracing::warn!(topic, partition, error = %e, "could not resume a partition");
+                tracing::warn!(topic = partition.0, partition = partition.1, error = %e, "could not resume a partition");
             }
         }
     }
+}
 
-    /// Pauses the record's partition and rewinds it to the record.
-    fn hold(&mut self, message: &BorrowedMessage<'_>, delay: Duration, reason: &'static str) {
-        let (topic, partition, offset) = (
-            message.topic().to_owned(),
-            message.partition(),
-            message.offset(),
-        );
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&topic, partition);
-        if let Err(e) = self.consumer.pause(&tpl) {
-            tracing::warn!(topic, partition, error = %e, "could not pause a partition");
+/// One partition's records, settled in order. After a hold, records already
+/// queued are dropped until the partition is resumed (it was rewound).
+async fn run_lane<E: Event + 'static, H: Handler<E>>(
+    worker: Arc<Worker<E, H>>,
+    partition: Partition,
+    mut jobs: mpsc::Receiver<Job>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+) {
+    let mut held = false;
+    let mut backoff: Option<Duration> = None;
+    while let Some(job) = jobs.recv().await {
+        if worker.stopping.load(Ordering::Acquire) {
+            break;
         }
-        if let Err(e) = self.consumer.seek(
-            &topic,
-            partition,
-            Offset::Offset(offset),
-            Duration::from_secs(5),
-        ) {
-            tracing::warn!(topic, partition, offset, error = %e, "could not rewind a held partition");
-        }
-        self.metrics.holds.with_label_values(&[reason]).inc();
-        tracing::debug!(
-            topic,
-            partition,
-            offset,
-            ?delay,
-            reason,
-            "holding a partition"
-        );
-        self.held.insert((topic, partition), Instant::now() + delay);
+        let message = match job {
+            Job::Resume => {
+                held = false;
+                continue;
+            }
+            Job::Record(_) if held => continue,
+            Job::Record(message) => message,
+        };
+        let timer = worker.metrics.processing.start_timer();
+        let settled = worker.settle(&message).await;
+        timer.observe_duration();
+        let settled = match settled {
+            Ok(()) => {
+                backoff = None;
+                Settled::Done
+            }
+            Err(Wait::NotDue(delay)) => {
+                held = true;
+                Settled::Hold {
+                    delay,
+                    reason: "not-due",
+                }
+            }
+            Err(Wait::Outage) => {
+                held = true;
+                let next = backoff.map_or(worker.settings.outage_backoff, |d| {
+                    (d * 2).min(worker.settings.outage_backoff_max)
+                });
+                backoff = Some(next);
+                Settled::Hold {
+                    delay: next,
+                    reason: "outage",
+                }
+            }
+        };
+        let _ = outcomes.send(Outcome {
+            partition: partition.clone(),
+            offset: message.offset(),
+            settled,
+        });
     }
+}
 
-    async fn process(&mut self, message: &BorrowedMessage<'_>) {
-        let partition: Partition = (message.topic().to_owned(), message.partition());
-        if self.held.contains_key(&partition) {
-            // Fetched before the pause; it is read again after the resume.
-            return;
-        }
-        self.metrics.consumed.inc();
-        let timer = self.metrics.processing.start_timer();
+/// Why a record is not settled now.
+enum Wait {
+    /// A retry record whose `kafkit.retry.not-before` is this far away.
+    NotDue(Duration),
+    /// Not the record's fault: the registry, a dependency or the broker is down.
+    Outage,
+}
+
+impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
+    /// Settles one record: handled (outputs acknowledged), or routed to a
+    /// retry tier or the DLQ (copy acknowledged); or says why not now.
+    async fn settle(&self, message: &OwnedMessage) -> Result<(), Wait> {
         let headers: Vec<(String, Vec<u8>)> = message
             .headers()
             .map(|h| {
@@ -391,59 +538,28 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
                     .collect()
             })
             .unwrap_or_default();
-        let settled = self.settle(message, &headers).await;
-        timer.observe_duration();
-        match settled {
-            Settled::Done => {
-                self.backoff.remove(&partition);
-                if let Err(e) = self.consumer.store_offset_from_message(message) {
-                    tracing::warn!(topic = partition.0, partition = partition.1, error = %e, "could not store an offset");
-                }
-            }
-            Settled::Hold { delay, reason } => self.hold(message, delay, reason),
-        }
-    }
-
-    fn outage_delay(&mut self, message: &BorrowedMessage<'_>) -> Duration {
-        let key = (message.topic().to_owned(), message.partition());
-        let next = self
-            .backoff
-            .get(&key)
-            .map_or(self.settings.outage_backoff, |d| {
-                (*d * 2).min(self.settings.outage_backoff_max)
-            });
-        self.backoff.insert(key, next);
-        next
-    }
-
-    async fn settle(
-        &mut self,
-        message: &BorrowedMessage<'_>,
-        headers: &[(String, Vec<u8>)],
-    ) -> Settled {
         if self.settings.stage == Stage::Retry
-            && let Some(due) = routing::not_before_ms(headers)
+            && let Some(due) = routing::not_before_ms(&headers)
         {
             let wait = due - now_ms();
             if wait > 0 {
-                let delay = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
-                return Settled::Hold {
-                    delay,
-                    reason: "not-due",
-                };
+                return Err(Wait::NotDue(Duration::from_millis(
+                    u64::try_from(wait).unwrap_or(0),
+                )));
             }
         }
-        let attempts = routing::attempts_so_far(headers);
+        let attempts = routing::attempts_so_far(&headers);
         let event = match self.codec.decode::<E>(message.payload()).await {
             Ok(decoded) => decoded.event,
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "schema registry unavailable; holding the partition");
-                return Settled::Hold {
-                    delay: self.outage_delay(message),
-                    reason: "outage",
-                };
+                return Err(Wait::Outage);
             }
-            Err(e) => return self.fail(message, headers, undecodable(&e), attempts).await,
+            Err(e) => {
+                return self
+                    .fail(message, &headers, undecodable(&e), attempts)
+                    .await;
+            }
         };
         let input = Input {
             event,
@@ -464,38 +580,31 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
         };
         match self.handler.handle(&input, &mut outbox).await {
             Ok(()) => {
-                let records = outbox.records;
-                for record in &records {
+                for record in &outbox.records {
                     if let Err(e) = self.publisher.publish(record).await {
                         tracing::warn!(error = %e, topic = record.topic, "could not publish a handler output; holding");
-                        return Settled::Hold {
-                            delay: self.outage_delay(message),
-                            reason: "outage",
-                        };
+                        return Err(Wait::Outage);
                     }
                 }
                 self.metrics.handled.inc();
-                Settled::Done
+                Ok(())
             }
             Err(failure) if failure.kind == FailureKind::Outage => {
                 tracing::warn!(%failure, "a dependency is unavailable; holding the partition");
-                Settled::Hold {
-                    delay: self.outage_delay(message),
-                    reason: "outage",
-                }
+                Err(Wait::Outage)
             }
-            Err(failure) => self.fail(message, headers, failure, attempts).await,
+            Err(failure) => self.fail(message, &headers, failure, attempts).await,
         }
     }
 
-    /// Routes a failed record to its retry tier or the DLQ; done once the copy is acknowledged.
+    /// Routes a failed record to its retry tier or the DLQ; settled once the copy is acknowledged.
     async fn fail(
-        &mut self,
-        message: &BorrowedMessage<'_>,
+        &self,
+        message: &OwnedMessage,
         headers: &[(String, Vec<u8>)],
         failure: Failure,
         attempts_before: u32,
-    ) -> Settled {
+    ) -> Result<(), Wait> {
         let attempts = attempts_before + 1;
         let record = FailedRecord {
             topic: message.topic(),
@@ -509,7 +618,7 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
         };
         let original = routing::original_topic(&record);
         let now = now_ms();
-        let (copy, label) = match self.settings.policy.route(failure.kind, attempts) {
+        let (copy, tier) = match self.settings.policy.route(failure.kind, attempts) {
             Route::Retry { tier, delay } => {
                 let due = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
                 let topic = self.settings.policy.retry_topic(&original, tier);
@@ -528,7 +637,7 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
         };
         match self.publisher.publish(&copy).await {
             Ok(delivered) => {
-                match label {
+                match tier {
                     Some(tier) => self
                         .metrics
                         .retried
@@ -549,15 +658,12 @@ impl<E: Event + 'static, H: Handler<E>> ConsumeLoop<E, H> {
                     class = failure.class,
                     "routed a failed record"
                 );
-                Settled::Done
+                Ok(())
             }
             Err(e) => {
                 // Never store the offset of a record whose copy is not acknowledged.
                 tracing::warn!(error = %e, to = copy.topic, "could not route a failed record; holding");
-                Settled::Hold {
-                    delay: self.outage_delay(message),
-                    reason: "outage",
-                }
+                Err(Wait::Outage)
             }
         }
     }

@@ -20,6 +20,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 pub struct OutgoingRecord {
     pub topic: String,
+    /// `None`: the partitioner picks one from the key.
+    pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -164,6 +166,9 @@ impl Publisher {
         if let Some(key) = &record.key {
             message = message.key(key);
         }
+        if let Some(partition) = record.partition {
+            message = message.partition(partition);
+        }
         if let Some(payload) = &record.payload {
             message = message.payload(payload);
         }
@@ -262,6 +267,7 @@ impl EventPublisher {
         let payload = self.codec.encode(topic, event).await?;
         let record = OutgoingRecord {
             topic: topic.to_owned(),
+            partition: None,
             key: Some(key.as_bytes().to_vec()),
             payload: Some(payload),
             headers: headers

@@ -206,6 +206,7 @@ pub fn hop(
     set(headers::FAILURE_LAST, now_ms.to_string().into_bytes());
     OutgoingRecord {
         topic: destination.to_owned(),
+        partition: None,
         key: record.key.map(<[u8]>::to_vec),
         payload: record.payload.map(<[u8]>::to_vec),
         headers: out,
