@@ -81,6 +81,9 @@ pub struct Settings {
     pub outage_backoff_ms: u64,
     #[arg(long, env = "OUTAGE_BACKOFF_MAX_MS", default_value_t = 30_000)]
     pub outage_backoff_max_ms: u64,
+    /// How often the `consumer_lag` metric is refreshed.
+    #[arg(long, env = "LAG_INTERVAL_MS", default_value_t = 5_000)]
+    pub lag_interval_ms: u64,
     #[arg(
         long,
         env = "SCHEMA_REGISTRY_URL",

@@ -91,6 +91,7 @@ impl Application {
                 policy: policy.clone(),
                 outage_backoff: Duration::from_millis(settings.outage_backoff_ms),
                 outage_backoff_max: Duration::from_millis(settings.outage_backoff_max_ms),
+                lag_interval: Duration::from_millis(settings.lag_interval_ms),
             };
             let consume_metrics = ConsumeMetrics::register(&metrics, stage)?;
             loops.push(ConsumeLoop::new(

@@ -91,6 +91,7 @@ async fn consume_loop_rate(
         },
         outage_backoff: Duration::from_millis(100),
         outage_backoff_max: Duration::from_secs(1),
+        lag_interval: Duration::from_secs(5),
     };
     let consume_loop = ConsumeLoop::new(
         kafka.client_config(),

@@ -14,7 +14,9 @@ use crate::failure::{Failure, FailureKind};
 use crate::headers;
 use crate::publisher::{OutgoingRecord, Publisher};
 use crate::routing::{self, FailedRecord, RetryPolicy, Route};
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -119,6 +121,8 @@ pub struct ConsumeSettings {
     /// First wait after an outage; doubles up to `outage_backoff_max`.
     pub outage_backoff: Duration,
     pub outage_backoff_max: Duration,
+    /// How often `consumer_lag` is refreshed.
+    pub lag_interval: Duration,
 }
 
 /// Counters of the consume loop, registered into the service's registry.
@@ -133,6 +137,8 @@ pub struct ConsumeMetrics {
     /// `partition_holds_total{reason}`: not due yet, or an outage.
     pub holds: IntCounterVec,
     pub processing: Histogram,
+    /// `consumer_lag{topic,partition}`: high watermark minus position, per assigned partition.
+    pub lag: IntGaugeVec,
 }
 
 impl ConsumeMetrics {
@@ -173,7 +179,15 @@ impl ConsumeMetrics {
         registry.register(Box::new(retried.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
         registry.register(Box::new(holds.clone()))?;
+        let lag = IntGaugeVec::new(
+            opts(
+                "consumer_lag",
+                "Records behind the high watermark, per assigned partition",
+            ),
+            &["topic", "partition"],
+        )?;
         registry.register(Box::new(processing.clone()))?;
+        registry.register(Box::new(lag.clone()))?;
         Ok(Self {
             consumed,
             handled,
@@ -181,6 +195,7 @@ impl ConsumeMetrics {
             dead_lettered,
             holds,
             processing,
+            lag,
         })
     }
 }
@@ -329,6 +344,11 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
         let settings = self.worker.settings.clone();
         tracing::info!(group = settings.group_id, topics = ?settings.topics, "consuming");
         let consumer = Arc::clone(&self.consumer);
+        let lag = tokio::spawn(report_lag(
+            Arc::clone(&consumer),
+            self.worker.metrics.lag.clone(),
+            settings.lag_interval,
+        ));
         loop {
             let wake = self.held.values().min().copied();
             let timer = async move {
@@ -350,6 +370,7 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
                 },
             }
         }
+        lag.abort();
         self.worker.stopping.store(true, Ordering::Release);
         self.lanes.clear();
         let grace = settings.outage_backoff_max.max(Duration::from_secs(5));
@@ -458,6 +479,36 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
                 tracing::warn!(topic = partition.0, partition = partition.1, error = %e, "could not resume a partition");
             }
         }
+    }
+}
+
+/// Refreshes `consumer_lag` every `interval` (the look-ups block: off the runtime).
+/// Note: Tansu 0.6.0 undercounts the high watermark after multi-record batches.
+async fn report_lag(consumer: Arc<StreamConsumer>, lag: IntGaugeVec, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        let (consumer, lag) = (Arc::clone(&consumer), lag.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let Ok(positions) = consumer.position() else {
+                return;
+            };
+            lag.reset();
+            for element in positions.elements() {
+                let Offset::Offset(position) = element.offset() else {
+                    continue;
+                };
+                let timeout = Duration::from_secs(2);
+                if let Ok((_, high)) =
+                    consumer.fetch_watermarks(element.topic(), element.partition(), timeout)
+                {
+                    let partition = element.partition().to_string();
+                    lag.with_label_values(&[element.topic(), partition.as_str()])
+                        .set((high - position).max(0));
+                }
+            }
+        })
+        .await;
     }
 }
 

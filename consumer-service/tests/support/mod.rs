@@ -90,6 +90,8 @@ pub fn service_args(
         "200",
         "--outage-backoff-max-ms",
         "1000",
+        "--lag-interval-ms",
+        "300",
     ]
     .iter()
     .map(|s| (*s).to_owned())
