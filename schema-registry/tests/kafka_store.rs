@@ -136,7 +136,7 @@ async fn replay_reads_every_record_of_a_multi_record_batch() {
     let topic = random_name("_schemas");
     devstack::ensure_topic(kafka.bootstrap_servers(), &topic, 1).unwrap();
     // Another writer's records, sent together so the producer batches them
-    // (Tansu 0.6.0 then reports a high watermark of 1 for the 3 records).
+    // (Tansu 0.6.0 then reports a high watermark below the last offset).
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", kafka.bootstrap_servers())
         .set("linger.ms", "100")
