@@ -40,9 +40,8 @@ pub struct Application {
 #[derive(Debug, Clone)]
 struct Ops {
     publisher: Publisher,
-    registry_url: String,
+    codec: Arc<EventCodec>,
     metrics: prometheus::Registry,
-    http: reqwest::Client,
 }
 
 impl Application {
@@ -123,9 +122,8 @@ impl Application {
             .with_context(|| format!("failed to listen on {}", settings.listen))?;
         let ops = Ops {
             publisher,
-            registry_url: settings.registry_url.clone(),
+            codec: Arc::clone(&codec),
             metrics,
-            http: reqwest::Client::new(),
         };
         Ok(Self {
             listener,
@@ -188,18 +186,11 @@ async fn readyz(State(ops): State<Ops>) -> Response {
         .check_broker(Duration::from_secs(2))
         .await
         .map_err(|e| format!("kafka: {e}"));
-    let url = format!("{}/subjects", ops.registry_url.trim_end_matches('/'));
-    let registry = match ops
-        .http
-        .get(url)
-        .timeout(Duration::from_secs(2))
-        .send()
+    let registry = ops
+        .codec
+        .check_registry()
         .await
-    {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("schema registry: answered {}", r.status())),
-        Err(e) => Err(format!("schema registry: {e}")),
-    };
+        .map_err(|e| format!("schema registry: {e}"));
     let failures: Vec<String> = [kafka, registry]
         .into_iter()
         .filter_map(Result::err)

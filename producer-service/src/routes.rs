@@ -36,7 +36,6 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub idempotency: Arc<IdempotencyStore>,
     pub metrics: Metrics,
-    pub http: reqwest::Client,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -453,15 +452,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .check_broker(timeout)
         .await
         .map_err(|e| e.to_string());
-    let registry_url = format!(
-        "{}/subjects",
-        state.settings.registry_url.trim_end_matches('/')
-    );
-    let registry = match state.http.get(&registry_url).timeout(timeout).send().await {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("answered {}", r.status())),
-        Err(e) => Err(e.to_string()),
-    };
+    let registry = state.events.codec().check_registry().await;
     match (kafka, registry) {
         (Ok(()), Ok(())) => answer(
             StatusCode::OK,

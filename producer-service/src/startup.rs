@@ -47,7 +47,6 @@ impl Application {
                 settings.idempotency_window_secs,
             )),
             metrics: Metrics::new().context("failed to register metrics")?,
-            http: reqwest::Client::new(),
             settings: Arc::new(settings),
         };
         Ok(Self { listener, state })

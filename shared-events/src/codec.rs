@@ -80,6 +80,7 @@ struct SubjectAndStrategy {
 /// Encodes and decodes kafkit events; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct EventCodec {
+    registry: SrSettings,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
     settings: CodecSettings,
@@ -304,6 +305,7 @@ impl EventCodec {
         }
         let sr = builder.build()?;
         Ok(Self {
+            registry: sr.clone(),
             encoder: AvroEncoder::new(sr.clone()),
             decoder: AvroDecoder::new(sr),
             settings,
@@ -313,6 +315,15 @@ impl EventCodec {
 
     pub fn settings(&self) -> &CodecSettings {
         &self.settings
+    }
+
+    /// Readiness: the registry answers `GET /subjects` with these settings
+    /// (URL, credentials, timeout).
+    pub async fn check_registry(&self) -> Result<(), String> {
+        schema_registry_converter::async_impl::schema_registry::get_all_subjects(&self.registry)
+            .await
+            .map(|_| ())
+            .map_err(|e| reason(&e))
     }
 
     /// The subject `E` is registered under when produced to `topic`.
