@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bench_consume;
 pub mod demo;
 pub mod dev;
+pub mod dlq;
 pub mod tail;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,11 @@ pub enum Command {
     Registry(schema_registry::RegistryArgs),
     /// Start the local stack, register the event schemas and round-trip an OrderPlaced event.
     Demo(demo::DemoArgs),
+    /// Inspect and replay dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
     /// Print records of topics as they arrive, with kafkit's retry/DLQ headers.
     Tail(tail::TailArgs),
     /// Measure the publish path and HTTP ingest against baselines, side by side.
@@ -51,5 +57,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Tail(args) => tail::run(args).await,
+        Command::Dlq { command } => dlq::run(command).await,
     }
 }

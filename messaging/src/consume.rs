@@ -405,6 +405,12 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
             return;
         }
         self.worker.metrics.consumed.inc();
+        tracing::debug!(
+            topic = partition.0,
+            partition = partition.1,
+            offset = message.offset(),
+            "dispatching a record"
+        );
         let lane = match self.lanes.get(&partition) {
             Some(lane) if !lane.is_closed() => lane.clone(),
             _ => {

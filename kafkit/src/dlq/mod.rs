@@ -1,0 +1,355 @@
+//! `kafkit dlq`: see what died and why, grouped, and send it back safely.
+
+pub mod record;
+
+use anyhow::{Context, bail};
+use messaging::{KafkaArgs, KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use record::{DeadLetter, Filter};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// List and count what is parked on a dead-letter topic.
+    ///
+    /// Example: kafkit dlq inspect orders.dlq --class unsupported-currency --output json
+    Inspect(InspectArgs),
+    /// Send dead letters back to their original topic (or --to), once.
+    ///
+    /// Example: kafkit dlq replay orders.dlq --class injected-transient --dry-run
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The dead-letter topic, e.g. orders.dlq
+    pub topic: String,
+    #[command(flatten)]
+    pub filter: Filter,
+    #[arg(long, value_enum, default_value = "table")]
+    pub output: Output,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The dead-letter topic, e.g. orders.dlq
+    pub topic: String,
+    #[command(flatten)]
+    pub filter: Filter,
+    /// Send here instead of each record's original topic.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Move at most this many records.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Records per second at most.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Show what would move; move nothing and remember nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Consumer group that remembers what was replayed (default: derived
+    /// from the topic, filter and destination, so the same replay twice
+    /// sends nothing the second time).
+    #[arg(long)]
+    pub group: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::Inspect(args) => inspect(args).await,
+        DlqCommand::Replay(args) => {
+            let summary = replay(args).await?;
+            if summary.failed.is_empty() {
+                Ok(())
+            } else {
+                bail!("{} records could not be replayed", summary.failed.len())
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+fn when(ms: Option<i64>) -> String {
+    ms.and_then(|ms| u64::try_from(ms).ok())
+        .map(|ms| {
+            humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+                .to_string()
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// A consumer assigned to every partition of `topic`, each at `start(partition)`.
+fn assigned(
+    kafka: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    committed: bool,
+) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(10)))
+        .with_context(|| {
+            format!(
+                "could not reach Kafka at {}; is it running? (kafkit dev up)",
+                kafka.bootstrap_servers
+            )
+        })?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        bail!(
+            "topic {topic} does not exist at {}",
+            kafka.bootstrap_servers
+        );
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in &partitions {
+        assignment.add_partition_offset(topic, *partition, Offset::Beginning)?;
+    }
+    if committed {
+        // Start where this group stopped; the beginning where it never was.
+        let stored = consumer
+            .committed_offsets(assignment.clone(), Timeout::After(Duration::from_secs(10)))?;
+        for element in stored.elements() {
+            if let Offset::Offset(offset) = element.offset() {
+                assignment.set_partition_offset(
+                    topic,
+                    element.partition(),
+                    Offset::Offset(offset),
+                )?;
+            }
+        }
+    }
+    consumer.assign(&assignment)?;
+    Ok(consumer)
+}
+
+/// Reads until nothing arrives for `idle` (watermarks are not trusted: Tansu
+/// 0.6.0 undercounts them), handing each record to `each`.
+async fn read_until_idle(
+    consumer: &StreamConsumer,
+    idle: Duration,
+    mut each: impl FnMut(DeadLetter),
+) -> anyhow::Result<()> {
+    loop {
+        match tokio::time::timeout(idle, consumer.recv()).await {
+            Err(_) => return Ok(()),
+            Ok(received) => each(DeadLetter::from_message(&received?.detach())),
+        }
+    }
+}
+
+const IDLE: Duration = Duration::from_millis(1500);
+
+async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let kafka = KafkaSettings::from(args.kafka.clone());
+    let group = format!("kafkit-inspect-{}", uuid::Uuid::new_v4().simple());
+    let consumer = assigned(&kafka, &group, &args.topic, false)?;
+    let now = now_ms();
+    let mut letters = Vec::new();
+    read_until_idle(&consumer, IDLE, |letter| {
+        if args.filter.matches(&letter, now) {
+            letters.push(letter);
+        }
+    })
+    .await?;
+    // Groups: class -> (count, first, last).
+    let mut groups: BTreeMap<String, (usize, Option<i64>, Option<i64>)> = BTreeMap::new();
+    for letter in &letters {
+        let group = groups
+            .entry(letter.error_class.clone())
+            .or_insert((0, None, None));
+        group.0 += 1;
+        group.1 = group.1.min(letter.dead_at_ms).or(letter.dead_at_ms);
+        group.2 = group.2.max(letter.dead_at_ms);
+    }
+    match args.output {
+        Output::Json => {
+            for letter in &letters {
+                println!("{}", serde_json::to_string(letter)?);
+            }
+            let summary: Vec<serde_json::Value> = groups
+                .iter()
+                .map(|(class, (count, first, last))| serde_json::json!({"class": class, "count": count, "first_ms": first, "last_ms": last}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"total": letters.len(), "groups": summary})
+            );
+        }
+        Output::Table => {
+            println!("{} dead letters on {}", letters.len(), args.topic);
+            println!(
+                "{:<22} {:<28} {:<7} {:<24} {}",
+                "died", "from", "attempt", "class", "key / message"
+            );
+            for l in &letters {
+                let from = format!(
+                    "{}[{}]@{}",
+                    l.original_topic.as_deref().unwrap_or("?"),
+                    l.original_partition.map_or("?".into(), |p| p.to_string()),
+                    l.original_offset.map_or("?".into(), |o| o.to_string())
+                );
+                println!(
+                    "{:<22} {:<28} {:<7} {:<24} {} / {}",
+                    when(l.dead_at_ms),
+                    from,
+                    l.attempt.map_or("-".into(), |a| a.to_string()),
+                    l.error_class,
+                    l.key_text.as_deref().unwrap_or("-"),
+                    l.error_message
+                );
+            }
+            println!();
+            println!(
+                "{:<24} {:>6}  {:<22} {:<22}",
+                "class", "count", "first", "last"
+            );
+            for (class, (count, first, last)) in &groups {
+                println!(
+                    "{class:<24} {count:>6}  {:<22} {:<22}",
+                    when(*first),
+                    when(*last)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a replay did.
+#[derive(Debug, Default)]
+pub struct ReplaySummary {
+    pub moved: usize,
+    pub skipped: usize,
+    pub failed: Vec<(String, String)>,
+}
+
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
+    let kafka = KafkaSettings::from(args.kafka.clone());
+    let group = args.group.clone().unwrap_or_else(|| {
+        let key = format!("{}|{}|{:?}", args.topic, args.filter.fingerprint(), args.to);
+        format!(
+            "kafkit-replay-{}",
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()).simple()
+        )
+    });
+    let consumer = assigned(&kafka, &group, &args.topic, true)?;
+    let publisher = Publisher::new(&kafka, &ProducerSettings::default())?;
+    let now = now_ms();
+    let mut letters = Vec::new();
+    read_until_idle(&consumer, IDLE, |letter| letters.push(letter)).await?;
+
+    let mut summary = ReplaySummary::default();
+    // Per partition: the offset to remember, up to the first failure.
+    let mut remember: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut blocked: std::collections::BTreeSet<i32> = std::collections::BTreeSet::new();
+    let pace = args
+        .rate
+        .map(|r| Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
+    let verb = if args.dry_run { "would move" } else { "moved" };
+    for letter in &letters {
+        let matches =
+            args.filter.matches(letter, now) && args.limit.is_none_or(|l| summary.moved < l);
+        if !matches {
+            summary.skipped += 1;
+            continue;
+        }
+        let id = format!(
+            "{}/{}/{}",
+            letter.dlq_topic, letter.dlq_partition, letter.dlq_offset
+        );
+        let Some(destination) = args.to.clone().or_else(|| letter.original_topic.clone()) else {
+            summary
+                .failed
+                .push((id, "no original topic in its headers; pass --to".into()));
+            blocked.insert(letter.dlq_partition);
+            continue;
+        };
+        if args.dry_run {
+            println!(
+                "{verb} {id} -> {destination} (class {}, key {})",
+                letter.error_class,
+                letter.key_text.as_deref().unwrap_or("-")
+            );
+            summary.moved += 1;
+            continue;
+        }
+        let mut headers = letter.replay_headers();
+        headers.push(("kafkit.replay.from".into(), id.clone().into_bytes()));
+        headers.push(("kafkit.replay.at".into(), now_ms().to_string().into_bytes()));
+        let record = OutgoingRecord {
+            topic: destination.clone(),
+            partition: None,
+            key: letter.key.clone(),
+            payload: letter.value.clone(),
+            headers,
+        };
+        match publisher.publish(&record).await {
+            Ok(_) => {
+                summary.moved += 1;
+                // Remember what was sent, unless something before it in the
+                // partition failed: then the next run must see that one again.
+                if !blocked.contains(&letter.dlq_partition) {
+                    remember.insert(letter.dlq_partition, letter.dlq_offset + 1);
+                }
+            }
+            Err(e) => {
+                summary.failed.push((id, e.to_string()));
+                blocked.insert(letter.dlq_partition);
+            }
+        }
+        if let Some(pace) = pace {
+            tokio::time::sleep(pace).await;
+        }
+    }
+    if !args.dry_run && !remember.is_empty() {
+        let mut done = TopicPartitionList::new();
+        for (partition, offset) in &remember {
+            done.add_partition_offset(&args.topic, *partition, Offset::Offset(*offset))?;
+        }
+        consumer
+            .commit(&done, CommitMode::Sync)
+            .context("could not record what was replayed")?;
+    }
+    println!(
+        "{}: {} {verb}, {} skipped (filtered out or over the limit), {} failed",
+        args.topic,
+        summary.moved,
+        summary.skipped,
+        summary.failed.len()
+    );
+    for (id, reason) in &summary.failed {
+        println!("  failed {id}: {reason}");
+    }
+    Ok(summary)
+}

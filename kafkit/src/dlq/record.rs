@@ -1,0 +1,195 @@
+//! A dead letter as people want to see it: where it came from, why it died,
+//! how often it was tried, whatever tool wrote it.
+//!
+//! kafkit's own headers are read first; Spring Kafka's (`kafka_dlt-*`) and
+//! Kafka Connect's (`__connect.errors.*`) are understood too, so the same
+//! tools work on dead-letter topics other stacks filled.
+
+use messaging::headers as h;
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use serde::Serialize;
+
+/// Which convention the failure headers follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Convention {
+    Kafkit,
+    SpringKafka,
+    KafkaConnect,
+    /// No known failure headers.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub dlq_topic: String,
+    pub dlq_partition: i32,
+    pub dlq_offset: i64,
+    /// When it was written to the DLQ (epoch ms), from the record timestamp.
+    pub dead_at_ms: Option<i64>,
+    pub convention: Convention,
+    pub original_topic: Option<String>,
+    pub original_partition: Option<i32>,
+    pub original_offset: Option<i64>,
+    pub attempt: Option<u32>,
+    pub error_class: String,
+    pub error_message: String,
+    #[serde(skip)]
+    pub key: Option<Vec<u8>>,
+    pub key_text: Option<String>,
+    #[serde(skip)]
+    pub value: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+fn text(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+fn raw<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Spring writes partition and offset as big-endian binary ints.
+fn be_int(bytes: &[u8]) -> Option<i64> {
+    match bytes.len() {
+        4 => Some(i64::from(i32::from_be_bytes(bytes.try_into().ok()?))),
+        8 => Some(i64::from_be_bytes(bytes.try_into().ok()?)),
+        _ => std::str::from_utf8(bytes).ok()?.trim().parse().ok(),
+    }
+}
+
+impl DeadLetter {
+    pub fn from_message(message: &OwnedMessage) -> Self {
+        let headers: Vec<(String, Vec<u8>)> = message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|hd| (hd.key.to_owned(), hd.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let number = |name: &str| text(&headers, name).and_then(|t| t.trim().parse::<i64>().ok());
+        let (convention, original_topic, original_partition, original_offset, attempt, class, msg) =
+            if text(&headers, h::ERROR_CLASS).is_some()
+                || text(&headers, h::ORIGINAL_TOPIC).is_some()
+            {
+                (
+                    Convention::Kafkit,
+                    text(&headers, h::ORIGINAL_TOPIC),
+                    number(h::ORIGINAL_PARTITION),
+                    number(h::ORIGINAL_OFFSET),
+                    number(h::ATTEMPT),
+                    text(&headers, h::ERROR_CLASS),
+                    text(&headers, h::ERROR_MESSAGE),
+                )
+            } else if text(&headers, "kafka_dlt-original-topic").is_some() {
+                (
+                    Convention::SpringKafka,
+                    text(&headers, "kafka_dlt-original-topic"),
+                    raw(&headers, "kafka_dlt-original-partition").and_then(be_int),
+                    raw(&headers, "kafka_dlt-original-offset").and_then(be_int),
+                    None,
+                    text(&headers, "kafka_dlt-exception-fqcn"),
+                    text(&headers, "kafka_dlt-exception-message"),
+                )
+            } else if text(&headers, "__connect.errors.topic").is_some() {
+                (
+                    Convention::KafkaConnect,
+                    text(&headers, "__connect.errors.topic"),
+                    number("__connect.errors.partition"),
+                    number("__connect.errors.offset"),
+                    None,
+                    text(&headers, "__connect.errors.exception.class.name"),
+                    text(&headers, "__connect.errors.exception.message"),
+                )
+            } else {
+                (Convention::Unknown, None, None, None, None, None, None)
+            };
+        let key = message.key().map(<[u8]>::to_vec);
+        Self {
+            dlq_topic: message.topic().to_owned(),
+            dlq_partition: message.partition(),
+            dlq_offset: message.offset(),
+            dead_at_ms: message.timestamp().to_millis(),
+            convention,
+            original_topic,
+            original_partition: original_partition.and_then(|p| i32::try_from(p).ok()),
+            original_offset,
+            attempt: attempt.and_then(|a| u32::try_from(a).ok()),
+            error_class: class.unwrap_or_else(|| "unknown".into()),
+            error_message: msg.unwrap_or_default(),
+            key_text: key
+                .as_ref()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            key,
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+        }
+    }
+
+    /// Headers for sending it back: failure headers of every known
+    /// convention removed; CloudEvents, trace context and the rest kept.
+    pub fn replay_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.headers
+            .iter()
+            .filter(|(name, _)| {
+                !h::ALL.contains(&name.as_str())
+                    && !name.starts_with("kafka_dlt-")
+                    && !name.starts_with("__connect.errors.")
+                    && !name.starts_with("kafkit.replay.")
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Which dead letters a command looks at.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Filter {
+    /// Only this error class (e.g. unsupported-currency).
+    #[arg(long = "class")]
+    pub class: Option<String>,
+    /// Only dead letters that came from this topic.
+    #[arg(long = "from-topic")]
+    pub original_topic: Option<String>,
+    /// Only this record key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only those that died within this long ago, e.g. 15m, 2h, 1d.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<std::time::Duration>,
+}
+
+impl Filter {
+    pub fn matches(&self, letter: &DeadLetter, now_ms: i64) -> bool {
+        self.class.as_ref().is_none_or(|c| c == &letter.error_class)
+            && self
+                .original_topic
+                .as_ref()
+                .is_none_or(|t| Some(t) == letter.original_topic.as_ref())
+            && self
+                .key
+                .as_ref()
+                .is_none_or(|k| Some(k) == letter.key_text.as_ref())
+            && self.since.is_none_or(|since| {
+                let cutoff = now_ms - i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
+                letter.dead_at_ms.is_some_and(|at| at >= cutoff)
+            })
+    }
+
+    /// A short stable description, part of the replay group name.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{:?}|{:?}|{:?}|{:?}",
+            self.class, self.original_topic, self.key, self.since
+        )
+    }
+}

@@ -1,0 +1,313 @@
+//! `kafkit dlq inspect` and `kafkit dlq replay`, run as a user runs them,
+//! against dead letters a real consumer-service wrote.
+#![allow(clippy::unwrap_used)]
+
+use clap::Parser;
+use devstack::TestKafka;
+use messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use schema_registry::{
+    Application as Registry, KafkaStoreSettings, RegistrySettings, StorageSettings,
+};
+use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderItem, OrderPlaced};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+fn name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn order(sku: &str, currency: &str) -> OrderPlaced {
+    OrderPlaced {
+        order_id: uuid::Uuid::new_v4().to_string(),
+        customer_id: "c".into(),
+        items: vec![OrderItem {
+            sku: sku.into(),
+            quantity: 1,
+            unit_price_cents: 100,
+        }],
+        currency: currency.into(),
+        placed_at: 1,
+        note: None,
+    }
+}
+
+/// All records of `topic` once `want` arrived (or `within` passed) and it went quiet.
+async fn read(bootstrap: &str, topic: &str, want: usize, within: Duration) -> Vec<OwnedMessage> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", name("reader"))
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(5)))
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let deadline = Instant::now() + within;
+        let (mut out, mut quiet) = (Vec::new(), 0);
+        while (out.len() < want && Instant::now() < deadline) || (out.len() >= want && quiet < 3) {
+            match consumer.poll(Duration::from_millis(300)) {
+                Some(m) => {
+                    out.push(m.unwrap().detach());
+                    quiet = 0;
+                }
+                None if out.len() >= want => quiet += 1,
+                None => {}
+            }
+        }
+        out
+    })
+    .await
+    .unwrap()
+}
+
+fn kafkit(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kafkit"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .map(|h| String::from_utf8_lossy(h.value.unwrap()).into_owned())
+}
+
+async fn spawn_consumer(
+    bootstrap: &str,
+    registry: &str,
+    topic: &str,
+    output: &str,
+    group: &str,
+    faults: &str,
+) -> Running {
+    let settings = consumer_service::Settings::parse_from([
+        "consumer-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--topic",
+        topic,
+        "--output-topic",
+        output,
+        "--group",
+        group,
+        "--bootstrap-servers",
+        bootstrap,
+        "--registry-url",
+        registry,
+        "--faults",
+        faults,
+        // A member that left is noticed within the session timeout.
+        "-X",
+        "session.timeout.ms=6000",
+        "-X",
+        "heartbeat.interval.ms=1000",
+    ]);
+    let app = consumer_service::Application::build(settings)
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    Running { stop, task }
+}
+
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops and waits, so the group sees the member leave.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_are_inspected_by_class_and_replayed_once_byte_for_byte() {
+    let kafka = TestKafka::start();
+    let bootstrap = kafka.bootstrap_servers().to_owned();
+    let store = KafkaStoreSettings {
+        topic: name("_schemas"),
+        ..KafkaStoreSettings::new(&bootstrap)
+    };
+    let registry = Registry::build(RegistrySettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        storage: StorageSettings::Kafka(store),
+    })
+    .await
+    .unwrap()
+    .spawn();
+    let (topic, output, group) = (name("orders"), name("confirmations"), name("group"));
+    let dlq = format!("{topic}.dlq");
+    let first = spawn_consumer(
+        &bootstrap,
+        &registry.url,
+        &topic,
+        &output,
+        &group,
+        "FIXME:permanent",
+    )
+    .await;
+
+    let codec = EventCodec::new(CodecSettings::new(registry.url.clone())).unwrap();
+    let publisher = Publisher::new(
+        &KafkaSettings::new(&bootstrap),
+        &ProducerSettings::default(),
+    )
+    .unwrap();
+    for placed in [
+        order("FIXME-1", "EUR"),
+        order("FIXME-2", "EUR"),
+        order("BOOK-1", "JPY"),
+    ] {
+        let headers = EventHeaders::new::<OrderPlaced>("/test");
+        let record = OutgoingRecord {
+            topic: topic.clone(),
+            partition: None,
+            key: Some(placed.order_id.clone().into_bytes()),
+            payload: Some(codec.encode(&topic, &placed).await.unwrap()),
+            headers: headers
+                .to_pairs()
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v))
+                .collect(),
+        };
+        publisher.publish(&record).await.unwrap();
+    }
+    let dead = read(&bootstrap, &dlq, 3, Duration::from_secs(30)).await;
+    assert_eq!(dead.len(), 3);
+    first.stop().await;
+
+    // inspect: JSON lines filtered by class, then a summary line.
+    let (ok, text) = kafkit(&[
+        "dlq",
+        "inspect",
+        &dlq,
+        "--class",
+        "injected-permanent",
+        "--output",
+        "json",
+        "--bootstrap-servers",
+        &bootstrap,
+    ]);
+    assert!(ok, "{text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[..2]
+            .iter()
+            .all(|l| l["error_class"] == "injected-permanent"
+                && l["original_topic"] == topic.as_str())
+    );
+    assert_eq!(lines[2]["total"], 2);
+    let (ok, table) = kafkit(&["dlq", "inspect", &dlq, "--bootstrap-servers", &bootstrap]);
+    assert!(
+        ok && table.contains("3 dead letters") && table.contains("unsupported-currency"),
+        "{table}"
+    );
+
+    // dry run: says what would move, moves nothing.
+    let replay = [
+        "dlq",
+        "replay",
+        &dlq,
+        "--class",
+        "injected-permanent",
+        "--bootstrap-servers",
+        &bootstrap,
+    ];
+    let (ok, text) = kafkit(&[&replay[..], &["--dry-run"]].concat());
+    assert!(ok && text.contains("2 would move"), "{text}");
+    assert_eq!(
+        read(&bootstrap, &topic, 3, Duration::from_secs(10))
+            .await
+            .len(),
+        3,
+        "a dry run moves nothing"
+    );
+
+    let (ok, text) = kafkit(&replay);
+    assert!(ok && text.contains("2 moved, 1 skipped"), "{text}");
+    let all = read(&bootstrap, &topic, 5, Duration::from_secs(10)).await;
+    let replayed: Vec<&OwnedMessage> = all
+        .iter()
+        .filter(|m| header(m, "kafkit.replay.from").is_some())
+        .collect();
+    assert_eq!(replayed.len(), 2);
+    for message in &replayed {
+        let from = header(message, "kafkit.replay.from").unwrap();
+        let original = dead
+            .iter()
+            .find(|d| format!("{}/{}/{}", d.topic(), d.partition(), d.offset()) == from)
+            .unwrap();
+        assert_eq!(message.key(), original.key(), "key byte for byte");
+        assert_eq!(message.payload(), original.payload(), "value byte for byte");
+        assert!(header(message, "kafkit.replay.at").is_some());
+        assert!(
+            header(message, "kafkit.error.class").is_none(),
+            "failure headers removed"
+        );
+        assert_eq!(
+            header(message, "ce_id"),
+            header(original, "ce_id"),
+            "other headers kept"
+        );
+    }
+    // A second run remembers and sends nothing; nothing was deleted from the DLQ.
+    let (ok, text) = kafkit(&replay);
+    assert!(ok && text.contains("0 moved"), "{text}");
+    assert_eq!(
+        read(&bootstrap, &dlq, 3, Duration::from_secs(10))
+            .await
+            .len(),
+        3
+    );
+
+    // The fix is deployed where the replay sends them: they now succeed.
+    let fixed = name("orders-fixed");
+    let second = spawn_consumer(
+        &bootstrap,
+        &registry.url,
+        &fixed,
+        &output,
+        &name("group"),
+        "",
+    )
+    .await;
+    let (ok, text) = kafkit(&[&replay[..], &["--to", &fixed]].concat());
+    assert!(ok && text.contains("2 moved"), "{text}");
+    assert_eq!(
+        read(&bootstrap, &output, 2, Duration::from_secs(30))
+            .await
+            .len(),
+        2,
+        "both confirmed"
+    );
+    second.stop().await;
+}
