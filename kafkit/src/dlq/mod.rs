@@ -209,8 +209,8 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         Output::Table => {
             println!("{} dead letters on {}", letters.len(), args.topic);
             println!(
-                "{:<22} {:<28} {:<7} {:<24} {}",
-                "died", "from", "attempt", "class", "key / message"
+                "{:<22} {:<28} {:<7} {:<24} key / message",
+                "died", "from", "attempt", "class"
             );
             for l in &letters {
                 let from = format!(
