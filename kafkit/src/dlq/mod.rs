@@ -226,7 +226,13 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
                     l.attempt.map_or("-".into(), |a| a.to_string()),
                     l.error_class,
                     l.key_text.as_deref().unwrap_or("-"),
-                    l.error_message
+                    match &l.replayed_from {
+                        Some(from) => format!(
+                            "{} (died again after a replay from {from})",
+                            l.error_message
+                        ),
+                        None => l.error_message.clone(),
+                    }
                 );
             }
             println!();

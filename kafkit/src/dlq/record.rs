@@ -34,6 +34,8 @@ pub struct DeadLetter {
     pub attempt: Option<u32>,
     pub error_class: String,
     pub error_message: String,
+    /// Set when this record had been replayed from a DLQ before it died again.
+    pub replayed_from: Option<String>,
     #[serde(skip)]
     pub key: Option<Vec<u8>>,
     pub key_text: Option<String>,
@@ -126,6 +128,7 @@ impl DeadLetter {
             attempt: attempt.and_then(|a| u32::try_from(a).ok()),
             error_class: class.unwrap_or_else(|| "unknown".into()),
             error_message: msg.unwrap_or_default(),
+            replayed_from: text(&headers, "kafkit.replay.from"),
             key_text: key
                 .as_ref()
                 .map(|k| String::from_utf8_lossy(k).into_owned()),
