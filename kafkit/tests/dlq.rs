@@ -311,3 +311,148 @@ async fn dead_letters_are_inspected_by_class_and_replayed_once_byte_for_byte() {
     );
     second.stop().await;
 }
+
+#[tokio::test]
+async fn watch_shows_dead_letters_of_every_convention_that_arrive_after_it_starts() {
+    let kafka = TestKafka::start();
+    let bootstrap = kafka.bootstrap_servers().to_owned();
+    let store = KafkaStoreSettings {
+        topic: name("_schemas"),
+        ..KafkaStoreSettings::new(&bootstrap)
+    };
+    let registry = Registry::build(RegistrySettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        storage: StorageSettings::Kafka(store),
+    })
+    .await
+    .unwrap()
+    .spawn();
+    let dlq = name("orders.dlq");
+    let (servers, topic) = (bootstrap.clone(), dlq.clone());
+    tokio::task::spawn_blocking(move || devstack::ensure_topic(&servers, &topic, 1).unwrap())
+        .await
+        .unwrap();
+    let watcher = std::process::Command::new(env!("CARGO_BIN_EXE_kafkit"))
+        .args([
+            "dlq",
+            "watch",
+            &dlq,
+            "--output",
+            "json",
+            "--idle-exit-secs",
+            "6",
+        ])
+        .args([
+            "--bootstrap-servers",
+            &bootstrap,
+            "--registry-url",
+            &registry.url,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give it time to join before anything arrives (it starts at the end).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let codec = EventCodec::new(CodecSettings::new(registry.url.clone())).unwrap();
+    let publisher = Publisher::new(
+        &KafkaSettings::new(&bootstrap),
+        &ProducerSettings::default(),
+    )
+    .unwrap();
+    let placed = order("BOOK-1", "JPY");
+    let send = |key: &str, payload: Vec<u8>, headers: Vec<(&str, Vec<u8>)>| OutgoingRecord {
+        topic: dlq.clone(),
+        partition: None,
+        key: Some(key.as_bytes().to_vec()),
+        payload: Some(payload),
+        headers: headers
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect(),
+    };
+    let records = [
+        send(
+            "k-kafkit",
+            codec.encode("orders", &placed).await.unwrap(),
+            vec![
+                ("kafkit.original.topic", b"orders".to_vec()),
+                ("kafkit.original.partition", b"2".to_vec()),
+                ("kafkit.original.offset", b"40".to_vec()),
+                ("kafkit.attempt", b"1".to_vec()),
+                ("kafkit.error.class", b"unsupported-currency".to_vec()),
+                (
+                    "kafkit.error.message",
+                    b"currency JPY is not accepted".to_vec(),
+                ),
+            ],
+        ),
+        send(
+            "k-spring",
+            b"not avro".to_vec(),
+            vec![
+                ("kafka_dlt-original-topic", b"payments".to_vec()),
+                ("kafka_dlt-original-partition", 3i32.to_be_bytes().to_vec()),
+                ("kafka_dlt-original-offset", 77i64.to_be_bytes().to_vec()),
+                (
+                    "kafka_dlt-exception-fqcn",
+                    b"java.lang.IllegalStateException".to_vec(),
+                ),
+                ("kafka_dlt-exception-message", b"boom".to_vec()),
+            ],
+        ),
+        send(
+            "k-connect",
+            b"{}".to_vec(),
+            vec![
+                ("__connect.errors.topic", b"sink-in".to_vec()),
+                ("__connect.errors.partition", b"0".to_vec()),
+                ("__connect.errors.offset", b"5".to_vec()),
+                (
+                    "__connect.errors.exception.class.name",
+                    b"org.apache.kafka.connect.errors.DataException".to_vec(),
+                ),
+                ("__connect.errors.exception.message", b"bad json".to_vec()),
+            ],
+        ),
+    ];
+    for record in &records {
+        publisher.publish(record).await.unwrap();
+    }
+    let output = tokio::task::spawn_blocking(move || watcher.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0]["convention"], "kafkit");
+    assert_eq!(lines[0]["error_class"], "unsupported-currency");
+    assert_eq!(lines[0]["original_offset"], 40);
+    assert_eq!(
+        lines[0]["value"]["json"]["order_id"],
+        placed.order_id.as_str(),
+        "decoded through the registry"
+    );
+    assert_eq!(lines[0]["value"]["json"]["currency"], "JPY");
+    assert_eq!(lines[1]["convention"], "spring-kafka");
+    assert_eq!(
+        (
+            lines[1]["original_topic"].clone(),
+            lines[1]["original_partition"].clone()
+        ),
+        (serde_json::json!("payments"), serde_json::json!(3))
+    );
+    assert_eq!(lines[1]["original_offset"], 77);
+    assert_eq!(lines[1]["error_class"], "java.lang.IllegalStateException");
+    assert_eq!(lines[1]["value"]["class"], "bad-magic-byte");
+    assert_eq!(
+        lines[1]["value"]["hex"], "6e6f74206176726f",
+        "undecodable bytes shown as hex"
+    );
+    assert_eq!(lines[2]["convention"], "kafka-connect");
+    assert_eq!(lines[2]["original_topic"], "sink-in");
+    assert_eq!(lines[2]["error_message"], "bad json");
+}

@@ -1,6 +1,7 @@
 //! `kafkit dlq`: see what died and why, grouped, and send it back safely.
 
 pub mod record;
+pub mod watch;
 
 use anyhow::{Context, bail};
 use messaging::{KafkaArgs, KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
@@ -13,6 +14,10 @@ use std::time::{Duration, SystemTime};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqCommand {
+    /// Follow a dead-letter topic live: each dead letter decoded, with a summary by class.
+    ///
+    /// Example: kafkit dlq watch orders.dlq --from-beginning
+    Watch(watch::WatchArgs),
     /// List and count what is parked on a dead-letter topic.
     ///
     /// Example: kafkit dlq inspect orders.dlq --class unsupported-currency --output json
@@ -70,6 +75,7 @@ pub struct ReplayArgs {
 
 pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
     match command {
+        DlqCommand::Watch(args) => watch::watch(args).await,
         DlqCommand::Inspect(args) => inspect(args).await,
         DlqCommand::Replay(args) => {
             let summary = replay(args).await?;
@@ -82,14 +88,14 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or_default()
 }
 
-fn when(ms: Option<i64>) -> String {
+pub(crate) fn when(ms: Option<i64>) -> String {
     ms.and_then(|ms| u64::try_from(ms).ok())
         .map(|ms| {
             humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
