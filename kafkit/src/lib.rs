@@ -8,7 +8,9 @@ pub mod bench_consume;
 pub mod demo;
 pub mod dev;
 pub mod dlq;
+pub mod schemas;
 pub mod tail;
+pub mod topics;
 
 use clap::{Parser, Subcommand};
 
@@ -34,7 +36,17 @@ pub enum Command {
     Registry(schema_registry::RegistryArgs),
     /// Start the local stack, register the event schemas and round-trip an OrderPlaced event.
     Demo(demo::DemoArgs),
-    /// Inspect and replay dead letters.
+    /// Register, list, check and show event schemas.
+    Schemas {
+        #[command(subcommand)]
+        command: schemas::SchemasCommand,
+    },
+    /// Create a topic with its retry tiers and DLQ; list topics.
+    Topics {
+        #[command(subcommand)]
+        command: topics::TopicsCommand,
+    },
+    /// Watch, inspect and replay dead letters.
     Dlq {
         #[command(subcommand)]
         command: dlq::DlqCommand,
@@ -58,5 +70,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Tail(args) => tail::run(args).await,
         Command::Dlq { command } => dlq::run(command).await,
+        Command::Schemas { command } => schemas::run(command).await,
+        Command::Topics { command } => topics::run(command).await,
     }
 }

@@ -1,0 +1,125 @@
+//! `kafkit schemas` and `kafkit topics`, run as a user runs them.
+#![allow(clippy::unwrap_used)]
+
+use schema_registry::{Application as Registry, RegistrySettings, StorageSettings};
+use std::net::SocketAddr;
+
+fn kafkit(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kafkit"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas");
+
+// Multi-threaded: the registry serves on the runtime while the test blocks on the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_register_list_show_and_check_gates_an_incompatible_change() {
+    let registry = Registry::build(RegistrySettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        storage: StorageSettings::Memory,
+    })
+    .await
+    .unwrap()
+    .spawn();
+    let url = registry.url.clone();
+    let at = ["--registry-url", url.as_str()];
+
+    let (ok, text) = kafkit(&[&["schemas", "register", "--dir", SCHEMAS][..], &at].concat());
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("order-confirmations-value  version 1")
+            && text.contains("orders-value  version 1"),
+        "{text}"
+    );
+    let (ok, again) = kafkit(&[&["schemas", "register", "--dir", SCHEMAS][..], &at].concat());
+    assert!(
+        ok && again.contains("orders-value  version 1"),
+        "registering again changes nothing: {again}"
+    );
+
+    let (ok, list) = kafkit(&[&["schemas", "list"][..], &at].concat());
+    assert!(ok && list.contains("orders-value  version 1  id"), "{list}");
+    let (ok, show) = kafkit(&[&["schemas", "show", "orders-value"][..], &at].concat());
+    assert!(ok && show.contains("\"OrderPlaced\""), "{show}");
+    let (ok, missing) = kafkit(&[&["schemas", "show", "nope-value"][..], &at].concat());
+    assert!(!ok && missing.contains("not found"), "{missing}");
+
+    let (ok, text) = kafkit(&[&["schemas", "check", "--dir", SCHEMAS][..], &at].concat());
+    assert!(ok && text.contains("ok            orders-value"), "{text}");
+
+    // A new required field breaks BACKWARD compatibility: the gate fails.
+    let mut schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{SCHEMAS}/order_placed.avsc")).unwrap(),
+    )
+    .unwrap();
+    schema["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "channel", "type": "string"}));
+    let dir =
+        std::env::temp_dir().join(format!("kafkit-schemas-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let breaking = dir.join("order_placed.avsc");
+    std::fs::write(&breaking, schema.to_string()).unwrap();
+    let (ok, text) = kafkit(&[&["schemas", "check", breaking.to_str().unwrap()][..], &at].concat());
+    assert!(!ok, "an incompatible schema must fail the check: {text}");
+    assert!(
+        text.contains("INCOMPATIBLE  orders-value") && text.contains("BACKWARD"),
+        "{text}"
+    );
+    // With a default it passes.
+    schema["fields"].as_array_mut().unwrap().last_mut().unwrap()["default"] =
+        serde_json::json!("web");
+    std::fs::write(&breaking, schema.to_string()).unwrap();
+    let (ok, text) = kafkit(&[&["schemas", "check", breaking.to_str().unwrap()][..], &at].concat());
+    assert!(ok, "{text}");
+    std::fs::remove_dir_all(dir).ok();
+    let (ok, text) = kafkit(&["schemas", "list", "--registry-url", "http://127.0.0.1:9"]);
+    assert!(
+        !ok && text.contains("kafkit dev up"),
+        "an unreachable registry says what to run: {text}"
+    );
+}
+
+#[test]
+fn topics_create_is_idempotent_and_lists_the_tiers() {
+    let kafka = devstack::TestKafka::start();
+    let bootstrap = kafka.bootstrap_servers();
+    let topic = format!("orders-{}", uuid::Uuid::new_v4().simple());
+    let create = [
+        "topics",
+        "create",
+        topic.as_str(),
+        "--partitions",
+        "2",
+        "--tiers",
+        "2",
+        "--bootstrap-servers",
+        bootstrap,
+    ];
+    let (ok, first) = kafkit(&create);
+    assert!(ok, "{first}");
+    let (ok, second) = kafkit(&create);
+    assert!(ok, "creating again is fine: {second}");
+    let (ok, list) = kafkit(&["topics", "list", "--bootstrap-servers", bootstrap]);
+    assert!(ok, "{list}");
+    for name in [
+        topic.clone(),
+        format!("{topic}.retry.1"),
+        format!("{topic}.retry.2"),
+        format!("{topic}.dlq"),
+    ] {
+        assert!(
+            list.contains(&format!("{name}  2 partitions")),
+            "{name} in {list}"
+        );
+    }
+}
