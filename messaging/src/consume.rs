@@ -385,8 +385,13 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
         }
         // Offsets of settled records only are stored; commit them now. The
         // commit blocks, and with the broker gone it can block long: bound it.
-        let commit =
-            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync));
+        let commit = tokio::task::spawn_blocking(move || {
+            let committed = consumer.commit_consumer_state(CommitMode::Sync);
+            // Leave the group now, so a successor is assigned the partitions
+            // at once instead of after this member's session times out.
+            consumer.unsubscribe();
+            committed
+        });
         match tokio::time::timeout(grace, commit).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::debug!(error = %e, "nothing committed at shutdown"),
