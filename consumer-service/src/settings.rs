@@ -1,8 +1,8 @@
 //! Settings from flags and environment, with defaults that work on one laptop.
 
 use crate::faults::Faults;
-use messaging::{KafkaArgs, KafkaSettings, RetryPolicy, Secret};
-use shared_events::{CodecSettings, SubjectStrategy};
+use messaging::{KafkaArgs, KafkaSettings, RetryPolicy, SchemaRegistryArgs};
+use shared_events::CodecSettings;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -84,22 +84,8 @@ pub struct Settings {
     /// How often the `consumer_lag` metric is refreshed.
     #[arg(long, env = "LAG_INTERVAL_MS", default_value_t = 5_000)]
     pub lag_interval_ms: u64,
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    pub registry_url: String,
-    #[arg(long, env = "SCHEMA_REGISTRY_BASIC_AUTH_USER")]
-    pub registry_user: Option<String>,
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD",
-        hide_env_values = true
-    )]
-    pub registry_password: Option<Secret>,
-    #[arg(long, env = "SUBJECT_NAME_STRATEGY", default_value = "topic-name")]
-    pub subject_strategy: SubjectStrategy,
+    #[command(flatten)]
+    pub registry: SchemaRegistryArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// On shutdown, longest wait for in-flight work.
@@ -129,18 +115,6 @@ impl Settings {
     }
 
     pub fn codec_settings(&self) -> CodecSettings {
-        CodecSettings {
-            subject_strategy: self.subject_strategy,
-            basic_auth: self.registry_user.clone().map(|u| {
-                (
-                    u,
-                    self.registry_password
-                        .as_ref()
-                        .map(|p| p.expose().to_owned())
-                        .unwrap_or_default(),
-                )
-            }),
-            ..CodecSettings::new(self.registry_url.clone())
-        }
+        self.registry.codec_settings()
     }
 }

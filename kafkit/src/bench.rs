@@ -25,7 +25,7 @@ use rdkafka::util::Timeout;
 use schema_registry::{
     Application as Registry, KafkaStoreSettings, RegistrySettings, StorageSettings,
 };
-use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderItem, OrderPlaced};
+use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderPlaced};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,23 +60,8 @@ pub struct BenchArgs {
 
 pub(crate) fn order() -> OrderPlaced {
     OrderPlaced {
-        order_id: uuid::Uuid::new_v4().to_string(),
         customer_id: "bench-customer".into(),
-        items: vec![
-            OrderItem {
-                sku: "BOOK-42".into(),
-                quantity: 2,
-                unit_price_cents: 1_999,
-            },
-            OrderItem {
-                sku: "MUG-7".into(),
-                quantity: 1,
-                unit_price_cents: 850,
-            },
-        ],
-        currency: "EUR".into(),
-        placed_at: 1_764_000_000_000,
-        note: None,
+        ..crate::demo::sample_order()
     }
 }
 

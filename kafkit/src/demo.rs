@@ -7,9 +7,11 @@
 
 use crate::dev::{self, UpArgs};
 use anyhow::{Context, bail};
+use messaging::{
+    Delivered, KafkaSettings, OutgoingRecord, ProducerSettings, Publisher, TopicSpec, ensure_topics,
+};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use shared_events::{CodecSettings, Event, EventCodec, EventHeaders, OrderItem, OrderPlaced};
 use std::time::{Duration, SystemTime};
@@ -34,8 +36,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 /// Produces one `OrderPlaced` to `topic` and reads it back; errors unless equal.
 pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> anyhow::Result<()> {
-    let (servers, topic_name) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || devstack::ensure_topic(&servers, &topic_name, 3)).await??;
+    let kafka = KafkaSettings::new(bootstrap);
+    ensure_topics(&kafka, &[TopicSpec::new(topic, 3)]).await?;
     let codec = EventCodec::new(CodecSettings::new(registry_url))
         .context("failed to configure the registry client")?;
     let now_ms = i64::try_from(
@@ -44,23 +46,10 @@ pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> any
             .as_millis(),
     )?;
     let order = OrderPlaced {
-        order_id: uuid::Uuid::new_v4().to_string(),
         customer_id: "demo-customer".into(),
-        items: vec![
-            OrderItem {
-                sku: "BOOK-42".into(),
-                quantity: 2,
-                unit_price_cents: 1_999,
-            },
-            OrderItem {
-                sku: "MUG-7".into(),
-                quantity: 1,
-                unit_price_cents: 850,
-            },
-        ],
-        currency: "EUR".into(),
         placed_at: now_ms,
         note: Some("kafkit demo".into()),
+        ..sample_order()
     };
     let payload = codec
         .encode(topic, &order)
@@ -80,30 +69,13 @@ pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> any
     println!("  {}", registered["schema"].as_str().unwrap_or_default());
 
     let headers = EventHeaders::new::<OrderPlaced>("/kafkit-demo");
-    let mut kafka_headers = OwnedHeaders::new();
-    for (name, value) in headers.to_pairs() {
-        kafka_headers = kafka_headers.insert(Header {
-            key: name,
-            value: Some(&value),
-        });
-    }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()?;
-    let rdkafka::producer::future_producer::Delivery {
+    let publisher = Publisher::new(&kafka, &ProducerSettings::default())?;
+    let record = OutgoingRecord::event(topic, order.order_id.as_bytes(), payload.clone(), &headers);
+    let Delivered {
         partition, offset, ..
-    } = producer
-        .send(
-            FutureRecord::to(topic)
-                .key(&order.order_id)
-                .payload(&payload)
-                .headers(kafka_headers),
-            Duration::from_secs(10),
-        )
+    } = publisher
+        .publish(&record)
         .await
-        .map_err(|(e, _)| e)
         .context("the broker did not acknowledge the event")?;
     println!(
         "produced {} {} to {topic} partition {partition} offset {offset} ({} bytes, Confluent wire format)",
@@ -149,4 +121,27 @@ pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> any
         decoded.schema_id
     );
     Ok(())
+}
+
+/// A two-line EUR order, shared by the demo and the benchmarks.
+pub(crate) fn sample_order() -> OrderPlaced {
+    OrderPlaced {
+        order_id: uuid::Uuid::new_v4().to_string(),
+        customer_id: "sample-customer".into(),
+        items: vec![
+            OrderItem {
+                sku: "BOOK-42".into(),
+                quantity: 2,
+                unit_price_cents: 1_999,
+            },
+            OrderItem {
+                sku: "MUG-7".into(),
+                quantity: 1,
+                unit_price_cents: 850,
+            },
+        ],
+        currency: "EUR".into(),
+        placed_at: 1_764_000_000_000,
+        note: None,
+    }
 }

@@ -184,17 +184,8 @@ async fn dead_letters_are_inspected_by_class_and_replayed_once_byte_for_byte() {
         order("BOOK-1", "JPY"),
     ] {
         let headers = EventHeaders::new::<OrderPlaced>("/test");
-        let record = OutgoingRecord {
-            topic: topic.clone(),
-            partition: None,
-            key: Some(placed.order_id.clone().into_bytes()),
-            payload: Some(codec.encode(&topic, &placed).await.unwrap()),
-            headers: headers
-                .to_pairs()
-                .into_iter()
-                .map(|(n, v)| (n.to_owned(), v))
-                .collect(),
-        };
+        let payload = codec.encode(&topic, &placed).await.unwrap();
+        let record = OutgoingRecord::event(&topic, placed.order_id.as_bytes(), payload, &headers);
         publisher.publish(&record).await.unwrap();
     }
     let dead = read(&bootstrap, &dlq, 3, Duration::from_secs(30)).await;

@@ -70,6 +70,44 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, got {s:?}"))
 }
 
+/// Flags and environment of the schema registry client, shared by the services.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchemaRegistryArgs {
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub registry_url: String,
+    #[arg(long, env = "SCHEMA_REGISTRY_BASIC_AUTH_USER")]
+    pub registry_user: Option<String>,
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD",
+        hide_env_values = true
+    )]
+    pub registry_password: Option<Secret>,
+    /// `topic-name`, `record-name` or `topic-record-name`.
+    #[arg(long, env = "SUBJECT_NAME_STRATEGY", default_value = "topic-name")]
+    pub subject_strategy: shared_events::SubjectStrategy,
+}
+
+impl SchemaRegistryArgs {
+    pub fn codec_settings(&self) -> shared_events::CodecSettings {
+        let password = || {
+            self.registry_password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default()
+        };
+        shared_events::CodecSettings {
+            subject_strategy: self.subject_strategy,
+            basic_auth: self.registry_user.clone().map(|user| (user, password())),
+            ..shared_events::CodecSettings::new(self.registry_url.clone())
+        }
+    }
+}
+
 /// Connection settings in the shape librdkafka takes them.
 #[derive(Clone, Default)]
 pub struct KafkaSettings {

@@ -11,7 +11,6 @@
 //! keeps polling the others, and a timer resumes it when due.
 
 use crate::failure::{Failure, FailureKind};
-use crate::headers;
 use crate::publisher::{OutgoingRecord, Publisher};
 use crate::routing::{self, FailedRecord, RetryPolicy, Route};
 use prometheus::{
@@ -77,17 +76,12 @@ impl Outbox<'_> {
             }
             .with_detail(&e)
         })?;
-        self.records.push(OutgoingRecord {
-            topic: topic.to_owned(),
-            partition: None,
-            key: Some(key.as_bytes().to_vec()),
-            payload: Some(payload),
-            headers: headers
-                .to_pairs()
-                .into_iter()
-                .map(|(n, v)| (n.to_owned(), v))
-                .collect(),
-        });
+        self.records.push(OutgoingRecord::event(
+            topic,
+            key.as_bytes(),
+            payload,
+            headers,
+        ));
         Ok(())
     }
 }
@@ -735,6 +729,3 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
 fn undecodable(error: &DecodeError) -> Failure {
     Failure::permanent(error.class(), error.to_string()).with_detail(error)
 }
-
-/// Header names a DLQ reader needs, re-exported for convenience.
-pub use headers::{ATTEMPT, ERROR_CLASS};

@@ -16,7 +16,9 @@ pub mod routing;
 pub mod shutdown;
 
 pub use admin::{AdminError, TopicSpec, ensure_topics};
-pub use config::{Compression, KafkaArgs, KafkaSettings, ProducerSettings, Secret};
+pub use config::{
+    Compression, KafkaArgs, KafkaSettings, ProducerSettings, SchemaRegistryArgs, Secret,
+};
 pub use consume::{ConsumeLoop, ConsumeMetrics, ConsumeSettings, Handler, Input, Outbox, Stage};
 pub use failure::{Failure, FailureKind};
 pub use publisher::{

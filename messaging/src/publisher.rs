@@ -27,6 +27,23 @@ pub struct OutgoingRecord {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
+impl OutgoingRecord {
+    /// An encoded event with its CloudEvents headers, keyed, partitioner's choice.
+    pub fn event(topic: &str, key: &[u8], payload: Vec<u8>, headers: &EventHeaders) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            partition: None,
+            key: Some(key.to_vec()),
+            payload: Some(payload),
+            headers: headers
+                .to_pairs()
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v))
+                .collect(),
+        }
+    }
+}
+
 /// Where the broker stored an acknowledged record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -265,17 +282,7 @@ impl EventPublisher {
         headers: &EventHeaders,
     ) -> Result<Delivered, PublishEventError> {
         let payload = self.codec.encode(topic, event).await?;
-        let record = OutgoingRecord {
-            topic: topic.to_owned(),
-            partition: None,
-            key: Some(key.as_bytes().to_vec()),
-            payload: Some(payload),
-            headers: headers
-                .to_pairs()
-                .into_iter()
-                .map(|(n, v)| (n.to_owned(), v))
-                .collect(),
-        };
+        let record = OutgoingRecord::event(topic, key.as_bytes(), payload, headers);
         Ok(self.publisher.publish(&record).await?)
     }
 }

@@ -1,7 +1,7 @@
 //! Settings from flags and environment, with defaults that work on one laptop.
 
-use messaging::{Compression, KafkaArgs, KafkaSettings, ProducerSettings, Secret};
-use shared_events::{CodecSettings, SubjectStrategy};
+use messaging::{Compression, KafkaArgs, KafkaSettings, ProducerSettings, SchemaRegistryArgs};
+use shared_events::CodecSettings;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -25,23 +25,8 @@ pub struct Settings {
     /// Partitions used when creating the topic.
     #[arg(long, env = "ORDERS_TOPIC_PARTITIONS", default_value_t = 3)]
     pub topic_partitions: i32,
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    pub registry_url: String,
-    #[arg(long, env = "SCHEMA_REGISTRY_BASIC_AUTH_USER")]
-    pub registry_user: Option<String>,
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD",
-        hide_env_values = true
-    )]
-    pub registry_password: Option<Secret>,
-    /// `topic-name`, `record-name` or `topic-record-name`.
-    #[arg(long, env = "SUBJECT_NAME_STRATEGY", default_value = "topic-name")]
-    pub subject_strategy: SubjectStrategy,
+    #[command(flatten)]
+    pub registry: SchemaRegistryArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// `none`, `gzip`, `snappy` or `lz4`.
@@ -86,19 +71,7 @@ impl Settings {
     }
 
     pub fn codec_settings(&self) -> CodecSettings {
-        CodecSettings {
-            subject_strategy: self.subject_strategy,
-            basic_auth: self.registry_user.clone().map(|u| {
-                (
-                    u,
-                    self.registry_password
-                        .as_ref()
-                        .map(|p| p.expose().to_owned())
-                        .unwrap_or_default(),
-                )
-            }),
-            ..CodecSettings::new(self.registry_url.clone())
-        }
+        self.registry.codec_settings()
     }
 
     pub fn produce_timeout(&self) -> Duration {

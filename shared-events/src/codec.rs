@@ -378,33 +378,36 @@ impl EventCodec {
     /// Resolves (and in [`RegistrationMode::AutoRegister`], registers) the
     /// schema of `E` on `topic` and returns its id. Cached after the first call.
     pub async fn schema_id<E: Event>(&self, topic: &str) -> Result<u32, EncodeError> {
-        let subject = self.subject_for::<E>(topic);
+        self.resolve(&self.cached_strategy::<E>(topic)).await
+    }
+
+    /// Looks the subject up (registering in auto-register mode) the first
+    /// time; afterwards the converter answers from its cache.
+    async fn resolve(&self, entry: &SubjectAndStrategy) -> Result<u32, EncodeError> {
+        use std::sync::atomic::Ordering;
+        let strategy = if entry.warm.load(Ordering::Acquire) {
+            &entry.cached
+        } else {
+            &entry.resolving
+        };
         let schema = self
             .encoder
-            .get_schema_and_id(&subject, self.strategy_for::<E>(topic))
+            .get_schema_and_id(&entry.subject, strategy.clone())
             .await
             .map_err(|source| {
                 self.encoder.remove_errors_from_cache();
-                schema_resolution_failure(subject.clone(), source)
+                schema_resolution_failure(entry.subject.clone(), source)
             })?;
+        entry.warm.store(true, Ordering::Release);
         Ok(schema.id)
     }
 
     /// Encodes `event` for `topic` in the Confluent wire format.
     pub async fn encode<E: Event>(&self, topic: &str, event: &E) -> Result<Vec<u8>, EncodeError> {
-        use std::sync::atomic::Ordering;
         let entry = self.cached_strategy::<E>(topic);
-        // Resolve first so registry errors and serialization errors stay
-        // apart; once resolved, the converter serves the subject from its cache.
-        if !entry.warm.load(Ordering::Acquire) {
-            self.encoder
-                .get_schema_and_id(&entry.subject, entry.resolving.clone())
-                .await
-                .map_err(|source| {
-                    self.encoder.remove_errors_from_cache();
-                    schema_resolution_failure(entry.subject.clone(), source)
-                })?;
-            entry.warm.store(true, Ordering::Release);
+        // Resolve first so registry errors and serialization errors stay apart.
+        if !entry.warm.load(std::sync::atomic::Ordering::Acquire) {
+            self.resolve(&entry).await?;
         }
         self.encoder
             .encode_struct(event, &entry.cached)

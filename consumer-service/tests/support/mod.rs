@@ -195,43 +195,13 @@ impl Feeder {
     pub async fn send_to(&self, topic: &str, partition: i32, order: &OrderPlaced) {
         let headers = EventHeaders::new::<OrderPlaced>("/test");
         let payload = self.codec.encode(topic, order).await.unwrap();
-        let mut record = self.record(topic, order.order_id.as_bytes(), &payload, &headers);
+        let mut record = OutgoingRecord::event(topic, order.order_id.as_bytes(), payload, &headers);
         record.partition = Some(partition);
         self.publisher.publish(&record).await.unwrap();
     }
 
-    fn record(
-        &self,
-        topic: &str,
-        key: &[u8],
-        payload: &[u8],
-        headers: &EventHeaders,
-    ) -> OutgoingRecord {
-        OutgoingRecord {
-            topic: topic.to_owned(),
-            partition: None,
-            key: Some(key.to_vec()),
-            payload: Some(payload.to_vec()),
-            headers: headers
-                .to_pairs()
-                .into_iter()
-                .map(|(n, v)| (n.to_owned(), v))
-                .collect(),
-        }
-    }
-
     pub async fn send_raw(&self, topic: &str, key: &[u8], payload: &[u8], headers: &EventHeaders) {
-        let record = OutgoingRecord {
-            topic: topic.to_owned(),
-            partition: None,
-            key: Some(key.to_vec()),
-            payload: Some(payload.to_vec()),
-            headers: headers
-                .to_pairs()
-                .into_iter()
-                .map(|(n, v)| (n.to_owned(), v))
-                .collect(),
-        };
+        let record = OutgoingRecord::event(topic, key, payload.to_vec(), headers);
         self.publisher.publish(&record).await.unwrap();
     }
 }
