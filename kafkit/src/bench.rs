@@ -61,7 +61,7 @@ pub struct BenchArgs {
 pub(crate) fn order() -> OrderPlaced {
     OrderPlaced {
         customer_id: "bench-customer".into(),
-        ..crate::demo::sample_order()
+        ..crate::dev::check::sample_order()
     }
 }
 

@@ -34,7 +34,7 @@ pub enum Command {
     },
     /// Run the schema registry in the foreground.
     Registry(schema_registry::RegistryArgs),
-    /// Start the local stack, register the event schemas and round-trip an OrderPlaced event.
+    /// The whole system in one command: stack, services, a stream of orders, retries and dead letters.
     Demo(demo::DemoArgs),
     /// Register, list, check and show event schemas.
     Schemas {
@@ -55,6 +55,12 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Measure the publish path and HTTP ingest against baselines, side by side.
     Bench(bench::BenchArgs),
+    /// Run producer-service in this process (what `kafkit demo` starts).
+    #[command(hide = true)]
+    ProducerService(producer_service::Settings),
+    /// Run consumer-service in this process (what `kafkit demo` starts).
+    #[command(hide = true)]
+    ConsumerService(consumer_service::Settings),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -72,5 +78,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command } => dlq::run(command).await,
         Command::Schemas { command } => schemas::run(command).await,
         Command::Topics { command } => topics::run(command).await,
+        Command::ProducerService(settings) => {
+            let app = producer_service::Application::build(settings).await?;
+            app.run_until_stopped(messaging::shutdown_signal()).await
+        }
+        Command::ConsumerService(settings) => {
+            let app = consumer_service::Application::build(settings).await?;
+            app.run_until_stopped(messaging::shutdown_signal()).await
+        }
     }
 }

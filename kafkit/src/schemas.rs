@@ -58,7 +58,7 @@ pub struct FilesArgs {
 }
 
 /// Where kafkit's own events are published, for the topic strategies.
-fn default_topic(full_name: &str) -> Option<&'static str> {
+pub fn default_topic(full_name: &str) -> Option<&'static str> {
     match full_name {
         "io.kafkit.orders.OrderPlaced" => Some("orders"),
         "io.kafkit.orders.OrderConfirmed" => Some("order-confirmations"),
@@ -126,6 +126,33 @@ async fn call(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<(u1
     Ok((status, response.json().await.unwrap_or(Value::Null)))
 }
 
+/// Registers `schema` under `subject` at the registry `base`; (version, id).
+pub async fn register(
+    client: &reqwest::Client,
+    base: &str,
+    subject: &str,
+    schema: &str,
+) -> anyhow::Result<(Value, Value)> {
+    let (status, body) = call(
+        client
+            .post(format!("{base}/subjects/{subject}/versions"))
+            .body(json!({"schema": schema}).to_string()),
+        base,
+    )
+    .await?;
+    if status != 200 {
+        bail!("the registry refused {subject}: {}", body["message"]);
+    }
+    let (_, latest) = call(
+        client
+            .post(format!("{base}/subjects/{subject}"))
+            .body(json!({"schema": schema}).to_string()),
+        base,
+    )
+    .await?;
+    Ok((latest["version"].clone(), body["id"].clone()))
+}
+
 fn name_of(path: &Path) -> String {
     path.display().to_string()
 }
@@ -136,31 +163,11 @@ pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
         SchemasCommand::Register(args) => {
             let base = args.registry.registry_url.trim_end_matches('/');
             for (file, subject, text) in local_schemas(&args)? {
-                let (status, body) = call(
-                    client
-                        .post(format!("{base}/subjects/{subject}/versions"))
-                        .body(json!({"schema": text}).to_string()),
-                    base,
-                )
-                .await?;
-                if status != 200 {
-                    bail!(
-                        "{}: the registry refused {subject}: {}",
-                        name_of(&file),
-                        body["message"]
-                    );
-                }
-                let (_, latest) = call(
-                    client
-                        .post(format!("{base}/subjects/{subject}"))
-                        .body(json!({"schema": text}).to_string()),
-                    base,
-                )
-                .await?;
+                let (version, id) = register(&client, base, &subject, &text)
+                    .await
+                    .with_context(|| name_of(&file))?;
                 println!(
-                    "{subject}  version {}  id {}  ({})",
-                    latest["version"],
-                    body["id"],
+                    "{subject}  version {version}  id {id}  ({})",
                     name_of(&file)
                 );
             }

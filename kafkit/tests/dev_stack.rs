@@ -1,4 +1,4 @@
-//! `kafkit dev up | status | down` and `kafkit demo`, run as a user runs them:
+//! `kafkit dev up | status | check | down`, run as a user runs them:
 //! the real binary, on free ports, with its own state directory.
 #![allow(clippy::unwrap_used)]
 
@@ -46,7 +46,7 @@ impl Drop for StopOnDrop<'_> {
 }
 
 #[test]
-fn up_is_idempotent_demo_round_trips_and_down_stops_only_what_up_started() {
+fn up_is_idempotent_check_round_trips_and_down_stops_only_what_up_started() {
     let state = std::env::temp_dir().join(format!("kafkit-state-{}", uuid::Uuid::new_v4()));
     let broker_port = devstack::free_port().unwrap().to_string();
     let registry_port = devstack::free_port().unwrap().to_string();
@@ -81,17 +81,17 @@ fn up_is_idempotent_demo_round_trips_and_down_stops_only_what_up_started() {
         text(&status)
     );
 
-    let demo = kafkit(
+    let check = kafkit(
         &state,
-        &[&["demo", "--topic", "demo-orders"][..], &ports].concat(),
+        &[&["dev", "check", "--topic", "demo-orders"][..], &ports].concat(),
     );
-    assert!(demo.status.success(), "{}", text(&demo));
+    assert!(check.status.success(), "{}", text(&check));
     assert!(
-        text(&demo).contains("subject demo-orders-value, version 1"),
+        text(&check).contains("subject demo-orders-value, version 1"),
         "{}",
-        text(&demo)
+        text(&check)
     );
-    assert!(text(&demo).contains("round trip OK"), "{}", text(&demo));
+    assert!(text(&check).contains("round trip OK"), "{}", text(&check));
 
     // A broker that died lost its memory storage, schemas included: `up`
     // starts a new one and restarts the registry so the two agree again.
@@ -111,11 +111,11 @@ fn up_is_idempotent_demo_round_trips_and_down_stops_only_what_up_started() {
         second.iter().zip(&first).all(|(new, old)| new != old),
         "{second:?} vs {first:?}"
     );
-    let demo = kafkit(
+    let check = kafkit(
         &state,
-        &[&["demo", "--topic", "demo-orders"][..], &ports].concat(),
+        &[&["dev", "check", "--topic", "demo-orders"][..], &ports].concat(),
     );
-    assert!(text(&demo).contains("round trip OK"), "{}", text(&demo));
+    assert!(text(&check).contains("round trip OK"), "{}", text(&check));
 
     let down = kafkit(&state, &["dev", "down"]);
     assert!(down.status.success(), "{}", text(&down));

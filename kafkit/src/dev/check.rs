@@ -1,11 +1,9 @@
-//! `kafkit demo`: the contracts end to end on the local stack.
+//! `kafkit dev check`: the event contract end to end on the running stack.
 //!
-//! Starts the stack (installing Tansu when missing), encodes an `OrderPlaced`
-//! event through the registry (which registers its schema), produces it with
-//! its CloudEvents headers, reads that exact record back and decodes it, and
-//! fails unless what came back equals what was sent.
+//! Encodes an `OrderPlaced` event through the registry (which registers its
+//! schema), produces it with its CloudEvents headers, reads that exact record
+//! back and decodes it, and fails unless what came back equals what was sent.
 
-use crate::dev::{self, UpArgs};
 use anyhow::{Context, bail};
 use messaging::{
     Delivered, KafkaSettings, OutgoingRecord, ProducerSettings, Publisher, TopicSpec, ensure_topics,
@@ -15,24 +13,6 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use shared_events::{CodecSettings, Event, EventCodec, EventHeaders, OrderItem, OrderPlaced};
 use std::time::{Duration, SystemTime};
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct DemoArgs {
-    #[command(flatten)]
-    pub up: UpArgs,
-    /// Topic to send the event to.
-    #[arg(long, default_value = "orders")]
-    pub topic: String,
-}
-
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let stack = dev::up(&args.up).await?;
-    println!(
-        "local stack: kafka {} / schema registry {}",
-        stack.bootstrap_servers, stack.registry_url
-    );
-    round_trip(&stack.bootstrap_servers, &stack.registry_url, &args.topic).await
-}
 
 /// Produces one `OrderPlaced` to `topic` and reads it back; errors unless equal.
 pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> anyhow::Result<()> {
@@ -123,7 +103,7 @@ pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> any
     Ok(())
 }
 
-/// A two-line EUR order, shared by the demo and the benchmarks.
+/// A two-line EUR order, shared by the check and the benchmarks.
 pub(crate) fn sample_order() -> OrderPlaced {
     OrderPlaced {
         order_id: uuid::Uuid::new_v4().to_string(),

@@ -5,6 +5,8 @@
 //! started, and `status` reports them. `up` is idempotent: what already runs
 //! is left alone.
 
+pub mod check;
+
 use anyhow::{Context, bail};
 use devstack::{Broker, BrokerOptions, Storage};
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,16 @@ pub enum DevCommand {
     Down,
     /// Show what runs and whether it answers.
     Status,
+    /// Start the stack if needed, then round-trip one OrderPlaced event through it.
+    ///
+    /// Example: kafkit dev check --topic smoke-orders
+    Check {
+        #[command(flatten)]
+        up: UpArgs,
+        /// Topic to send the event to.
+        #[arg(long, default_value = "kafkit-check")]
+        topic: String,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -51,6 +63,10 @@ impl Default for UpArgs {
 pub struct Stack {
     pub bootstrap_servers: String,
     pub registry_url: String,
+    /// This call started the broker (it was not running before).
+    pub started_broker: bool,
+    /// This call started the registry (it was not running before).
+    pub started_registry: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +156,14 @@ pub async fn run(command: DevCommand) -> anyhow::Result<()> {
             status();
             Ok(())
         }
+        DevCommand::Check { up: args, topic } => {
+            let stack = up(&args).await?;
+            println!(
+                "local stack: kafka {} / schema registry {}",
+                stack.bootstrap_servers, stack.registry_url
+            );
+            check::round_trip(&stack.bootstrap_servers, &stack.registry_url, &topic).await
+        }
     }
 }
 
@@ -209,6 +233,7 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<Stack> {
         tokio::task::spawn_blocking(move || stop("schema registry", &stale)).await?;
         registry = None;
     }
+    let started_registry = registry.is_none();
     let registry = match registry {
         Some(running) => {
             eprintln!(
@@ -225,7 +250,24 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<Stack> {
     Ok(Stack {
         bootstrap_servers,
         registry_url,
+        started_broker: !broker_was_running,
+        started_registry,
     })
+}
+
+/// Stops what `stack` says its `up` call started; leaves the rest running.
+pub fn stop_started(stack: &Stack) -> anyhow::Result<()> {
+    if stack.started_broker {
+        return down();
+    }
+    let mut file = load();
+    if stack.started_registry
+        && let Some(registry) = file.registry.take()
+    {
+        stop("schema registry", &registry);
+        save(&file)?;
+    }
+    Ok(())
 }
 
 async fn start_registry(dir: &Path, port: u16, bootstrap: &str) -> anyhow::Result<Process> {
