@@ -123,3 +123,73 @@ fn topics_create_is_idempotent_and_lists_the_tiers() {
         );
     }
 }
+
+#[test]
+fn topics_describe_shows_offsets_and_the_lag_of_a_group_that_committed() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use std::time::Duration;
+
+    let kafka = devstack::TestKafka::start();
+    let bootstrap = kafka.bootstrap_servers();
+    let topic = format!("described-{}", uuid::Uuid::new_v4().simple());
+    devstack::ensure_topic(bootstrap, &topic, 2).unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    for i in 0..5 {
+        let key = format!("k{i}");
+        producer
+            .send(BaseRecord::to(&topic).partition(0).key(&key).payload("v"))
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+    // A group that has read two of partition 0's five records.
+    let group = format!("billing-{}", uuid::Uuid::new_v4().simple());
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut done = TopicPartitionList::new();
+    done.add_partition_offset(&topic, 0, Offset::Offset(2))
+        .unwrap();
+    consumer.commit(&done, CommitMode::Sync).unwrap();
+
+    let describe = [
+        "topics",
+        "describe",
+        topic.as_str(),
+        "--output",
+        "json",
+        "--bootstrap-servers",
+        bootstrap,
+    ];
+    let (ok, text) = kafkit(&describe);
+    assert!(ok, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["partitions"].as_array().unwrap().len(), 2, "{text}");
+    let high = json["partitions"][0]["high"].as_i64().unwrap();
+    assert!(high >= 2, "{text}");
+    let groups = json["groups"].as_array().unwrap();
+    let ours = groups
+        .iter()
+        .find(|g| g["group"] == group.as_str())
+        .unwrap_or_else(|| panic!("{group} not in {text}"));
+    assert_eq!(ours["partitions"][0]["committed"], 2, "{text}");
+    assert_eq!(ours["partitions"][0]["lag"], high - 2, "{text}");
+    assert!(ours["partitions"][1]["committed"].is_null(), "{text}");
+
+    let (ok, table) = kafkit(&[&describe[..3], &describe[5..]].concat());
+    assert!(ok && table.contains(&group), "{table}");
+    let (ok, missing) = kafkit(&[
+        "topics",
+        "describe",
+        "nope",
+        "--bootstrap-servers",
+        bootstrap,
+    ]);
+    assert!(!ok && missing.contains("does not exist"), "{missing}");
+}

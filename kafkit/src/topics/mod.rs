@@ -1,4 +1,7 @@
-//! `kafkit topics`: create a main topic with its retry tiers and DLQ; list topics.
+//! `kafkit topics`: create a main topic with its retry tiers and DLQ; list
+//! topics; describe one (partitions, offsets, consumer groups and their lag).
+
+pub mod describe;
 
 use messaging::{KafkaArgs, KafkaSettings, RetryPolicy, TopicSpec, ensure_topics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -27,10 +30,16 @@ pub enum TopicsCommand {
         #[command(flatten)]
         kafka: KafkaArgs,
     },
+    /// Partitions with their offsets, and every consumer group with offsets
+    /// committed on the topic, with its lag per partition.
+    ///
+    /// Example: kafkit topics describe orders --output json
+    Describe(describe::DescribeArgs),
 }
 
 pub async fn run(command: TopicsCommand) -> anyhow::Result<()> {
     match command {
+        TopicsCommand::Describe(args) => describe::run(args).await,
         TopicsCommand::Create {
             topic,
             partitions,
