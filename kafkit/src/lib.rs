@@ -10,6 +10,7 @@ pub mod dev;
 pub mod dlq;
 pub mod schemas;
 pub mod tail;
+pub mod term;
 pub mod topics;
 
 use clap::{Parser, Subcommand};

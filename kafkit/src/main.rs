@@ -6,7 +6,10 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            // librdkafka's own connection errors repeat what the command's
+            // error says ("could not reach Kafka at ..."): quiet unless asked.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,librdkafka=off,rdkafka=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();

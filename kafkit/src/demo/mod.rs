@@ -248,18 +248,17 @@ async fn show(
                 }
                 Some((index, Sent::Refused { status, detail })) => {
                     refused += 1;
-                    let line = screen.paint("31", &format!("! order #{index} refused by producer-service: {status} {detail}"));
+                    let line = screen.paint(crate::term::RED, &format!("! order #{index} refused by producer-service: {status} {detail}"));
                     screen.line(&line);
                 }
                 None => traffic_done = true,
             },
             seen = monitor.next(Duration::from_millis(250)) => {
-                if let Some((order_id, topic, step)) = seen? {
-                    if let Some(notice) = journeys.apply(&order_id, &topic, step)
-                        && journeys.is_ours(&order_id)
-                    {
-                        screen.notice(&notice);
-                    }
+                if let Some((order_id, topic, step)) = seen?
+                    && let Some(notice) = journeys.apply(&order_id, &topic, step)
+                    && journeys.is_ours(&order_id)
+                {
+                    screen.notice(&notice);
                 }
             }
             _ = tick.tick() => {

@@ -6,39 +6,31 @@
 //! and the status is printed every few seconds, when it changed, instead.
 
 use super::journeys::{Notice, Tally, Topics};
+use crate::term::{BOLD, GREEN, RED, Style, YELLOW};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct Screen {
     live: bool,
-    colour: bool,
+    style: Style,
     status_shown: bool,
     last_plain_status: Option<(Instant, String)>,
 }
-
-const GREEN: &str = "32";
-const YELLOW: &str = "33";
-const RED: &str = "31";
-const BOLD: &str = "1";
 
 impl Screen {
     pub fn detect() -> Self {
         let live = std::io::stdout().is_terminal();
         Self {
             live,
-            colour: live && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            style: Style::stdout(),
             status_shown: false,
             last_plain_status: None,
         }
     }
 
     pub fn paint(&self, code: &str, text: &str) -> String {
-        if self.colour {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_owned()
-        }
+        self.style.paint(code, text)
     }
 
     /// A line of its own, above the status line.

@@ -289,7 +289,12 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
         .rate
         .map(|r| Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
     let verb = if args.dry_run { "would move" } else { "moved" };
+    let mut progress =
+        crate::term::Progress::new(format!("replaying {}", args.topic), letters.len());
     for letter in &letters {
+        if !args.dry_run {
+            progress.advance();
+        }
         let matches =
             args.filter.matches(letter, now) && args.limit.is_none_or(|l| summary.moved < l);
         if !matches {
@@ -344,6 +349,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
             tokio::time::sleep(pace).await;
         }
     }
+    progress.finish();
     if !args.dry_run && !remember.is_empty() {
         let mut done = TopicPartitionList::new();
         for (partition, offset) in &remember {
@@ -360,6 +366,11 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
         summary.skipped,
         summary.failed.len()
     );
+    if !args.dry_run {
+        println!(
+            "  replay group {group} remembers what it sent: the same replay again sends only what is new"
+        );
+    }
     for (id, reason) in &summary.failed {
         println!("  failed {id}: {reason}");
     }

@@ -36,6 +36,9 @@ pub struct DeadLetter {
     pub error_message: String,
     /// Set when this record had been replayed from a DLQ before it died again.
     pub replayed_from: Option<String>,
+    /// The W3C trace id from its `traceparent` header, to look the record up
+    /// in a tracing backend.
+    pub trace_id: Option<String>,
     #[serde(skip)]
     pub key: Option<Vec<u8>>,
     pub key_text: Option<String>,
@@ -129,6 +132,9 @@ impl DeadLetter {
             error_class: class.unwrap_or_else(|| "unknown".into()),
             error_message: msg.unwrap_or_default(),
             replayed_from: text(&headers, "kafkit.replay.from"),
+            trace_id: text(&headers, "traceparent")
+                .and_then(|t| t.split('-').nth(1).map(str::to_owned))
+                .filter(|id| id.len() == 32),
             key_text: key
                 .as_ref()
                 .map(|k| String::from_utf8_lossy(k).into_owned()),
@@ -169,6 +175,19 @@ pub struct Filter {
     /// Only those that died within this long ago, e.g. 15m, 2h, 1d.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub since: Option<std::time::Duration>,
+    /// Only those that died at or after this time, e.g. 2026-11-26T10:00:00Z.
+    #[arg(long)]
+    pub after: Option<humantime::Timestamp>,
+    /// Only those that died before this time, e.g. 2026-11-26T11:00:00Z.
+    #[arg(long)]
+    pub before: Option<humantime::Timestamp>,
+}
+
+fn epoch_ms(at: &humantime::Timestamp) -> i64 {
+    std::time::SystemTime::from(*at)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
 }
 
 impl Filter {
@@ -186,13 +205,80 @@ impl Filter {
                 let cutoff = now_ms - i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
                 letter.dead_at_ms.is_some_and(|at| at >= cutoff)
             })
+            && self
+                .after
+                .as_ref()
+                .is_none_or(|after| letter.dead_at_ms.is_some_and(|at| at >= epoch_ms(after)))
+            && self
+                .before
+                .as_ref()
+                .is_none_or(|before| letter.dead_at_ms.is_some_and(|at| at < epoch_ms(before)))
     }
 
     /// A short stable description, part of the replay group name.
     pub fn fingerprint(&self) -> String {
-        format!(
+        let mut fingerprint = format!(
             "{:?}|{:?}|{:?}|{:?}",
             self.class, self.original_topic, self.key, self.since
-        )
+        );
+        // Appended only when used, so earlier replays keep their group.
+        if self.after.is_some() || self.before.is_some() {
+            fingerprint.push_str(&format!(
+                "|{:?}|{:?}",
+                self.after.as_ref().map(epoch_ms),
+                self.before.as_ref().map(epoch_ms)
+            ));
+        }
+        fingerprint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn died_at(ms: i64) -> DeadLetter {
+        DeadLetter {
+            dlq_topic: "orders.dlq".into(),
+            dlq_partition: 0,
+            dlq_offset: 0,
+            dead_at_ms: Some(ms),
+            convention: Convention::Kafkit,
+            original_topic: Some("orders".into()),
+            original_partition: Some(0),
+            original_offset: Some(0),
+            attempt: Some(1),
+            error_class: "unsupported-currency".into(),
+            error_message: String::new(),
+            replayed_from: None,
+            trace_id: None,
+            key: None,
+            key_text: Some("k".into()),
+            value: None,
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn time_range_filters_keep_after_inclusive_and_before_exclusive() {
+        let at = |s: &str| s.parse::<humantime::Timestamp>().ok();
+        let filter = Filter {
+            after: at("2026-11-26T10:00:00Z"),
+            before: at("2026-11-26T11:00:00Z"),
+            ..Filter::default()
+        };
+        let ten = 1_795_687_200_000; // 2026-11-26T10:00:00Z
+        let now = ten + 10 * 3_600_000;
+        assert!(filter.matches(&died_at(ten), now));
+        assert!(filter.matches(&died_at(ten + 3_599_999), now));
+        assert!(!filter.matches(&died_at(ten + 3_600_000), now));
+        assert!(!filter.matches(&died_at(ten - 1), now));
+        let unset = Filter::default();
+        assert_eq!(
+            unset.fingerprint(),
+            "None|None|None|None",
+            "replays without a time range keep the group they always had"
+        );
+        assert_ne!(filter.fingerprint(), unset.fingerprint());
     }
 }

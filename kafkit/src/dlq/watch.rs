@@ -2,17 +2,20 @@
 //!
 //! Each dead letter is one block: when it died, where it came from, how often
 //! it was tried, why, its key, and its value decoded to JSON through the
-//! registry (or hex with the reason when it does not decode). After each
-//! block, the running summary by error class. `--output json` prints one JSON
-//! object per dead letter instead, for jq.
+//! registry (or hex with the reason when it does not decode) and its trace
+//! id. On a terminal the summary by error class stays pinned above the
+//! stream; piped, it follows each block as a line. `--output json` prints
+//! one JSON object per dead letter instead, for jq.
 
 use super::record::{DeadLetter, Filter};
 use super::{Output, now_ms, when};
+use crate::term::{BOLD, DIM, RED, Style};
 use anyhow::Context;
 use messaging::{KafkaArgs, KafkaSettings};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use shared_events::{CodecSettings, EventCodec};
 use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +64,152 @@ async fn decoded(codec: &EventCodec, value: Option<&[u8]>) -> serde_json::Value 
     }
 }
 
+/// Count, first and last death (epoch ms) of one error class.
+type ClassCount = (usize, Option<i64>, Option<i64>);
+
+/// Count, first and last death per error class.
+#[derive(Debug, Default)]
+struct Summary {
+    total: usize,
+    classes: BTreeMap<String, ClassCount>,
+}
+
+impl Summary {
+    fn add(&mut self, letter: &DeadLetter) {
+        self.total += 1;
+        let group = self
+            .classes
+            .entry(letter.error_class.clone())
+            .or_insert((0, None, None));
+        group.0 += 1;
+        group.1 = group.1.min(letter.dead_at_ms).or(letter.dead_at_ms);
+        group.2 = group.2.max(letter.dead_at_ms);
+    }
+
+    /// Classes, most frequent first.
+    fn ranked(&self) -> Vec<(&String, &ClassCount)> {
+        let mut ranked: Vec<_> = self.classes.iter().collect();
+        ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+        ranked
+    }
+}
+
+/// On a terminal, the summary stays on the top lines while dead letters
+/// scroll below it (a VT100 scroll region, so no terminal size is needed).
+struct PinnedSummary {
+    style: Style,
+}
+
+const PINNED_LINES: usize = 9;
+const PINNED_CLASSES: usize = 5;
+
+impl PinnedSummary {
+    fn open(style: Style) -> Self {
+        let mut out = std::io::stdout().lock();
+        // Clear, scroll only below the summary, put the cursor there.
+        let _ = write!(
+            out,
+            "\x1b[2J\x1b[{top};r\x1b[{top};1H",
+            top = PINNED_LINES + 1
+        );
+        let _ = out.flush();
+        Self { style }
+    }
+
+    fn draw(&self, topic: &str, summary: &Summary) {
+        let mut lines = vec![
+            self.style.paint(
+                BOLD,
+                &format!(
+                    "kafkit dlq watch {topic}: {} dead letters (Ctrl-C to stop)",
+                    summary.total
+                ),
+            ),
+            format!(
+                "  {:<32} {:>6}  {:<22} {:<22}",
+                "error class", "count", "first seen", "last seen"
+            ),
+        ];
+        let ranked = summary.ranked();
+        for (class, (count, first, last)) in ranked.iter().take(PINNED_CLASSES) {
+            lines.push(format!(
+                "  {} {count:>6}  {:<22} {:<22}",
+                self.style.paint(RED, &format!("{class:<32}")),
+                when(*first),
+                when(*last)
+            ));
+        }
+        if ranked.len() > PINNED_CLASSES {
+            lines.push(format!(
+                "  ... and {} more classes (kafkit dlq inspect {topic})",
+                ranked.len() - PINNED_CLASSES
+            ));
+        }
+        lines.resize(PINNED_LINES - 1, String::new());
+        lines.push(self.style.paint(DIM, &"─".repeat(80)));
+        let mut out = std::io::stdout().lock();
+        // Save the cursor, draw at the top, come back.
+        let _ = write!(out, "\x1b7\x1b[H");
+        for (i, line) in lines.iter().enumerate() {
+            let _ = write!(out, "\x1b[{};1H\x1b[2K{line}", i + 1);
+        }
+        let _ = write!(out, "\x1b8");
+        let _ = out.flush();
+    }
+}
+
+impl Drop for PinnedSummary {
+    /// Give the whole screen back (keeping the cursor where it is).
+    fn drop(&mut self) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "\x1b7\x1b[r\x1b8");
+        let _ = out.flush();
+    }
+}
+
+/// One dead letter as a readable block.
+fn block(style: Style, letter: &DeadLetter, value: &serde_json::Value) -> String {
+    let mut lines = vec![
+        style.paint(
+            BOLD,
+            &format!(
+                "--- {}/{}/{} died {}",
+                letter.dlq_topic,
+                letter.dlq_partition,
+                letter.dlq_offset,
+                when(letter.dead_at_ms)
+            ),
+        ),
+        format!(
+            "    from     {}[{}]@{} ({:?} headers)",
+            letter.original_topic.as_deref().unwrap_or("?"),
+            letter
+                .original_partition
+                .map_or("?".into(), |p| p.to_string()),
+            letter.original_offset.map_or("?".into(), |o| o.to_string()),
+            letter.convention
+        ),
+        format!(
+            "    attempt  {}",
+            letter.attempt.map_or("-".into(), |a| a.to_string())
+        ),
+        format!(
+            "    error    {}: {}",
+            style.paint(RED, &letter.error_class),
+            letter.error_message
+        ),
+        format!("    key      {}", letter.key_text.as_deref().unwrap_or("-")),
+    ];
+    if let Some(trace_id) = &letter.trace_id {
+        lines.push(format!("    trace    {trace_id}"));
+    }
+    if let Some(from) = &letter.replayed_from {
+        lines.push(format!("    replayed from {from} before dying again"));
+    }
+    lines.push(format!("    value    {value}"));
+    lines.join("\n")
+}
+
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let kafka = KafkaSettings::from(args.kafka.clone());
     let codec = EventCodec::new(CodecSettings::new(args.registry_url.clone()))?;
@@ -74,7 +223,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         .set("fetch.wait.max.ms", "100")
         .set(
             "auto.offset.reset",
-            if args.from_beginning || args.filter.since.is_some() {
+            if args.from_beginning || args.filter.since.is_some() || args.filter.after.is_some() {
                 "earliest"
             } else {
                 "latest"
@@ -89,72 +238,70 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                 args.topic, kafka.bootstrap_servers
             )
         })?;
-    if args.output == Output::Table {
-        println!("watching {} (Ctrl-C to stop)", args.topic);
+    let style = Style::stdout();
+    let pinned = (args.output == Output::Table && std::io::stdout().is_terminal())
+        .then(|| PinnedSummary::open(style));
+    let mut summary = Summary::default();
+    match &pinned {
+        Some(pinned) => pinned.draw(&args.topic, &summary),
+        None if args.output == Output::Table => {
+            println!("watching {} (Ctrl-C to stop)", args.topic);
+        }
+        None => {}
     }
-    let mut summary: BTreeMap<String, (usize, Option<i64>, Option<i64>)> = BTreeMap::new();
+    let stop = messaging::shutdown_signal();
+    tokio::pin!(stop);
+    let idle = args.idle_exit_secs.map(Duration::from_secs);
     loop {
-        let received = match args.idle_exit_secs {
-            Some(secs) => {
-                match tokio::time::timeout(Duration::from_secs(secs), consumer.recv()).await {
-                    Ok(received) => received,
-                    Err(_) => return Ok(()),
-                }
-            }
-            None => consumer.recv().await,
+        let received = tokio::select! {
+            () = &mut stop => return Ok(()),
+            received = next(&consumer, idle) => match received {
+                None => return Ok(()),
+                Some(received) => received,
+            },
         };
         let letter = DeadLetter::from_message(&received?.detach());
         if !args.filter.matches(&letter, now_ms()) {
             continue;
         }
-        let group = summary
-            .entry(letter.error_class.clone())
-            .or_insert((0, None, None));
-        group.0 += 1;
-        group.1 = group.1.min(letter.dead_at_ms).or(letter.dead_at_ms);
-        group.2 = group.2.max(letter.dead_at_ms);
+        summary.add(&letter);
         let value = decoded(&codec, letter.value.as_deref()).await;
-        match args.output {
-            Output::Json => {
+        match (args.output, &pinned) {
+            (Output::Json, _) => {
                 let mut json = serde_json::to_value(&letter)?;
                 json["value"] = value;
                 println!("{json}");
             }
-            Output::Table => {
-                println!(
-                    "--- {}/{}/{} died {}",
-                    letter.dlq_topic,
-                    letter.dlq_partition,
-                    letter.dlq_offset,
-                    when(letter.dead_at_ms)
-                );
-                println!(
-                    "    from     {}[{}]@{} ({:?} headers)",
-                    letter.original_topic.as_deref().unwrap_or("?"),
-                    letter
-                        .original_partition
-                        .map_or("?".into(), |p| p.to_string()),
-                    letter.original_offset.map_or("?".into(), |o| o.to_string()),
-                    letter.convention
-                );
-                println!(
-                    "    attempt  {}",
-                    letter.attempt.map_or("-".into(), |a| a.to_string())
-                );
-                println!(
-                    "    error    {}: {}",
-                    letter.error_class, letter.error_message
-                );
-                println!("    key      {}", letter.key_text.as_deref().unwrap_or("-"));
-                println!("    value    {value}");
+            (Output::Table, Some(pinned)) => {
+                println!("{}", block(style, &letter, &value));
+                pinned.draw(&args.topic, &summary);
+            }
+            (Output::Table, None) => {
+                println!("{}", block(style, &letter, &value));
                 let line: Vec<String> = summary
+                    .ranked()
                     .iter()
-                    .map(|(class, (count, _, last))| {
-                        format!("{class} {count} (last {})", when(*last))
+                    .map(|(class, (count, first, last))| {
+                        format!(
+                            "{class} {count} (first {}, last {})",
+                            when(*first),
+                            when(*last)
+                        )
                     })
                     .collect();
                 println!("    summary  {}", line.join(", "));
             }
         }
+    }
+}
+
+/// The next record; None once `idle` passed without one.
+async fn next(
+    consumer: &StreamConsumer,
+    idle: Option<Duration>,
+) -> Option<rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>> {
+    match idle {
+        Some(idle) => tokio::time::timeout(idle, consumer.recv()).await.ok(),
+        None => Some(consumer.recv().await),
     }
 }

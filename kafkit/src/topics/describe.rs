@@ -213,8 +213,15 @@ fn print_table(d: &Description) {
         println!("consumer groups: none has committed offsets on {}", d.topic);
         return;
     }
+    let width = d
+        .groups
+        .iter()
+        .map(|g| g.group.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     println!(
-        "  {:<40} {:<12} {:>7} {:>10}   per partition (committed/lag)",
+        "  {:<width$} {:<12} {:>7} {:>10}   per partition (committed/lag)",
         "group", "state", "members", "lag"
     );
     for g in &d.groups {
@@ -227,12 +234,23 @@ fn print_table(d: &Description) {
             })
             .collect();
         println!(
-            "  {:<40} {:<12} {:>7} {:>10}   {}",
+            "  {:<width$} {:<12} {:>7} {:>10}   {}",
             g.group,
             g.state,
             g.members,
             g.total_lag,
             per.join(" ")
+        );
+    }
+    let behind_watermark = d.groups.iter().flat_map(|g| &g.partitions).any(|p| {
+        d.partitions
+            .iter()
+            .any(|w| w.partition == p.partition && p.committed.is_some_and(|c| c > w.high))
+    });
+    if behind_watermark {
+        println!(
+            "note: a committed offset is above its partition's high watermark; the broker \
+             undercounts (Tansu 0.6.0 does), so lag is shown as 0 there"
         );
     }
 }
