@@ -19,7 +19,15 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "kafkit",
     version,
-    about = "Event-driven microservices on Kafka: local stack, schemas, demo"
+    about = "Event-driven microservices on Kafka: local stack, schemas, dead letters, demo",
+    after_help = "Examples:
+  kafkit demo                                   the whole system, live, on this machine
+  kafkit dev up                                 local Kafka (Tansu) and schema registry in the background
+  kafkit dlq watch orders.dlq --from-beginning  why records died, as they die
+  kafkit dlq replay orders.dlq --class unsupported-currency --dry-run
+  kafkit schemas check                          CI gate: exit 1 when a schema change is incompatible
+
+Exit codes: 0 success; 1 failure (the reason is printed on stderr); 2 bad usage."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,11 +37,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Local Kafka (Tansu) and schema registry for development.
+    #[command(after_help = "Examples:
+  kafkit dev up && kafkit dev status
+  kafkit dev check
+  kafkit dev down")]
     Dev {
         #[command(subcommand)]
         command: dev::DevCommand,
     },
     /// Run the schema registry in the foreground.
+    #[command(
+        after_help = "Example: kafkit registry --listen 127.0.0.1:8081 --storage kafka --bootstrap-servers 127.0.0.1:9092"
+    )]
     Registry(schema_registry::RegistryArgs),
     /// The whole system in one command: stack, services, a stream of orders, retries and dead letters.
     Demo(demo::DemoArgs),
@@ -42,7 +57,7 @@ pub enum Command {
         #[command(subcommand)]
         command: schemas::SchemasCommand,
     },
-    /// Create a topic with its retry tiers and DLQ; list topics.
+    /// Create a topic with its retry tiers and DLQ; list topics; describe one with its consumer lag.
     Topics {
         #[command(subcommand)]
         command: topics::TopicsCommand,
@@ -53,8 +68,10 @@ pub enum Command {
         command: dlq::DlqCommand,
     },
     /// Print records of topics as they arrive, with kafkit's retry/DLQ headers.
+    #[command(after_help = "Example: kafkit tail orders orders.retry.1 orders.retry.2 orders.dlq")]
     Tail(tail::TailArgs),
     /// Measure the publish path and HTTP ingest against baselines, side by side.
+    #[command(after_help = "Example: cargo run --release -p kafkit -- bench --linger-ms 5")]
     Bench(bench::BenchArgs),
     /// Run producer-service in this process (what `kafkit demo` starts).
     #[command(hide = true)]

@@ -20,8 +20,12 @@ pub enum SchemasCommand {
     /// Example: kafkit schemas check schemas/order_placed.avsc
     Check(FilesArgs),
     /// Subjects with their latest version and id.
+    ///
+    /// Example: kafkit schemas list --registry-url http://127.0.0.1:8081
     List(RegistryArgs),
     /// One subject's schema: the latest version, or the one given.
+    ///
+    /// Example: kafkit schemas show orders-value 1
     Show {
         subject: String,
         version: Option<String>,

@@ -23,7 +23,8 @@ pub struct TailArgs {
 }
 
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = messaging::KafkaSettings::from(args.kafka.clone())
+    let kafka = messaging::KafkaSettings::from(args.kafka.clone());
+    let consumer: StreamConsumer = kafka
         .client_config()
         .set(
             "group.id",
@@ -37,6 +38,15 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         )
         .create()?;
     let topics: Vec<&str> = args.topics.iter().map(String::as_str).collect();
+    // Topics may not exist yet (tail is often started first); the broker must.
+    consumer
+        .fetch_metadata(None, rdkafka::util::Timeout::After(Duration::from_secs(10)))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "could not reach Kafka at {}: {e}; is it running? (kafkit dev up)",
+                kafka.bootstrap_servers
+            )
+        })?;
     consumer.subscribe(&topics)?;
     let idle = args.idle_exit_secs.map(Duration::from_secs);
     loop {

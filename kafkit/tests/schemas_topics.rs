@@ -193,3 +193,36 @@ fn topics_describe_shows_offsets_and_the_lag_of_a_group_that_committed() {
     ]);
     assert!(!ok && missing.contains("does not exist"), "{missing}");
 }
+
+#[test]
+fn an_unreachable_broker_is_named_with_what_to_run() {
+    let nobody = format!("127.0.0.1:{}", devstack::free_port().unwrap());
+    let commands = [
+        &["dlq", "watch", "orders.dlq"][..],
+        &["dlq", "inspect", "orders.dlq"],
+        &["topics", "describe", "orders"],
+    ];
+    // In parallel: each waits out the client's 10 s metadata timeout.
+    let outcomes: Vec<(bool, String)> = std::thread::scope(|scope| {
+        let running: Vec<_> = commands
+            .iter()
+            .map(|command| {
+                let args = [*command, &["--bootstrap-servers", nobody.as_str()]].concat();
+                scope.spawn(move || kafkit(&args))
+            })
+            .collect();
+        running.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for (command, (ok, text)) in commands.iter().zip(outcomes) {
+        assert!(!ok, "{command:?} must fail: {text}");
+        assert!(
+            text.contains(&format!("could not reach Kafka at {nobody}"))
+                && text.contains("kafkit dev up"),
+            "{command:?}: {text}"
+        );
+        assert!(
+            !text.contains("librdkafka"),
+            "no client library noise: {text}"
+        );
+    }
+}

@@ -18,12 +18,20 @@ use std::time::{Duration, Instant};
 #[derive(Debug, clap::Subcommand)]
 pub enum DevCommand {
     /// Install the pinned Tansu broker if it is missing (about 10 minutes, once).
+    ///
+    /// Example: KAFKIT_CACHE_DIR=/opt/kafkit kafkit dev install
     Install,
     /// Start the broker and the schema registry in the background.
+    ///
+    /// Example: kafkit dev up --durable --broker-port 19092
     Up(UpArgs),
     /// Stop what `up` started.
+    ///
+    /// Example: kafkit dev down
     Down,
     /// Show what runs and whether it answers.
+    ///
+    /// Example: kafkit dev status
     Status,
     /// Start the stack if needed, then round-trip one OrderPlaced event through it.
     ///

@@ -104,19 +104,13 @@ pub(crate) fn when(ms: Option<i64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// A consumer assigned to every partition of `topic`, each at `start(partition)`.
-fn assigned(
+/// The partitions of `topic`; an error naming the address when Kafka cannot
+/// be reached, or the topic when it does not exist.
+pub(crate) fn partitions_of<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl Consumer<C>,
     kafka: &KafkaSettings,
-    group: &str,
     topic: &str,
-    committed: bool,
-) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = kafka
-        .client_config()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .create()?;
+) -> anyhow::Result<Vec<i32>> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(10)))
         .with_context(|| {
@@ -133,10 +127,27 @@ fn assigned(
         .unwrap_or_default();
     if partitions.is_empty() {
         bail!(
-            "topic {topic} does not exist at {}",
+            "topic {topic} does not exist at {} (kafkit topics list)",
             kafka.bootstrap_servers
         );
     }
+    Ok(partitions)
+}
+
+/// A consumer assigned to every partition of `topic`, each at `start(partition)`.
+fn assigned(
+    kafka: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    committed: bool,
+) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()?;
+    let partitions = partitions_of(&consumer, kafka, topic)?;
     let mut assignment = TopicPartitionList::new();
     for partition in &partitions {
         assignment.add_partition_offset(topic, *partition, Offset::Beginning)?;

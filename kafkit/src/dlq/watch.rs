@@ -230,6 +230,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             },
         )
         .create()?;
+    super::partitions_of(&consumer, &kafka, &args.topic)?;
     consumer
         .subscribe(&[args.topic.as_str()])
         .with_context(|| {

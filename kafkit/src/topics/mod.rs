@@ -26,6 +26,8 @@ pub enum TopicsCommand {
         kafka: KafkaArgs,
     },
     /// Topics and their partition counts.
+    ///
+    /// Example: kafkit topics list --bootstrap-servers 127.0.0.1:9092
     List {
         #[command(flatten)]
         kafka: KafkaArgs,
