@@ -1,0 +1,67 @@
+//! W3C trace context between `tracing` spans and Kafka record headers.
+//!
+//! A record carries `traceparent` (and `tracestate`) of the span that sent
+//! it; whoever processes it makes that the parent of its own span. When no
+//! OpenTelemetry layer is installed (a library used bare, in-process tests)
+//! spans have no context: `traceparent` answers None and callers keep the
+//! header they had.
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use std::collections::HashMap;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+
+/// Makes the context in these header values the parent of `span`.
+/// Returns false when there is no valid context to continue.
+pub fn set_parent(span: &Span, traceparent: Option<&str>, tracestate: Option<&str>) -> bool {
+    let Some(traceparent) = traceparent else {
+        return false;
+    };
+    let mut carrier = HashMap::new();
+    carrier.insert(TRACEPARENT.to_owned(), traceparent.to_owned());
+    if let Some(state) = tracestate {
+        carrier.insert(TRACESTATE.to_owned(), state.to_owned());
+    }
+    let parent = TraceContextPropagator::new().extract(&carrier);
+    if !parent.span().span_context().is_valid() {
+        return false;
+    }
+    span.set_parent(parent).is_ok()
+}
+
+/// `traceparent` and `tracestate` naming `span`, when it has a valid context.
+pub fn traceparent(span: &Span) -> Option<(String, Option<String>)> {
+    let context = span.context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    let parent = carrier.remove(TRACEPARENT)?;
+    Some((parent, carrier.remove(TRACESTATE).filter(|s| !s.is_empty())))
+}
+
+/// The trace id of `span` as 32 hex digits, when it has a valid context.
+pub fn trace_id(span: &Span) -> Option<String> {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+/// Fills the `trace_id` and `span_id` fields `span` declared (as
+/// `tracing::field::Empty`), so every log line inside it carries them.
+pub fn record_ids(span: &Span) {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", span_context.trace_id().to_string());
+        span.record("span_id", span_context.span_id().to_string());
+    }
+}

@@ -1,0 +1,164 @@
+//! One telemetry setup for every kafkit binary.
+//!
+//! `init` installs `tracing` with an OpenTelemetry layer, logs as text (JSON
+//! with `LOG_FORMAT=json`), and exports spans over OTLP when an endpoint is
+//! configured by the standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`; protocol from
+//! `OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc`, `http/protobuf` (the default) or
+//! `http/json`; resource from `OTEL_SERVICE_NAME` and
+//! `OTEL_RESOURCE_ATTRIBUTES`). Without an endpoint nothing is exported and
+//! nothing complains, but spans still get W3C ids, so trace context still
+//! travels through Kafka headers and every log line inside a span still
+//! carries its trace id. [`metrics`] does the same for metrics, per
+//! service, with Prometheus text for `/metrics`; [`context`] moves W3C
+//! context between spans and record headers.
+
+pub mod context;
+pub mod metrics;
+
+use anyhow::Context as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::io::IsTerminal;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// How a binary wants its telemetry.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `service.name` unless `OTEL_SERVICE_NAME` says otherwise.
+    pub service_name: String,
+    /// Log filter unless `RUST_LOG` says otherwise.
+    pub default_filter: String,
+    /// Log to stderr (command-line tools) instead of stdout (services).
+    pub stderr: bool,
+}
+
+/// What `init` installed; `shutdown` (or drop) flushes the spans.
+#[derive(Debug)]
+pub struct Telemetry {
+    tracer_provider: SdkTracerProvider,
+    /// Where spans go, for the start-up log line.
+    pub exporting_to: Option<String>,
+}
+
+/// The resource every signal of this process carries.
+pub fn resource(service_name: &str) -> Resource {
+    let builder = Resource::builder();
+    if env_set("OTEL_SERVICE_NAME") {
+        builder.build()
+    } else {
+        builder.with_service_name(service_name.to_owned()).build()
+    }
+}
+
+fn env_set(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
+}
+
+fn sdk_disabled() -> bool {
+    std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The OTLP endpoint configured for `signal` (`TRACES` or `METRICS`), if any.
+pub(crate) fn endpoint(signal: &str) -> Option<String> {
+    if sdk_disabled() {
+        return None;
+    }
+    [
+        format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+}
+
+/// True when no protocol variable is set: then kafkit picks `http/protobuf`,
+/// the OTLP default (the exporter crate would otherwise pick by features).
+pub(crate) fn protocol_unset(signal: &str) -> bool {
+    !env_set(&format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"))
+        && !env_set("OTEL_EXPORTER_OTLP_PROTOCOL")
+}
+
+fn span_exporter() -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let exporter = if protocol_unset("TRACES") {
+        builder
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .build()
+    } else {
+        builder.build()
+    };
+    exporter.context("invalid OTLP trace exporter settings")
+}
+
+/// Installs the global subscriber, tracer provider and W3C propagator.
+/// Call once, inside the tokio runtime (the gRPC exporter needs it).
+pub fn init(options: Options) -> anyhow::Result<Telemetry> {
+    let resource = resource(&options.service_name);
+    let exporting_to = endpoint("TRACES");
+    let mut provider = SdkTracerProvider::builder().with_resource(resource);
+    if exporting_to.is_some() {
+        provider = provider.with_batch_exporter(span_exporter()?);
+    }
+    let tracer_provider = provider.build();
+    let tracer = tracer_provider.tracer("kafkit");
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    opentelemetry::global::set_tracer_provider(tracer_provider.clone());
+
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(&options.default_filter));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let terminal = if options.stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(terminal && !json);
+    let logs: Box<dyn Layer<_> + Send + Sync> = match (json, options.stderr) {
+        (true, true) => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        (true, false) => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+        (false, true) => fmt.with_writer(std::io::stderr).boxed(),
+        (false, false) => fmt.boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .try_init()
+        .context("a tracing subscriber was already installed")?;
+    Ok(Telemetry {
+        tracer_provider,
+        exporting_to,
+    })
+}
+
+impl Telemetry {
+    /// Exports what is buffered and stops; later spans are dropped.
+    pub fn shutdown(&self) {
+        if let Err(e) = self.tracer_provider.shutdown() {
+            // Already shut down, or the collector did not answer: nothing to do.
+            tracing::debug!(error = %e, "span export shutdown");
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

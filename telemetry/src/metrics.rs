@@ -1,0 +1,118 @@
+//! Metrics through OpenTelemetry, per service: read as Prometheus text for
+//! `/metrics`, and exported over OTLP when an endpoint is configured
+//! (`OTEL_EXPORTER_OTLP_ENDPOINT` or `..._METRICS_ENDPOINT`, every
+//! `OTEL_METRIC_EXPORT_INTERVAL` ms, 60 s by default).
+//!
+//! Each service builds its own pipeline rather than a process-global one,
+//! so two services in one test process keep separate counts.
+
+use anyhow::Context as _;
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use prometheus::{Encoder, TextEncoder};
+
+/// Bucket bounds for durations in seconds, as the semantic conventions
+/// advise (the SDK's defaults are meant for milliseconds).
+pub const SECONDS_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+#[derive(Debug, Clone)]
+pub struct MetricsPipeline {
+    provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+    /// The OTLP endpoint metrics go to, if any.
+    pub exporting_to: Option<String>,
+}
+
+impl MetricsPipeline {
+    pub fn new(service_name: &str) -> anyhow::Result<Self> {
+        let registry = prometheus::Registry::new();
+        let prometheus = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .scope_info_enabled(false)
+            .build()
+            .context("failed to build the Prometheus reader")?;
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(crate::resource(service_name))
+            .with_reader(prometheus);
+        let exporting_to = crate::endpoint("METRICS");
+        if exporting_to.is_some() {
+            let exporter = opentelemetry_otlp::MetricExporter::builder();
+            let exporter = if crate::protocol_unset("METRICS") {
+                exporter
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .build()
+            } else {
+                exporter.build()
+            }
+            .context("invalid OTLP metric exporter settings")?;
+            builder = builder.with_periodic_exporter(exporter);
+        }
+        Ok(Self {
+            provider: builder.build(),
+            registry,
+            exporting_to,
+        })
+    }
+
+    pub fn meter(&self, scope: &'static str) -> Meter {
+        self.provider.meter(scope)
+    }
+
+    /// Everything, in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding gathered metrics into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// Exports what is pending over OTLP and stops the exporter.
+    pub fn shutdown(&self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::debug!(error = %e, "metric export shutdown");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::KeyValue;
+
+    #[test]
+    fn counters_and_histograms_render_as_prometheus_text_with_units() {
+        let pipeline = MetricsPipeline::new("test-service").unwrap_or_else(|e| panic!("{e}"));
+        let meter = pipeline.meter("test");
+        let sent = meter
+            .u64_counter("messaging.client.sent.messages")
+            .with_unit("{message}")
+            .build();
+        sent.add(3, &[KeyValue::new("messaging.destination.name", "orders")]);
+        let duration = meter
+            .f64_histogram("messaging.process.duration")
+            .with_unit("s")
+            .with_boundaries(SECONDS_BUCKETS.to_vec())
+            .build();
+        duration.record(0.25, &[]);
+        let text = pipeline.render();
+        assert!(
+            text.contains(r#"messaging_client_sent_messages_total{messaging_destination_name="orders"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("messaging_process_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"messaging_process_duration_seconds_bucket{le="0.25"} 1"#)
+                && text.contains(r#"messaging_process_duration_seconds_bucket{le="0.1"} 0"#),
+            "seconds buckets: {text}"
+        );
+        pipeline.shutdown();
+    }
+}
