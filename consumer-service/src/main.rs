@@ -5,11 +5,13 @@ use consumer_service::{Application, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let telemetry = telemetry::init(telemetry::Options {
+        service_name: "consumer-service".into(),
+        default_filter: "info".into(),
+        stderr: false,
+    })?;
     let app = Application::build(Settings::parse()).await?;
-    app.run_until_stopped(messaging::shutdown_signal()).await
+    let result = app.run_until_stopped(messaging::shutdown_signal()).await;
+    telemetry.shutdown();
+    result
 }

@@ -18,7 +18,7 @@ use messaging::{
     ConsumeLoop, ConsumeMetrics, ConsumeSettings, ProducerSettings, Publisher, Stage, TopicSpec,
     ensure_topics,
 };
-use prometheus::{Encoder, TextEncoder};
+use telemetry::metrics::MetricsPipeline;
 use shared_events::{EventCodec, OrderPlaced};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,7 +41,7 @@ pub struct Application {
 struct Ops {
     publisher: Publisher,
     codec: Arc<EventCodec>,
-    metrics: prometheus::Registry,
+    metrics: MetricsPipeline,
 }
 
 impl Application {
@@ -80,9 +80,11 @@ impl Application {
             faults: settings.faults.clone(),
             source: settings.event_source.clone(),
         };
-        let metrics = prometheus::Registry::new();
+        let metrics = MetricsPipeline::new("consumer-service")?;
+        let meter = metrics.meter("consumer-service");
         let mut loops = Vec::new();
         let mut add = |stage: Stage, group: String, topics: Vec<String>| -> anyhow::Result<()> {
+            let consume_metrics = ConsumeMetrics::new(&meter, stage, &group);
             let consume = ConsumeSettings {
                 group_id: group,
                 topics,
@@ -92,7 +94,6 @@ impl Application {
                 outage_backoff_max: Duration::from_millis(settings.outage_backoff_max_ms),
                 lag_interval: Duration::from_millis(settings.lag_interval_ms),
             };
-            let consume_metrics = ConsumeMetrics::register(&metrics, stage)?;
             loops.push(ConsumeLoop::new(
                 kafka.client_config(),
                 consume,
@@ -154,6 +155,7 @@ impl Application {
             tasks.push(tokio::spawn(consume_loop.run(signal(stopped.clone()))));
         }
         let publisher = self.ops.publisher.clone();
+        let pipeline = self.ops.metrics.clone();
         let app = Router::new()
             .route(
                 "/healthz",
@@ -172,11 +174,13 @@ impl Application {
             task.await.context("a consume loop panicked")?;
         }
         server.await.context("the operations endpoint panicked")??;
-        publisher
+        let flushed = publisher
             .flush(self.grace)
             .await
-            .context("the producer did not flush within the grace period")?;
-        Ok(())
+            .context("the producer did not flush within the grace period");
+        // Last export of the counts, after everything settled.
+        pipeline.shutdown();
+        flushed
     }
 }
 
@@ -214,12 +218,10 @@ async fn readyz(State(ops): State<Ops>) -> Response {
 }
 
 async fn metrics(State(ops): State<Ops>) -> Response {
-    let mut buffer = Vec::new();
-    let _ = TextEncoder::new().encode(&ops.metrics.gather(), &mut buffer);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        buffer,
+        ops.metrics.render(),
     )
         .into_response()
 }

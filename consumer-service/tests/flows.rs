@@ -260,14 +260,32 @@ async fn health_readiness_and_metrics_answer() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains(
-            r#"records_dead_lettered_total{class="unsupported-currency",stage="main"} 1"#
+    use telemetry::metrics::sum;
+    assert_eq!(
+        sum(
+            &metrics,
+            "kafkit_dead_letters_total",
+            &[("error_type", "unsupported-currency"), ("kafkit_stage", "main")]
         ),
+        1.0,
         "{metrics}"
     );
-    assert!(
-        metrics.contains(r#"records_consumed_total{stage="main"} 1"#),
+    assert_eq!(
+        sum(
+            &metrics,
+            "messaging_client_consumed_messages_total",
+            &[("kafkit_stage", "main"), ("messaging_system", "kafka")]
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sum(
+            &metrics,
+            "messaging_process_duration_seconds_count",
+            &[("kafkit_outcome", "dead-lettered")]
+        ),
+        1.0,
         "{metrics}"
     );
     service.stop().await;

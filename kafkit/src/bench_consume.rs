@@ -78,10 +78,11 @@ async fn consume_loop_rate(
     count: usize,
     fail_one_in: Option<u32>,
 ) -> anyhow::Result<f64> {
-    let registry = prometheus::Registry::new();
-    let metrics = ConsumeMetrics::register(&registry, Stage::Main)?;
+    let pipeline = telemetry::metrics::MetricsPipeline::new("kafkit-bench")?;
+    let group_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let metrics = ConsumeMetrics::new(&pipeline.meter("bench"), Stage::Main, &group_id);
     let settings = ConsumeSettings {
-        group_id: format!("bench-{}", uuid::Uuid::new_v4().simple()),
+        group_id,
         topics: vec![topic.to_owned()],
         stage: Stage::Main,
         policy: RetryPolicy {
@@ -99,25 +100,29 @@ async fn consume_loop_rate(
         codec,
         events.publisher().clone(),
         BenchHandler { fail_one_in },
-        metrics.clone(),
+        metrics,
     )?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(consume_loop.run(async {
         let _ = stopped.await;
     }));
     // The clock starts with the first record, so group join is not counted.
-    while metrics.consumed.get() == 0 {
+    while sum_of(&pipeline, "messaging_client_consumed_messages_total") == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let started = Instant::now();
-    let settled = || metrics.handled.get() + metrics.retried.with_label_values(&["1"]).get();
-    while settled() < count as u64 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    // Every settled record (handled or routed) is one process-duration point.
+    while sum_of(&pipeline, "messaging_process_duration_seconds_count") < count as u64 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let rate = (count - 1) as f64 / started.elapsed().as_secs_f64();
     let _ = stop.send(());
     task.await?;
     Ok(rate)
+}
+
+fn sum_of(pipeline: &telemetry::metrics::MetricsPipeline, metric: &str) -> u64 {
+    telemetry::metrics::sum(&pipeline.render(), metric, &[]) as u64
 }
 
 /// Events/s of a raw `StreamConsumer` reading and storing `count` records.

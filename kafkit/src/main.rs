@@ -1,19 +1,34 @@
-//! `kafkit`: parse the command line and hand it to the library.
+//! `kafkit`: parse the command line, set up telemetry, hand over to the library.
 
 use clap::Parser;
+use kafkit::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // librdkafka's own connection errors repeat what the command's
-            // error says ("could not reach Kafka at ..."): quiet unless asked.
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,librdkafka=off,rdkafka=off".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match kafkit::run(kafkit::Cli::parse()).await {
+    let cli = Cli::parse();
+    // The services it can run are named as themselves; every other command is "kafkit".
+    let (service_name, default_filter) = match &cli.command {
+        Command::ProducerService(_) => ("producer-service", "info"),
+        Command::ConsumerService(_) => ("consumer-service", "info"),
+        Command::Registry(_) => ("schema-registry", "info"),
+        // librdkafka's own connection errors repeat what the command's
+        // error says ("could not reach Kafka at ..."): quiet unless asked.
+        _ => ("kafkit", "warn,librdkafka=off,rdkafka=off"),
+    };
+    let telemetry = match telemetry::init(telemetry::Options {
+        service_name: service_name.into(),
+        default_filter: default_filter.into(),
+        stderr: true,
+    }) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = kafkit::run(cli).await;
+    telemetry.shutdown();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

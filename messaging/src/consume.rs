@@ -13,19 +13,19 @@
 use crate::failure::{Failure, FailureKind};
 use crate::publisher::{OutgoingRecord, Publisher};
 use crate::routing::{self, FailedRecord, RetryPolicy, Route};
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use shared_events::{DecodeError, Event, EventCodec, EventHeaders};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
+use tracing::{Instrument, Span};
 
 /// A decoded record, as a handler sees it.
 #[derive(Debug)]
@@ -119,78 +119,94 @@ pub struct ConsumeSettings {
     pub lag_interval: Duration,
 }
 
-/// Counters of the consume loop, registered into the service's registry.
+/// The consume loop's instruments, named after the OpenTelemetry messaging
+/// semantic conventions where one exists (`kafkit.*` where none does).
+/// Every point carries `messaging.system`, `messaging.consumer.group.name`
+/// and `kafkit.stage`.
 #[derive(Debug, Clone)]
 pub struct ConsumeMetrics {
-    pub consumed: IntCounter,
-    pub handled: IntCounter,
-    /// `records_retried_total{tier}`
-    pub retried: IntCounterVec,
-    /// `records_dead_lettered_total{class}`
-    pub dead_lettered: IntCounterVec,
-    /// `partition_holds_total{reason}`: not due yet, or an outage.
-    pub holds: IntCounterVec,
-    pub processing: Histogram,
-    /// `consumer_lag{topic,partition}`: high watermark minus position, per assigned partition.
-    pub lag: IntGaugeVec,
+    /// `messaging.client.consumed.messages{messaging.destination.name}`
+    consumed: Counter<u64>,
+    /// `messaging.process.duration{messaging.destination.name, kafkit.outcome, error.type}`, seconds
+    process_duration: Histogram<f64>,
+    /// `kafkit.retries{kafkit.retry.tier, error.type}`: records sent to a retry tier
+    retries: Counter<u64>,
+    /// `kafkit.dead_letters{error.type}`: records sent to the DLQ
+    dead_letters: Counter<u64>,
+    /// `kafkit.partition.holds{kafkit.hold.reason}`: not due yet, or an outage
+    holds: Counter<u64>,
+    /// Lag per assigned partition, read by the `kafkit.consumer.lag` gauge.
+    lag: Arc<Mutex<HashMap<Partition, i64>>>,
+    base: Arc<[KeyValue]>,
 }
 
 impl ConsumeMetrics {
-    pub fn register(registry: &Registry, stage: Stage) -> Result<Self, prometheus::Error> {
+    pub fn new(meter: &Meter, stage: Stage, group: &str) -> Self {
         let stage = match stage {
             Stage::Main => "main",
             Stage::Retry => "retry",
         };
-        let labels: HashMap<String, String> =
-            HashMap::from([("stage".to_owned(), stage.to_owned())]);
-        let opts = |name: &str, help: &str| Opts::new(name, help).const_labels(labels.clone());
-        let consumed = IntCounter::with_opts(opts("records_consumed_total", "Records read"))?;
-        let handled = IntCounter::with_opts(opts(
-            "records_handled_total",
-            "Records handled successfully",
-        ))?;
-        let retried = IntCounterVec::new(
-            opts("records_retried_total", "Records sent to a retry tier"),
-            &["tier"],
-        )?;
-        let dead_lettered = IntCounterVec::new(
-            opts("records_dead_lettered_total", "Records sent to the DLQ"),
-            &["class"],
-        )?;
-        let holds = IntCounterVec::new(
-            opts("partition_holds_total", "Partitions paused for a record"),
-            &["reason"],
-        )?;
-        let processing = Histogram::with_opts(
-            HistogramOpts::new(
-                "record_processing_seconds",
-                "Decode, handle and settle one record",
-            )
-            .const_labels(labels.clone()),
-        )?;
-        registry.register(Box::new(consumed.clone()))?;
-        registry.register(Box::new(handled.clone()))?;
-        registry.register(Box::new(retried.clone()))?;
-        registry.register(Box::new(dead_lettered.clone()))?;
-        registry.register(Box::new(holds.clone()))?;
-        let lag = IntGaugeVec::new(
-            opts(
-                "consumer_lag",
-                "Records behind the high watermark, per assigned partition",
-            ),
-            &["topic", "partition"],
-        )?;
-        registry.register(Box::new(processing.clone()))?;
-        registry.register(Box::new(lag.clone()))?;
-        Ok(Self {
-            consumed,
-            handled,
-            retried,
-            dead_lettered,
-            holds,
-            processing,
+        let base: Arc<[KeyValue]> = Arc::from(vec![
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.consumer.group.name", group.to_owned()),
+            KeyValue::new("kafkit.stage", stage),
+        ]);
+        let lag: Arc<Mutex<HashMap<Partition, i64>>> = Arc::default();
+        let (observed, labels) = (Arc::clone(&lag), Arc::clone(&base));
+        // Kept alive by the meter provider; reads the latest lag map.
+        let _gauge = meter
+            .i64_observable_gauge("kafkit.consumer.lag")
+            .with_unit("{message}")
+            .with_description("Records behind the high watermark, per assigned partition")
+            .with_callback(move |gauge| {
+                let lags = observed.lock().map(|l| l.clone()).unwrap_or_default();
+                for ((topic, partition), lag) in lags {
+                    let mut attributes = labels.to_vec();
+                    attributes.push(KeyValue::new("messaging.destination.name", topic));
+                    attributes.push(KeyValue::new(
+                        "messaging.destination.partition.id",
+                        partition.to_string(),
+                    ));
+                    gauge.observe(lag, &attributes);
+                }
+            })
+            .build();
+        Self {
+            consumed: meter
+                .u64_counter("messaging.client.consumed.messages")
+                .with_unit("{message}")
+                .with_description("Records read from the broker")
+                .build(),
+            process_duration: meter
+                .f64_histogram("messaging.process.duration")
+                .with_unit("s")
+                .with_description("Decode, handle and settle one record")
+                .with_boundaries(telemetry::metrics::SECONDS_BUCKETS.to_vec())
+                .build(),
+            retries: meter
+                .u64_counter("kafkit.retries")
+                .with_unit("{message}")
+                .with_description("Records sent to a retry tier")
+                .build(),
+            dead_letters: meter
+                .u64_counter("kafkit.dead_letters")
+                .with_unit("{message}")
+                .with_description("Records sent to the dead-letter topic")
+                .build(),
+            holds: meter
+                .u64_counter("kafkit.partition.holds")
+                .with_unit("{hold}")
+                .with_description("Partitions paused at a record: not due yet, or an outage")
+                .build(),
             lag,
-        })
+            base,
+        }
+    }
+
+    fn with(&self, extra: &[KeyValue]) -> Vec<KeyValue> {
+        let mut attributes = self.base.to_vec();
+        attributes.extend_from_slice(extra);
+        attributes
     }
 }
 
@@ -340,7 +356,7 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
         let consumer = Arc::clone(&self.consumer);
         let lag = tokio::spawn(report_lag(
             Arc::clone(&consumer),
-            self.worker.metrics.lag.clone(),
+            Arc::clone(&self.worker.metrics.lag),
             settings.lag_interval,
         ));
         loop {
@@ -403,7 +419,14 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
             // Fetched before the pause; it is read again after the resume.
             return;
         }
-        self.worker.metrics.consumed.inc();
+        let metrics = &self.worker.metrics;
+        metrics.consumed.add(
+            1,
+            &metrics.with(&[KeyValue::new(
+                "messaging.destination.name",
+                partition.0.clone(),
+            )]),
+        );
         tracing::debug!(
             topic = partition.0,
             partition = partition.1,
@@ -451,7 +474,10 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
                 ) {
                     tracing::warn!(topic, partition, offset, error = %e, "could not rewind a held partition");
                 }
-                self.worker.metrics.holds.with_label_values(&[reason]).inc();
+                let metrics = &self.worker.metrics;
+                metrics
+                    .holds
+                    .add(1, &metrics.with(&[KeyValue::new("kafkit.hold.reason", reason)]));
                 tracing::debug!(
                     topic,
                     partition,
@@ -489,16 +515,20 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
 
 /// Refreshes `consumer_lag` every `interval` (the look-ups block: off the runtime).
 /// Note: Tansu 0.6.0 undercounts the high watermark after multi-record batches.
-async fn report_lag(consumer: Arc<StreamConsumer>, lag: IntGaugeVec, interval: Duration) {
+async fn report_lag(
+    consumer: Arc<StreamConsumer>,
+    lag: Arc<Mutex<HashMap<Partition, i64>>>,
+    interval: Duration,
+) {
     let mut ticks = tokio::time::interval(interval);
     loop {
         ticks.tick().await;
-        let (consumer, lag) = (Arc::clone(&consumer), lag.clone());
+        let (consumer, lag) = (Arc::clone(&consumer), Arc::clone(&lag));
         let _ = tokio::task::spawn_blocking(move || {
             let Ok(positions) = consumer.position() else {
                 return;
             };
-            lag.reset();
+            let mut now = HashMap::new();
             for element in positions.elements() {
                 let Offset::Offset(position) = element.offset() else {
                     continue;
@@ -507,10 +537,15 @@ async fn report_lag(consumer: Arc<StreamConsumer>, lag: IntGaugeVec, interval: D
                 if let Ok((_, high)) =
                     consumer.fetch_watermarks(element.topic(), element.partition(), timeout)
                 {
-                    let partition = element.partition().to_string();
-                    lag.with_label_values(&[element.topic(), partition.as_str()])
-                        .set((high - position).max(0));
+                    now.insert(
+                        (element.topic().to_owned(), element.partition()),
+                        (high - position).max(0),
+                    );
                 }
+            }
+            // Only the partitions assigned now: revoked ones disappear.
+            if let Ok(mut lag) = lag.lock() {
+                *lag = now;
             }
         })
         .await;
@@ -539,20 +574,30 @@ async fn run_lane<E: Event + 'static, H: Handler<E>>(
             Job::Record(_) if held => continue,
             Job::Record(message) => message,
         };
-        let timer = worker.metrics.processing.start_timer();
-        let settled = worker.settle(&message).await;
-        timer.observe_duration();
-        let settled = match settled {
-            Ok(()) => {
-                backoff = None;
-                Settled::Done
-            }
-            Err(Wait::NotDue(delay)) => {
-                held = true;
-                Settled::Hold {
+        let headers = header_pairs(&message);
+        if let Some(delay) = worker.not_due(&headers) {
+            held = true;
+            let _ = outcomes.send(Outcome {
+                partition: partition.clone(),
+                offset: message.offset(),
+                settled: Settled::Hold {
                     delay,
                     reason: "not-due",
-                }
+                },
+            });
+            continue;
+        }
+        let span = worker.process_span(&message, &headers);
+        let started = Instant::now();
+        let processed = worker
+            .settle(&message, &headers)
+            .instrument(span.clone())
+            .await;
+        worker.observe(&span, &message, processed.as_ref().ok(), started.elapsed());
+        let settled = match processed {
+            Ok(_) => {
+                backoff = None;
+                Settled::Done
             }
             Err(Wait::Outage) => {
                 held = true;
@@ -574,37 +619,123 @@ async fn run_lane<E: Event + 'static, H: Handler<E>>(
     }
 }
 
-/// Why a record is not settled now.
+/// Why a record is not settled now: not the record's fault, the registry,
+/// a dependency or the broker is down.
 enum Wait {
-    /// A retry record whose `kafkit.retry.not-before` is this far away.
-    NotDue(Duration),
-    /// Not the record's fault: the registry, a dependency or the broker is down.
     Outage,
 }
 
+/// How a settled record ended.
+#[derive(Debug)]
+enum Processed {
+    Handled,
+    Retried { tier: usize, class: String },
+    DeadLettered { class: String },
+}
+
+fn header_pairs(message: &OwnedMessage) -> Vec<(String, Vec<u8>)> {
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn header_text<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
 impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
+    /// For a retry record not due yet: how long until it is.
+    fn not_due(&self, headers: &[(String, Vec<u8>)]) -> Option<Duration> {
+        if self.settings.stage != Stage::Retry {
+            return None;
+        }
+        let wait = routing::not_before_ms(headers)? - now_ms();
+        (wait > 0).then(|| Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+    }
+
+    /// A `process <topic>` consumer span, continuing the trace the record's
+    /// `traceparent` names (the span that sent it).
+    fn process_span(&self, message: &OwnedMessage, headers: &[(String, Vec<u8>)]) -> Span {
+        let key = message.key().map(String::from_utf8_lossy);
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format_args!("process {}", message.topic()),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            "messaging.system" = "kafka",
+            "messaging.operation.type" = "process",
+            "messaging.operation.name" = "process",
+            "messaging.destination.name" = message.topic(),
+            "messaging.destination.partition.id" = message.partition(),
+            "messaging.kafka.offset" = message.offset(),
+            "messaging.kafka.message.key" = key.as_deref(),
+            "messaging.consumer.group.name" = self.settings.group_id.as_str(),
+            "kafkit.attempt" = routing::attempts_so_far(headers) + 1,
+            "kafkit.outcome" = tracing::field::Empty,
+            "kafkit.retry.tier" = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        telemetry::context::set_parent(
+            &span,
+            header_text(headers, telemetry::context::TRACEPARENT),
+            header_text(headers, telemetry::context::TRACESTATE),
+        );
+        telemetry::context::record_ids(&span);
+        span
+    }
+
+    /// Records how a pass ended on its span and in `messaging.process.duration`.
+    fn observe(
+        &self,
+        span: &Span,
+        message: &OwnedMessage,
+        processed: Option<&Processed>,
+        took: Duration,
+    ) {
+        let (outcome, class) = match processed {
+            Some(Processed::Handled) => ("handled", None),
+            Some(Processed::Retried { class, .. }) => ("retried", Some(class.as_str())),
+            Some(Processed::DeadLettered { class }) => ("dead-lettered", Some(class.as_str())),
+            None => ("held", Some("outage")),
+        };
+        span.record("kafkit.outcome", outcome);
+        if let Some(Processed::Retried { tier, .. }) = processed {
+            span.record("kafkit.retry.tier", *tier);
+        }
+        if let Some(class) = class {
+            span.record("error.type", class);
+            span.record("otel.status_code", "ERROR");
+        }
+        let mut attributes = vec![
+            KeyValue::new("messaging.destination.name", message.topic().to_owned()),
+            KeyValue::new("kafkit.outcome", outcome),
+        ];
+        if let Some(class) = class {
+            attributes.push(KeyValue::new("error.type", class.to_owned()));
+        }
+        self.metrics
+            .process_duration
+            .record(took.as_secs_f64(), &self.metrics.with(&attributes));
+    }
+
     /// Settles one record: handled (outputs acknowledged), or routed to a
     /// retry tier or the DLQ (copy acknowledged); or says why not now.
-    async fn settle(&self, message: &OwnedMessage) -> Result<(), Wait> {
-        let headers: Vec<(String, Vec<u8>)> = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if self.settings.stage == Stage::Retry
-            && let Some(due) = routing::not_before_ms(&headers)
-        {
-            let wait = due - now_ms();
-            if wait > 0 {
-                return Err(Wait::NotDue(Duration::from_millis(
-                    u64::try_from(wait).unwrap_or(0),
-                )));
-            }
-        }
-        let attempts = routing::attempts_so_far(&headers);
+    async fn settle(
+        &self,
+        message: &OwnedMessage,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<Processed, Wait> {
+        let attempts = routing::attempts_so_far(headers);
         let event = match self.codec.decode::<E>(message.payload()).await {
             Ok(decoded) => decoded.event,
             Err(e) if e.is_transient() => {
@@ -613,7 +744,7 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
             }
             Err(e) => {
                 return self
-                    .fail(message, &headers, undecodable(&e), attempts)
+                    .fail(message, headers, undecodable(&e), attempts)
                     .await;
             }
         };
@@ -642,14 +773,13 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
                         return Err(Wait::Outage);
                     }
                 }
-                self.metrics.handled.inc();
-                Ok(())
+                Ok(Processed::Handled)
             }
             Err(failure) if failure.kind == FailureKind::Outage => {
                 tracing::warn!(%failure, "a dependency is unavailable; holding the partition");
                 Err(Wait::Outage)
             }
-            Err(failure) => self.fail(message, &headers, failure, attempts).await,
+            Err(failure) => self.fail(message, headers, failure, attempts).await,
         }
     }
 
@@ -660,7 +790,7 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
         headers: &[(String, Vec<u8>)],
         failure: Failure,
         attempts_before: u32,
-    ) -> Result<(), Wait> {
+    ) -> Result<Processed, Wait> {
         let attempts = attempts_before + 1;
         let record = FailedRecord {
             topic: message.topic(),
@@ -693,18 +823,28 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
         };
         match self.publisher.publish(&copy).await {
             Ok(delivered) => {
-                match tier {
-                    Some(tier) => self
-                        .metrics
-                        .retried
-                        .with_label_values(&[tier.to_string().as_str()])
-                        .inc(),
-                    None => self
-                        .metrics
-                        .dead_lettered
-                        .with_label_values(&[failure.class.as_str()])
-                        .inc(),
-                }
+                let class = KeyValue::new("error.type", failure.class.clone());
+                let processed = match tier {
+                    Some(tier) => {
+                        let tier_label = i64::try_from(tier).unwrap_or(i64::MAX);
+                        self.metrics.retries.add(
+                            1,
+                            &self
+                                .metrics
+                                .with(&[KeyValue::new("kafkit.retry.tier", tier_label), class]),
+                        );
+                        Processed::Retried {
+                            tier,
+                            class: failure.class.clone(),
+                        }
+                    }
+                    None => {
+                        self.metrics.dead_letters.add(1, &self.metrics.with(&[class]));
+                        Processed::DeadLettered {
+                            class: failure.class.clone(),
+                        }
+                    }
+                };
                 tracing::info!(
                     from_topic = message.topic(),
                     partition = message.partition(),
@@ -714,7 +854,7 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
                     class = failure.class,
                     "routed a failed record"
                 );
-                Ok(())
+                Ok(processed)
             }
             Err(e) => {
                 // Never store the offset of a record whose copy is not acknowledged.

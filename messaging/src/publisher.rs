@@ -15,6 +15,27 @@ use rdkafka::util::Timeout;
 use shared_events::{EncodeError, Event, EventCodec, EventHeaders};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use telemetry::context::{TRACEPARENT, TRACESTATE};
+use tracing::{Instrument, Span};
+
+/// A producer span named after the semantic conventions for messaging.
+fn send_span(record: &OutgoingRecord) -> Span {
+    let key = record.key.as_deref().map(String::from_utf8_lossy);
+    tracing::info_span!(
+        "send",
+        otel.name = %format_args!("send {}", record.topic),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        "messaging.system" = "kafka",
+        "messaging.operation.type" = "send",
+        "messaging.operation.name" = "send",
+        "messaging.destination.name" = record.topic.as_str(),
+        "messaging.kafka.message.key" = key.as_deref(),
+        "messaging.destination.partition.id" = tracing::field::Empty,
+        "messaging.kafka.offset" = tracing::field::Empty,
+        "error.type" = tracing::field::Empty,
+    )
+}
 
 /// A record to publish. Bytes are sent as they are.
 #[derive(Debug, Clone, Default)]
@@ -171,13 +192,56 @@ impl Publisher {
 
     /// Sends `record` and waits for the broker's answer. A full local queue
     /// fails at once rather than waiting: the caller decides whether to retry.
+    ///
+    /// Runs in a `send <topic>` producer span, a child of the caller's span;
+    /// the record's `traceparent`/`tracestate` headers name that span, so
+    /// whoever processes the record continues the same trace.
     pub async fn publish(&self, record: &OutgoingRecord) -> Result<Delivered, PublishError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        let span = send_span(record);
+        let result = self.send(record, &span).instrument(span.clone()).await;
+        match &result {
+            Ok(delivered) => {
+                span.record("messaging.destination.partition.id", delivered.partition);
+                span.record("messaging.kafka.offset", delivered.offset);
+            }
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                span.record(
+                    "error.type",
+                    if e.is_transient() {
+                        "unavailable"
+                    } else {
+                        "rejected"
+                    },
+                );
+            }
+        }
+        result
+    }
+
+    async fn send(&self, record: &OutgoingRecord, span: &Span) -> Result<Delivered, PublishError> {
+        let context = telemetry::context::traceparent(span);
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 2);
         for (name, value) in &record.headers {
+            let replaced = matches!(name.as_str(), TRACEPARENT | TRACESTATE) && context.is_some();
+            if !replaced {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(value),
+                });
+            }
+        }
+        if let Some((traceparent, tracestate)) = &context {
             headers = headers.insert(Header {
-                key: name,
-                value: Some(value),
+                key: TRACEPARENT,
+                value: Some(traceparent),
             });
+            if let Some(state) = tracestate {
+                headers = headers.insert(Header {
+                    key: TRACESTATE,
+                    value: Some(state),
+                });
+            }
         }
         let mut message = FutureRecord::<Vec<u8>, Vec<u8>>::to(&record.topic).headers(headers);
         if let Some(key) = &record.key {

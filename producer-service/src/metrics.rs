@@ -1,69 +1,101 @@
-//! Prometheus metrics of the service, rendered at `GET /metrics`.
+//! The service's metrics, through OpenTelemetry: served as Prometheus text
+//! at `GET /metrics` and exported over OTLP when configured. Names follow
+//! the HTTP and messaging semantic conventions.
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
+use std::time::Duration;
+use telemetry::metrics::{MetricsPipeline, SECONDS_BUCKETS};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    registry: Registry,
-    /// `http_requests_total{route,status}`
-    pub requests: IntCounterVec,
-    /// `http_requests_in_flight`
-    pub in_flight: IntGauge,
-    /// `events_produced_total{topic}`: acknowledged by the broker.
-    pub produced: IntCounterVec,
-    /// `events_failed_total{reason}`: not accepted (unavailable, rejected).
-    pub failed: IntCounterVec,
-    /// `produce_latency_seconds`: encode + send until the broker's acknowledgement.
-    pub produce_latency: Histogram,
+    pipeline: MetricsPipeline,
+    /// `http.server.request.duration{http.request.method, http.route, http.response.status_code}`, seconds
+    request_duration: Histogram<f64>,
+    /// `http.server.active_requests{http.request.method, http.route}`
+    active_requests: UpDownCounter<i64>,
+    /// `messaging.client.sent.messages{messaging.destination.name, error.type}`:
+    /// events sent; `error.type` (unavailable, rejected) on those not taken.
+    sent: Counter<u64>,
+    /// `messaging.client.operation.duration{messaging.destination.name}`:
+    /// encode + send until the broker's answer, seconds.
+    send_duration: Histogram<f64>,
 }
 
 impl Metrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route and status"),
-            &["route", "status"],
-        )?;
-        let in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being served")?;
-        let produced = IntCounterVec::new(
-            Opts::new("events_produced_total", "Events acknowledged by the broker"),
-            &["topic"],
-        )?;
-        let failed = IntCounterVec::new(
-            Opts::new("events_failed_total", "Events not accepted, by reason"),
-            &["reason"],
-        )?;
-        let produce_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "produce_latency_seconds",
-                "Encode and produce until acknowledged",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-        )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
-        registry.register(Box::new(produced.clone()))?;
-        registry.register(Box::new(failed.clone()))?;
-        registry.register(Box::new(produce_latency.clone()))?;
+    pub fn new() -> anyhow::Result<Self> {
+        let pipeline = MetricsPipeline::new("producer-service")?;
+        let meter = pipeline.meter("producer-service");
         Ok(Self {
-            registry,
-            requests,
-            in_flight,
-            produced,
-            failed,
-            produce_latency,
+            request_duration: meter
+                .f64_histogram("http.server.request.duration")
+                .with_unit("s")
+                .with_description("HTTP requests by route and status")
+                .with_boundaries(SECONDS_BUCKETS.to_vec())
+                .build(),
+            active_requests: meter
+                .i64_up_down_counter("http.server.active_requests")
+                .with_unit("{request}")
+                .with_description("HTTP requests being served")
+                .build(),
+            sent: meter
+                .u64_counter("messaging.client.sent.messages")
+                .with_unit("{message}")
+                .with_description("Events sent to Kafka; error.type on those not taken")
+                .build(),
+            send_duration: meter
+                .f64_histogram("messaging.client.operation.duration")
+                .with_unit("s")
+                .with_description("Encode and send one event until the broker answers")
+                .with_boundaries(SECONDS_BUCKETS.to_vec())
+                .build(),
+            pipeline,
         })
+    }
+
+    fn http(method: &str, route: &str) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("http.request.method", method.to_owned()),
+            KeyValue::new("http.route", route.to_owned()),
+        ]
+    }
+
+    pub fn request_started(&self, method: &str, route: &str) {
+        self.active_requests.add(1, &Self::http(method, route));
+    }
+
+    pub fn request_finished(&self, method: &str, route: &str, status: u16, took: Duration) {
+        self.active_requests.add(-1, &Self::http(method, route));
+        let mut attributes = Self::http(method, route);
+        attributes.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+        self.request_duration
+            .record(took.as_secs_f64(), &attributes);
+    }
+
+    /// One event sent to `topic`: taken (`error` None) or not, and how long it took.
+    pub fn event_sent(&self, topic: &str, error: Option<&'static str>, took: Duration) {
+        let mut attributes = vec![
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.destination.name", topic.to_owned()),
+            KeyValue::new("messaging.operation.name", "send"),
+        ];
+        self.send_duration.record(took.as_secs_f64(), &attributes);
+        if let Some(error) = error {
+            attributes.push(KeyValue::new("error.type", error));
+        }
+        self.sent.add(1, &attributes);
     }
 
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
-        let mut buffer = Vec::new();
-        // Encoding gathered metrics into a Vec cannot fail.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
-        String::from_utf8(buffer).unwrap_or_default()
+        self.pipeline.render()
+    }
+
+    /// Exports what is pending (OTLP) and stops.
+    pub fn shutdown(&self) {
+        self.pipeline.shutdown();
     }
 }

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use shared_events::{EventHeaders, OrderItem, OrderPlaced};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tracing::Instrument;
 
 const JSON: &str = "application/json";
 /// Seconds a caller should wait before sending a 503'd request again.
@@ -63,20 +64,53 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Counts requests by route and status, and those in flight.
+/// Runs each request in a server span (continuing the caller's trace when
+/// it sent `traceparent`) and measures it by route and status.
 async fn track_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    state.metrics.in_flight.inc();
-    let response = next.run(request).await;
-    state.metrics.in_flight.dec();
+    let method = request.method().as_str().to_owned();
+    let (traceparent, tracestate) = {
+        let header = |name: &str| -> Option<String> {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
+            header(telemetry::context::TRACEPARENT),
+            header(telemetry::context::TRACESTATE),
+        )
+    };
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        "http.request.method" = method.as_str(),
+        "http.route" = route.as_str(),
+        "url.path" = path.as_str(),
+        "http.response.status_code" = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    telemetry::context::set_parent(&span, traceparent.as_deref(), tracestate.as_deref());
+    telemetry::context::record_ids(&span);
+    state.metrics.request_started(&method, &route);
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
     state
         .metrics
-        .requests
-        .with_label_values(&[route.as_str(), response.status().as_str()])
-        .inc();
+        .request_finished(&method, &route, status, started.elapsed());
     response
 }
 
@@ -266,19 +300,14 @@ async fn accept(state: &AppState, order: NewOrder) -> Result<Accepted, Problem> 
         note: order.note,
     };
     let topic = &state.settings.topic;
-    let timer = state.metrics.produce_latency.start_timer();
+    let started = std::time::Instant::now();
     let result = state
         .events
         .publish_event(topic, &order_id, &event, &headers)
         .await;
-    timer.observe_duration();
     match result {
         Ok(delivered) => {
-            state
-                .metrics
-                .produced
-                .with_label_values(&[topic.as_str()])
-                .inc();
+            state.metrics.event_sent(topic, None, started.elapsed());
             tracing::debug!(
                 topic,
                 partition = delivered.partition,
@@ -294,18 +323,22 @@ async fn accept(state: &AppState, order: NewOrder) -> Result<Accepted, Problem> 
                 offset: delivered.offset,
             })
         }
-        Err(error) => Err(refusal(state, error)),
+        Err(error) => {
+            let reason = if error.is_transient() {
+                "unavailable"
+            } else {
+                "rejected"
+            };
+            state
+                .metrics
+                .event_sent(topic, Some(reason), started.elapsed());
+            Err(refusal(error))
+        }
     }
 }
 
 /// Why an event is not in Kafka, as an answer.
-fn refusal(state: &AppState, error: PublishEventError) -> Problem {
-    let reason = if error.is_transient() {
-        "unavailable"
-    } else {
-        "rejected"
-    };
-    state.metrics.failed.with_label_values(&[reason]).inc();
+fn refusal(error: PublishEventError) -> Problem {
     tracing::warn!(error = %error, "order not accepted");
     match error {
         e if e.is_transient() => Problem::unavailable(e.to_string(), RETRY_AFTER_SECS),

@@ -46,7 +46,7 @@ impl Application {
             idempotency: IdempotencyStore::new(Duration::from_secs(
                 settings.idempotency_window_secs,
             )),
-            metrics: Metrics::new().context("failed to register metrics")?,
+            metrics: Metrics::new().context("failed to set up metrics")?,
             settings: Arc::new(settings),
         };
         Ok(Self { listener, state })
@@ -65,6 +65,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let publisher = self.state.events.publisher().clone();
+        let metrics = self.state.metrics.clone();
         let grace = Duration::from_secs(self.state.settings.shutdown_grace_secs);
         tracing::info!(%addr, topic = self.state.settings.topic, "producer-service listening");
         axum::serve(self.listener, router(self.state))
@@ -75,12 +76,13 @@ impl Application {
             in_flight,
             "stopped accepting requests; flushing the producer"
         );
-        publisher.flush(grace).await.with_context(|| {
+        let flushed = publisher.flush(grace).await.with_context(|| {
             format!(
                 "{} records were not flushed within {grace:?}",
                 publisher.in_flight()
             )
-        })?;
-        Ok(())
+        });
+        metrics.shutdown();
+        flushed
     }
 }

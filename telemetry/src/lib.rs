@@ -25,7 +25,8 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::io::IsTerminal;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// How a binary wants its telemetry.
 #[derive(Debug, Clone)]
@@ -111,6 +112,9 @@ pub fn init(options: Options) -> anyhow::Result<Telemetry> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(tracer_provider.clone());
 
+    // The log filter applies to log lines only; spans of interest are
+    // `info` and always reach the OpenTelemetry layer, so trace context
+    // flows even when a command logs only warnings.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(&options.default_filter));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
@@ -120,25 +124,32 @@ pub fn init(options: Options) -> anyhow::Result<Telemetry> {
         std::io::stdout().is_terminal()
     };
     let fmt = tracing_subscriber::fmt::layer().with_ansi(terminal && !json);
-    let logs: Box<dyn Layer<_> + Send + Sync> = match (json, options.stderr) {
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = match (json, options.stderr) {
         (true, true) => fmt
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .with_writer(std::io::stderr)
+            .with_filter(filter)
             .boxed(),
         (true, false) => fmt
             .json()
             .with_current_span(true)
             .with_span_list(false)
+            .with_filter(filter)
             .boxed(),
-        (false, true) => fmt.with_writer(std::io::stderr).boxed(),
-        (false, false) => fmt.boxed(),
+        (false, true) => fmt
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        (false, false) => fmt.with_filter(filter).boxed(),
     };
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(LevelFilter::INFO);
     tracing_subscriber::registry()
-        .with(filter)
         .with(logs)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(spans)
         .try_init()
         .context("a tracing subscriber was already installed")?;
     Ok(Telemetry {

@@ -79,6 +79,22 @@ impl MetricsPipeline {
     }
 }
 
+/// The sum of every series of `name` in Prometheus `text` whose labels
+/// include all of `labels` (for tests and benchmarks reading `/metrics`).
+pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (series, value) = rest.rsplit_once(' ')?;
+            let matches = (series.is_empty() || series.starts_with('{'))
+                && labels
+                    .iter()
+                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +129,15 @@ mod tests {
                 && text.contains(r#"messaging_process_duration_seconds_bucket{le="0.1"} 0"#),
             "seconds buckets: {text}"
         );
+        assert_eq!(
+            sum(&text, "messaging_client_sent_messages_total", &[("messaging_destination_name", "orders")]),
+            3.0
+        );
+        assert_eq!(
+            sum(&text, "messaging_client_sent_messages_total", &[("messaging_destination_name", "other")]),
+            0.0
+        );
+        assert_eq!(sum(&text, "messaging_process_duration_seconds_count", &[]), 1.0);
         pipeline.shutdown();
     }
 }
