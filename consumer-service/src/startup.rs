@@ -18,12 +18,12 @@ use messaging::{
     ConsumeLoop, ConsumeMetrics, ConsumeSettings, ProducerSettings, Publisher, Stage, TopicSpec,
     ensure_topics,
 };
-use telemetry::metrics::MetricsPipeline;
 use shared_events::{EventCodec, OrderPlaced};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use telemetry::metrics::MetricsPipeline;
 use tokio::net::TcpListener;
 
 type OrderLoop = ConsumeLoop<OrderPlaced, OrderHandler>;

@@ -265,7 +265,10 @@ async fn health_readiness_and_metrics_answer() {
         sum(
             &metrics,
             "kafkit_dead_letters_total",
-            &[("error_type", "unsupported-currency"), ("kafkit_stage", "main")]
+            &[
+                ("error_type", "unsupported-currency"),
+                ("kafkit_stage", "main")
+            ]
         ),
         1.0,
         "{metrics}"

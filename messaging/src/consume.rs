@@ -21,8 +21,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use shared_events::{DecodeError, Event, EventCodec, EventHeaders};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tracing::{Instrument, Span};
@@ -475,9 +475,10 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
                     tracing::warn!(topic, partition, offset, error = %e, "could not rewind a held partition");
                 }
                 let metrics = &self.worker.metrics;
-                metrics
-                    .holds
-                    .add(1, &metrics.with(&[KeyValue::new("kafkit.hold.reason", reason)]));
+                metrics.holds.add(
+                    1,
+                    &metrics.with(&[KeyValue::new("kafkit.hold.reason", reason)]),
+                );
                 tracing::debug!(
                     topic,
                     partition,
@@ -743,9 +744,7 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
                 return Err(Wait::Outage);
             }
             Err(e) => {
-                return self
-                    .fail(message, headers, undecodable(&e), attempts)
-                    .await;
+                return self.fail(message, headers, undecodable(&e), attempts).await;
             }
         };
         let input = Input {
@@ -839,7 +838,9 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
                         }
                     }
                     None => {
-                        self.metrics.dead_letters.add(1, &self.metrics.with(&[class]));
+                        self.metrics
+                            .dead_letters
+                            .add(1, &self.metrics.with(&[class]));
                         Processed::DeadLettered {
                             class: failure.class.clone(),
                         }

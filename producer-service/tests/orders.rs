@@ -331,10 +331,7 @@ async fn health_readiness_and_metrics_answer() {
         1.0,
         "{metrics}"
     );
-    assert!(
-        metrics.contains("http_server_active_requests"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("http_server_active_requests"), "{metrics}");
 }
 
 #[tokio::test]

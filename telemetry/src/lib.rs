@@ -23,9 +23,9 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::io::IsTerminal;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// How a binary wants its telemetry.
@@ -138,10 +138,7 @@ pub fn init(options: Options) -> anyhow::Result<Telemetry> {
             .with_span_list(false)
             .with_filter(filter)
             .boxed(),
-        (false, true) => fmt
-            .with_writer(std::io::stderr)
-            .with_filter(filter)
-            .boxed(),
+        (false, true) => fmt.with_writer(std::io::stderr).with_filter(filter).boxed(),
         (false, false) => fmt.with_filter(filter).boxed(),
     };
     let spans = tracing_opentelemetry::layer()

@@ -117,7 +117,9 @@ mod tests {
         duration.record(0.25, &[]);
         let text = pipeline.render();
         assert!(
-            text.contains(r#"messaging_client_sent_messages_total{messaging_destination_name="orders"} 3"#),
+            text.contains(
+                r#"messaging_client_sent_messages_total{messaging_destination_name="orders"} 3"#
+            ),
             "{text}"
         );
         assert!(
@@ -130,14 +132,25 @@ mod tests {
             "seconds buckets: {text}"
         );
         assert_eq!(
-            sum(&text, "messaging_client_sent_messages_total", &[("messaging_destination_name", "orders")]),
+            sum(
+                &text,
+                "messaging_client_sent_messages_total",
+                &[("messaging_destination_name", "orders")]
+            ),
             3.0
         );
         assert_eq!(
-            sum(&text, "messaging_client_sent_messages_total", &[("messaging_destination_name", "other")]),
+            sum(
+                &text,
+                "messaging_client_sent_messages_total",
+                &[("messaging_destination_name", "other")]
+            ),
             0.0
         );
-        assert_eq!(sum(&text, "messaging_process_duration_seconds_count", &[]), 1.0);
+        assert_eq!(
+            sum(&text, "messaging_process_duration_seconds_count", &[]),
+            1.0
+        );
         pipeline.shutdown();
     }
 }

@@ -11,6 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use record::{DeadLetter, Filter};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
+use tracing::Instrument;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqCommand {
@@ -269,6 +270,43 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A span per replayed record that continues the dead letter's trace (its
+/// `traceparent` names the span that dead-lettered it), so the processing
+/// after the replay lands in the same trace as the failures before it.
+fn replay_span(dlq: &str, group: &str, letter: &DeadLetter, destination: &str) -> tracing::Span {
+    let header = |name: &str| {
+        letter
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    };
+    let span = tracing::info_span!(
+        "replay",
+        otel.name = %format_args!("replay {dlq}"),
+        otel.kind = "consumer",
+        "messaging.system" = "kafka",
+        "messaging.operation.type" = "process",
+        "messaging.operation.name" = "replay",
+        "messaging.destination.name" = dlq,
+        "messaging.destination.partition.id" = letter.dlq_partition,
+        "messaging.kafka.offset" = letter.dlq_offset,
+        "messaging.kafka.message.key" = letter.key_text.as_deref(),
+        "messaging.consumer.group.name" = group,
+        "kafkit.replay.to" = destination,
+        "error.type" = letter.error_class.as_str(),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    telemetry::context::set_parent(
+        &span,
+        header(telemetry::context::TRACEPARENT),
+        header(telemetry::context::TRACESTATE),
+    );
+    telemetry::context::record_ids(&span);
+    span
+}
+
 /// What a replay did.
 #[derive(Debug, Default)]
 pub struct ReplaySummary {
@@ -342,7 +380,8 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
             payload: letter.value.clone(),
             headers,
         };
-        match publisher.publish(&record).await {
+        let span = replay_span(&args.topic, &group, letter, &destination);
+        match publisher.publish(&record).instrument(span).await {
             Ok(_) => {
                 summary.moved += 1;
                 // Remember what was sent, unless something before it in the
