@@ -66,6 +66,11 @@ async fn while_the_registry_is_down_nothing_is_dead_lettered_and_all_is_processe
         ) >= 1.0,
         "{metrics}"
     );
+    assert_eq!(
+        telemetry::metrics::sum(&metrics, "kafkit_consumer_lag", &[("kafkit_stage", "main")]),
+        3.0,
+        "the 3 held records are the lag: {metrics}"
+    );
 
     let _registry = start_registry(bootstrap, &schemas, addr).await;
     let out = read_topic(bootstrap, &names.output, 3, Duration::from_secs(60)).await;

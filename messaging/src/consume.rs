@@ -529,20 +529,29 @@ async fn report_lag(
             let Ok(positions) = consumer.position() else {
                 return;
             };
+            let timeout = Duration::from_secs(2);
+            // A partition held (paused and rewound) before it delivered
+            // anything has no position yet: count from its committed offset,
+            // or from its start when the group never committed there.
+            let committed = consumer.committed(timeout).ok();
             let mut now = HashMap::new();
             for element in positions.elements() {
-                let Offset::Offset(position) = element.offset() else {
+                let (topic, partition) = (element.topic(), element.partition());
+                let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, timeout) else {
                     continue;
                 };
-                let timeout = Duration::from_secs(2);
-                if let Ok((_, high)) =
-                    consumer.fetch_watermarks(element.topic(), element.partition(), timeout)
-                {
-                    now.insert(
-                        (element.topic().to_owned(), element.partition()),
-                        (high - position).max(0),
-                    );
-                }
+                let from = match element.offset() {
+                    Offset::Offset(position) => position,
+                    _ => committed
+                        .as_ref()
+                        .and_then(|c| c.find_partition(topic, partition))
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        })
+                        .unwrap_or(low),
+                };
+                now.insert((topic.to_owned(), partition), (high - from).max(0));
             }
             // Only the partitions assigned now: revoked ones disappear.
             if let Ok(mut lag) = lag.lock() {
