@@ -700,7 +700,10 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
             header_text(headers, telemetry::context::TRACEPARENT),
             header_text(headers, telemetry::context::TRACESTATE),
         );
-        telemetry::context::record_ids(&span);
+        telemetry::context::record_ids(
+            &span,
+            header_text(headers, telemetry::context::TRACEPARENT),
+        );
         span
     }
 

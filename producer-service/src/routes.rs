@@ -99,7 +99,7 @@ async fn track_requests(State(state): State<AppState>, request: Request, next: N
         span_id = tracing::field::Empty,
     );
     telemetry::context::set_parent(&span, traceparent.as_deref(), tracestate.as_deref());
-    telemetry::context::record_ids(&span);
+    telemetry::context::record_ids(&span, traceparent.as_deref());
     state.metrics.request_started(&method, &route);
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;

@@ -10,16 +10,29 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 
+/// Set once OpenTelemetry spans are built (an exporter is configured);
+/// until then the helpers below skip their work on the hot path.
+static SPANS_BUILT: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn spans_built() {
+    SPANS_BUILT.store(true, Ordering::Release);
+}
+
+fn active() -> bool {
+    SPANS_BUILT.load(Ordering::Acquire)
+}
+
 /// Makes the context in these header values the parent of `span`.
 /// Returns false when there is no valid context to continue.
 pub fn set_parent(span: &Span, traceparent: Option<&str>, tracestate: Option<&str>) -> bool {
-    let Some(traceparent) = traceparent else {
+    let Some(traceparent) = traceparent.filter(|_| active()) else {
         return false;
     };
     let mut carrier = HashMap::new();
@@ -36,6 +49,9 @@ pub fn set_parent(span: &Span, traceparent: Option<&str>, tracestate: Option<&st
 
 /// `traceparent` and `tracestate` naming `span`, when it has a valid context.
 pub fn traceparent(span: &Span) -> Option<(String, Option<String>)> {
+    if !active() {
+        return None;
+    }
     let context = span.context();
     if !context.span().span_context().is_valid() {
         return None;
@@ -46,22 +62,23 @@ pub fn traceparent(span: &Span) -> Option<(String, Option<String>)> {
     Some((parent, carrier.remove(TRACESTATE).filter(|s| !s.is_empty())))
 }
 
-/// The trace id of `span` as 32 hex digits, when it has a valid context.
-pub fn trace_id(span: &Span) -> Option<String> {
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
-}
-
 /// Fills the `trace_id` and `span_id` fields `span` declared (as
 /// `tracing::field::Empty`), so every log line inside it carries them.
-pub fn record_ids(span: &Span) {
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
+/// Without OpenTelemetry spans (no exporter), the trace id comes from the
+/// `traceparent` the work arrived with, if any.
+pub fn record_ids(span: &Span, arrived_with: Option<&str>) {
+    let span_context = if active() {
+        span.context().span().span_context().clone()
+    } else {
+        opentelemetry::trace::SpanContext::empty_context()
+    };
     if span_context.is_valid() {
         span.record("trace_id", span_context.trace_id().to_string());
         span.record("span_id", span_context.span_id().to_string());
+    } else if let Some(trace_id) = arrived_with
+        .and_then(|t| t.split('-').nth(1))
+        .filter(|id| id.len() == 32)
+    {
+        span.record("trace_id", trace_id);
     }
 }

@@ -6,10 +6,10 @@
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`; protocol from
 //! `OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc`, `http/protobuf` (the default) or
 //! `http/json`; resource from `OTEL_SERVICE_NAME` and
-//! `OTEL_RESOURCE_ATTRIBUTES`). Without an endpoint nothing is exported and
-//! nothing complains, but spans still get W3C ids, so trace context still
-//! travels through Kafka headers and every log line inside a span still
-//! carries its trace id. [`metrics`] does the same for metrics, per
+//! `OTEL_RESOURCE_ATTRIBUTES`). Without an endpoint nothing is exported,
+//! nothing complains and no OpenTelemetry spans are built (they cost
+//! throughput); records then keep the `traceparent` they were given, so a
+//! record's trace id still survives every hop and still shows in the logs. [`metrics`] does the same for metrics, per
 //! service, with Prometheus text for `/metrics`; [`context`] moves W3C
 //! context between spans and record headers.
 
@@ -141,9 +141,18 @@ pub fn init(options: Options) -> anyhow::Result<Telemetry> {
         (false, true) => fmt.with_writer(std::io::stderr).with_filter(filter).boxed(),
         (false, false) => fmt.with_filter(filter).boxed(),
     };
-    let spans = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_filter(LevelFilter::INFO);
+    // Only when spans go somewhere: building OpenTelemetry spans for every
+    // record costs throughput (measured in the README's benchmarks). Without
+    // it the records keep the `traceparent` they were given, so a record's
+    // trace id still survives its hops, and logs still show it.
+    if exporting_to.is_some() {
+        context::spans_built();
+    }
+    let spans = exporting_to.is_some().then(|| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(LevelFilter::INFO)
+    });
     tracing_subscriber::registry()
         .with(logs)
         .with(spans)

@@ -303,7 +303,7 @@ fn replay_span(dlq: &str, group: &str, letter: &DeadLetter, destination: &str) -
         header(telemetry::context::TRACEPARENT),
         header(telemetry::context::TRACESTATE),
     );
-    telemetry::context::record_ids(&span);
+    telemetry::context::record_ids(&span, header(telemetry::context::TRACEPARENT));
     span
 }
 
