@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole kafkit test suite on a fresh machine: installs the pinned Tansu
-# broker when missing (once, ~10 minutes), then runs every test. Tests start
-# their own brokers and registries on free ports.
+# broker when missing (once, ~10 minutes) and the deployment check tools
+# (a Python virtualenv, seconds), then runs every test. Tests start their
+# own brokers and registries on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --workspace --all-targets --locked
 cargo run --quiet --locked -p kafkit -- dev install
+scripts/install-deploy-tools.sh
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -73,6 +73,14 @@ pub enum Command {
     /// Measure the publish path and HTTP ingest against baselines, side by side.
     #[command(after_help = "Example: cargo run --release -p kafkit -- bench --linger-ms 5")]
     Bench(bench::BenchArgs),
+    /// GET a URL; exit 0 on a 2xx answer, 1 otherwise (container health checks).
+    #[command(after_help = "Example: kafkit probe http://127.0.0.1:8080/readyz")]
+    Probe {
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// Run producer-service in this process (what `kafkit demo` starts).
     #[command(hide = true)]
     ProducerService(producer_service::Settings),
@@ -96,6 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command } => dlq::run(command).await,
         Command::Schemas { command } => schemas::run(command).await,
         Command::Topics { command } => topics::run(command).await,
+        Command::Probe { url, timeout_secs } => probe(&url, timeout_secs).await,
         Command::ProducerService(settings) => {
             let app = producer_service::Application::build(settings).await?;
             app.run_until_stopped(messaging::shutdown_signal()).await
@@ -104,5 +113,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = consumer_service::Application::build(settings).await?;
             app.run_until_stopped(messaging::shutdown_signal()).await
         }
+    }
+}
+
+/// `kafkit probe`: one GET, success on 2xx.
+async fn probe(url: &str, timeout_secs: u64) -> anyhow::Result<()> {
+    let response = reqwest::Client::new()
+        .get(url)
+        .timeout(std::time::Duration::from_secs(timeout_secs))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("no answer from {url}: {e}"))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        let body = response.text().await.unwrap_or_default();
+        anyhow::bail!("{url} answered {status}: {body}")
     }
 }

@@ -22,6 +22,9 @@ pub enum TopicsCommand {
         tiers: usize,
         #[arg(long, default_value_t = 1)]
         replication_factor: i32,
+        /// Create no dead-letter topic (for output topics that are only written).
+        #[arg(long)]
+        no_dlq: bool,
         #[command(flatten)]
         kafka: KafkaArgs,
     },
@@ -47,6 +50,7 @@ pub async fn run(command: TopicsCommand) -> anyhow::Result<()> {
             partitions,
             tiers,
             replication_factor,
+            no_dlq,
             kafka,
         } => {
             let kafka = KafkaSettings::from(kafka);
@@ -56,7 +60,9 @@ pub async fn run(command: TopicsCommand) -> anyhow::Result<()> {
             };
             let mut names = vec![topic.clone()];
             names.extend(policy.retry_topics(&topic));
-            names.push(policy.dlq_topic(&topic));
+            if !no_dlq {
+                names.push(policy.dlq_topic(&topic));
+            }
             let specs: Vec<TopicSpec> = names
                 .iter()
                 .map(|n| TopicSpec {
