@@ -623,6 +623,45 @@ fn the_dockerfile_builds_like_the_tests() {
         !runtime.contains("cargo"),
         "no toolchain in the runtime image"
     );
+    // It installs every shared library the binary links that the slim
+    // Debian base lacks (read from the binary the tests built).
+    let ldd = Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_kafkit"))
+        .output()
+        .unwrap();
+    let in_base = [
+        "linux-vdso",
+        "ld-linux",
+        "libc.so",
+        "libm.so",
+        "libgcc_s",
+        "libz.so",
+        "libpthread",
+        "libdl.so",
+        "librt.so",
+    ];
+    let packages = [("libssl.so.3", "libssl3"), ("libcrypto.so.3", "libssl3")];
+    let linked = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    assert!(
+        linked.contains("libssl.so.3"),
+        "TLS is linked dynamically: {linked}"
+    );
+    for library in linked.lines().filter_map(|l| l.split_whitespace().next()) {
+        if in_base.iter().any(|b| library.contains(b)) {
+            continue;
+        }
+        let package = packages
+            .iter()
+            .find(|(lib, _)| library == *lib)
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| {
+                panic!("{library}: which Debian package? add it to deploy/Dockerfile")
+            });
+        assert!(
+            runtime.contains(package),
+            "the runtime stage lacks {package} for {library}"
+        );
+    }
 }
 
 /// The workspace members, read from `[workspace] members = [...]`.
