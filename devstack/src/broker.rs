@@ -60,6 +60,29 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
+/// A free port below Linux's ephemeral range (32768 and up), for a listener
+/// that a test stops and starts again on the same port. With a port from
+/// the ephemeral range, a client reconnecting while nothing listens can be
+/// given that very port as its own source port and connect to itself (TCP
+/// self-connect), and the port is then taken when the listener comes back.
+pub fn free_port_outside_ephemeral_range() -> std::io::Result<u16> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    for i in 0..2000u32 {
+        let port =
+            20_000 + u16::try_from((seed.wrapping_add(i.wrapping_mul(7919))) % 12_000).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrNotAvailable,
+        "no free port in 20000..32000",
+    ))
+}
+
 impl Broker {
     /// Starts a broker and waits until it answers metadata requests.
     pub fn start(options: BrokerOptions) -> Result<Self, DevstackError> {

@@ -10,7 +10,8 @@ pub mod broker;
 pub mod tansu;
 
 pub use broker::{
-    Broker, BrokerOptions, Storage, TestKafka, ensure_topic, free_port, wait_for_kafka,
+    Broker, BrokerOptions, Storage, TestKafka, ensure_topic, free_port,
+    free_port_outside_ephemeral_range, wait_for_kafka,
 };
 pub use tansu::{TANSU_VERSION, find_tansu, install_tansu, tansu_install_root};
 

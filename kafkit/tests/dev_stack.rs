@@ -48,7 +48,10 @@ impl Drop for StopOnDrop<'_> {
 #[test]
 fn up_is_idempotent_check_round_trips_and_down_stops_only_what_up_started() {
     let state = std::env::temp_dir().join(format!("kafkit-state-{}", uuid::Uuid::new_v4()));
-    let broker_port = devstack::free_port().unwrap().to_string();
+    // The broker is killed and started again on this port (see free_port_outside_ephemeral_range).
+    let broker_port = devstack::free_port_outside_ephemeral_range()
+        .unwrap()
+        .to_string();
     let registry_port = devstack::free_port().unwrap().to_string();
     let ports = [
         "--broker-port",

@@ -4,7 +4,7 @@
 
 mod support;
 
-use devstack::{Broker, BrokerOptions, Storage, free_port};
+use devstack::{Broker, BrokerOptions, Storage, free_port, free_port_outside_ephemeral_range};
 use std::time::{Duration, Instant};
 use support::{BrokerProxy, random_name, spawn_app, start_registry, valid_order};
 
@@ -14,7 +14,8 @@ use support::{BrokerProxy, random_name, spawn_app, start_registry, valid_order};
 #[tokio::test]
 async fn an_unreachable_broker_gives_503_within_the_timeout_and_a_returning_one_gives_202() {
     let dir = std::env::temp_dir().join(random_name("kafkit-broker"));
-    let proxy_port = free_port().unwrap();
+    // The proxy stops and starts on this port: keep it out of the ephemeral range.
+    let proxy_port = free_port_outside_ephemeral_range().unwrap();
     let options = BrokerOptions {
         port: free_port().unwrap(),
         storage: Storage::Memory,
