@@ -4,14 +4,12 @@
 //! stack it did not start running.
 #![allow(clippy::unwrap_used)]
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::util::Timeout;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 fn kafkit(state: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kafkit"))
@@ -22,14 +20,6 @@ fn kafkit(state: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 struct DownOnDrop(PathBuf);
 
 impl Drop for DownOnDrop {
@@ -37,36 +27,6 @@ impl Drop for DownOnDrop {
         kafkit(&self.0, &["dev", "down"]);
         std::fs::remove_dir_all(&self.0).ok();
     }
-}
-
-/// Every record on `topic`, counted by reading it (Tansu's watermarks undercount).
-fn count(bootstrap: &str, topic: &str) -> usize {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("count-{}", uuid::Uuid::new_v4()))
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(5)))
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in metadata.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let (mut seen, mut quiet) = (0, 0);
-    while quiet < 6 {
-        match consumer.poll(Duration::from_millis(300)) {
-            Some(m) => {
-                m.unwrap();
-                seen += 1;
-                quiet = 0;
-            }
-            None => quiet += 1,
-        }
-    }
-    seen
 }
 
 /// "  name   123" rows of the final summary, by name.
@@ -90,7 +50,7 @@ fn demo_with_a_duration_exits_0_and_its_summary_matches_the_topics() {
     let (broker, registry, http, ops) = (port(), port(), port(), port());
     let stack = ["--broker-port", &broker, "--registry-port", &registry];
     let up = kafkit(&state, &[&["dev", "up"][..], &stack].concat());
-    assert!(up.status.success(), "{}", text(&up));
+    assert!(up.status.success(), "{}", support::text(&up));
 
     let demo = kafkit(
         &state,
@@ -109,7 +69,7 @@ fn demo_with_a_duration_exits_0_and_its_summary_matches_the_topics() {
         ]
         .concat(),
     );
-    let output = text(&demo);
+    let output = support::text(&demo);
     assert!(demo.status.success(), "{output}");
     assert!(output.contains("Every order is settled"), "{output}");
     assert!(output.contains("dlq watch orders.dlq"), "{output}");
@@ -125,7 +85,7 @@ fn demo_with_a_duration_exits_0_and_its_summary_matches_the_topics() {
     ] {
         assert_eq!(
             summary.get(topic).copied(),
-            Some(count(&bootstrap, topic)),
+            Some(support::read_all(&bootstrap, topic).len()),
             "{topic} in the summary vs on the broker:\n{output}"
         );
     }
@@ -152,9 +112,9 @@ fn demo_with_a_duration_exits_0_and_its_summary_matches_the_topics() {
     }
     let status = kafkit(&state, &["dev", "status"]);
     assert_eq!(
-        text(&status).matches("(answering)").count(),
+        support::text(&status).matches("(answering)").count(),
         2,
         "{}",
-        text(&status)
+        support::text(&status)
     );
 }

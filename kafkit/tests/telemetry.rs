@@ -7,6 +7,8 @@
 //! log lines carry the trace id.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -17,10 +19,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
-use rdkafka::util::Timeout;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schema_registry::{Application as Registry, RegistrySettings, StorageSettings};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -181,40 +180,11 @@ fn exported_sum(received: &Shared, service: &str, metric: &str, want: &[(&str, &
     latest
 }
 
-/// Every record of `topic` (Tansu's watermarks undercount: read until quiet).
-fn read_all(bootstrap: &str, topic: &str) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(5)))
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in metadata.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let (mut out, mut quiet) = (Vec::new(), 0);
-    while quiet < 4 {
-        match consumer.poll(Duration::from_millis(250)) {
-            Some(m) => {
-                out.push(m.unwrap().detach());
-                quiet = 0;
-            }
-            None => quiet += 1,
-        }
-    }
-    out
-}
-
 /// Waits until `topic` holds `want` records (60 s at most).
 fn wait_for(bootstrap: &str, topic: &str, want: usize) -> Vec<OwnedMessage> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let records = read_all(bootstrap, topic);
+        let records = support::read_all(bootstrap, topic);
         if records.len() >= want || Instant::now() > deadline {
             return records;
         }
