@@ -8,17 +8,8 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn kafkit(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kafkit"))
-        .args(args)
-        .env("KAFKIT_STATE_DIR", state)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
+use std::path::PathBuf;
+use support::kafkit_with_state as kafkit;
 
 struct DownOnDrop(PathBuf);
 

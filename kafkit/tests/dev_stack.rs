@@ -2,24 +2,11 @@
 //! the real binary, on free ports, with its own state directory.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn kafkit(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kafkit"))
-        .args(args)
-        .env("KAFKIT_STATE_DIR", state)
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use std::process::Command;
+use support::{kafkit_with_state as kafkit, text};
 
 fn pid_alive(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -2,6 +2,10 @@
 //! against dead letters a real consumer-service wrote.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
+use support::kafkit;
+
 use clap::Parser;
 use devstack::TestKafka;
 use messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
@@ -69,19 +73,6 @@ async fn read(bootstrap: &str, topic: &str, want: usize, within: Duration) -> Ve
     })
     .await
     .unwrap()
-}
-
-fn kafkit(args: &[&str]) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kafkit"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
 }
 
 fn header(message: &OwnedMessage, name: &str) -> Option<String> {

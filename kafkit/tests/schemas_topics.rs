@@ -1,21 +1,12 @@
 //! `kafkit schemas` and `kafkit topics`, run as a user runs them.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
+use support::kafkit;
+
 use schema_registry::{Application as Registry, RegistrySettings, StorageSettings};
 use std::net::SocketAddr;
-
-fn kafkit(args: &[&str]) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kafkit"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
 
 const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas");
 

@@ -655,10 +655,7 @@ fn header_pairs(message: &OwnedMessage) -> Vec<(String, Vec<u8>)> {
 }
 
 fn header_text<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    routing::header(headers, name).and_then(|v| std::str::from_utf8(v).ok())
 }
 
 impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
@@ -674,7 +671,6 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
     /// A `process <topic>` consumer span, continuing the trace the record's
     /// `traceparent` names (the span that sent it).
     fn process_span(&self, message: &OwnedMessage, headers: &[(String, Vec<u8>)]) -> Span {
-        let key = message.key().map(String::from_utf8_lossy);
         let span = tracing::info_span!(
             "process",
             otel.name = %format_args!("process {}", message.topic()),
@@ -686,7 +682,7 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
             "messaging.destination.name" = message.topic(),
             "messaging.destination.partition.id" = message.partition(),
             "messaging.kafka.offset" = message.offset(),
-            "messaging.kafka.message.key" = key.as_deref(),
+            "messaging.kafka.message.key" = message.key().map(String::from_utf8_lossy).as_deref(),
             "messaging.consumer.group.name" = self.settings.group_id.as_str(),
             "kafkit.attempt" = routing::attempts_so_far(headers) + 1,
             "kafkit.outcome" = tracing::field::Empty,

@@ -18,9 +18,9 @@ use std::time::Duration;
 use telemetry::context::{TRACEPARENT, TRACESTATE};
 use tracing::{Instrument, Span};
 
-/// A producer span named after the semantic conventions for messaging.
+/// A producer span named after the semantic conventions for messaging
+/// (its field values are computed only when the span is enabled).
 fn send_span(record: &OutgoingRecord) -> Span {
-    let key = record.key.as_deref().map(String::from_utf8_lossy);
     tracing::info_span!(
         "send",
         otel.name = %format_args!("send {}", record.topic),
@@ -30,7 +30,7 @@ fn send_span(record: &OutgoingRecord) -> Span {
         "messaging.operation.type" = "send",
         "messaging.operation.name" = "send",
         "messaging.destination.name" = record.topic.as_str(),
-        "messaging.kafka.message.key" = key.as_deref(),
+        "messaging.kafka.message.key" = record.key.as_deref().map(String::from_utf8_lossy).as_deref(),
         "messaging.destination.partition.id" = tracing::field::Empty,
         "messaging.kafka.offset" = tracing::field::Empty,
         "error.type" = tracing::field::Empty,

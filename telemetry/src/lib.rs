@@ -65,8 +65,6 @@ pub struct Options {
 #[derive(Debug)]
 pub struct Telemetry {
     tracer_provider: SdkTracerProvider,
-    /// Where spans go, for the start-up log line.
-    pub exporting_to: Option<String>,
 }
 
 /// The resource every signal of this process carries.
@@ -180,10 +178,10 @@ pub fn init(options: Options) -> anyhow::Result<Telemetry> {
         .with(spans)
         .try_init()
         .context("a tracing subscriber was already installed")?;
-    Ok(Telemetry {
-        tracer_provider,
-        exporting_to,
-    })
+    if let Some(endpoint) = &exporting_to {
+        tracing::info!(endpoint, "exporting spans over OTLP");
+    }
+    Ok(Telemetry { tracer_provider })
 }
 
 impl Telemetry {

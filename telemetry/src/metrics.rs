@@ -22,8 +22,6 @@ pub const SECONDS_BUCKETS: [f64; 14] = [
 pub struct MetricsPipeline {
     provider: SdkMeterProvider,
     registry: prometheus::Registry,
-    /// The OTLP endpoint metrics go to, if any.
-    pub exporting_to: Option<String>,
 }
 
 impl MetricsPipeline {
@@ -38,8 +36,7 @@ impl MetricsPipeline {
         let mut builder = SdkMeterProvider::builder()
             .with_resource(crate::resource(service_name))
             .with_reader(prometheus);
-        let exporting_to = crate::endpoint("METRICS");
-        if exporting_to.is_some() {
+        if crate::endpoint("METRICS").is_some() {
             let exporter = opentelemetry_otlp::MetricExporter::builder();
             let exporter = if crate::protocol_unset("METRICS") {
                 exporter
@@ -55,7 +52,6 @@ impl MetricsPipeline {
         Ok(Self {
             provider: builder.build(),
             registry,
-            exporting_to,
         })
     }
 

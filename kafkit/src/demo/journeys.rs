@@ -155,16 +155,17 @@ impl Monitor {
 /// Everything seen about one order.
 #[derive(Debug, Default, Clone)]
 struct Journey {
+    /// Sent by this run (its records may be seen before its 202 comes back).
+    ours: bool,
     records: BTreeMap<String, usize>,
     tiers: BTreeSet<usize>,
     confirmed: bool,
     dead: Option<String>,
 }
 
-/// The orders of this run and their journeys.
+/// Every order seen, keyed by id; those this run sent are marked.
 #[derive(Debug, Default)]
 pub struct Journeys {
-    sent: Vec<String>,
     journeys: HashMap<String, Journey>,
 }
 
@@ -196,7 +197,7 @@ impl Tally {
 impl Journeys {
     /// An order the demo sent (its records may have been seen already).
     pub fn sent(&mut self, order_id: String) {
-        self.sent.push(order_id);
+        self.journeys.entry(order_id).or_default().ours = true;
     }
 
     /// Records a step; returns what a person should be told, if anything.
@@ -234,18 +235,16 @@ impl Journeys {
 
     /// Is this one of the orders this run sent?
     pub fn is_ours(&self, order_id: &str) -> bool {
-        self.sent.iter().any(|id| id == order_id)
+        self.journeys.get(order_id).is_some_and(|j| j.ours)
     }
 
     pub fn tally(&self, topics: &Topics) -> Tally {
         let mut tally = Tally {
-            sent: self.sent.len(),
             records: topics.all().into_iter().map(|t| (t, 0)).collect(),
             ..Tally::default()
         };
-        let empty = Journey::default();
-        for id in &self.sent {
-            let journey = self.journeys.get(id).unwrap_or(&empty);
+        for journey in self.journeys.values().filter(|j| j.ours) {
+            tally.sent += 1;
             for (topic, count) in &journey.records {
                 *tally.records.entry(topic.clone()).or_default() += count;
             }

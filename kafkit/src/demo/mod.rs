@@ -242,10 +242,7 @@ async fn show(
             _ = stop.changed() => break,
             () = sleep_until(deadline) => break,
             received = sent_rx.recv(), if !traffic_done => match received {
-                Some((index, Sent::Accepted { order_id })) => {
-                    let _ = index;
-                    journeys.sent(order_id);
-                }
+                Some((_, Sent::Accepted { order_id })) => journeys.sent(order_id),
                 Some((index, Sent::Refused { status, detail })) => {
                     refused += 1;
                     let line = screen.paint(crate::term::RED, &format!("! order #{index} refused by producer-service: {status} {detail}"));
@@ -270,8 +267,11 @@ async fn show(
                 screen.status(&journeys.tally(topics), args.orders);
             }
         }
-        let tally = journeys.tally(topics);
-        if traffic_done && !summarized && tally.settled() {
+        if traffic_done && !summarized {
+            let tally = journeys.tally(topics);
+            if !tally.settled() {
+                continue;
+            }
             summarized = true;
             screen.summary(
                 &format!("Every order is settled. Summary of {} orders:", tally.sent),

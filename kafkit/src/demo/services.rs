@@ -6,9 +6,8 @@
 //! Each logs to a file and is stopped with SIGTERM, so it drains and
 //! commits as it does in production.
 
-use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// One running service.
@@ -27,54 +26,15 @@ pub async fn start(
     ready_url: &str,
     log_dir: &Path,
 ) -> anyhow::Result<Service> {
-    use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(log_dir)?;
     let log = log_dir.join(format!("{name}.log"));
-    let out = std::fs::File::create(&log)
-        .with_context(|| format!("failed to create {}", log.display()))?;
-    let exe = std::env::current_exe().context("failed to find the kafkit executable")?;
-    let child = Command::new(exe)
-        .arg(name)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        // Its own process group: Ctrl-C reaches the demo, which stops it in order.
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("failed to start {name}"))?;
-    let mut service = Service { name, log, child };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = service.child.try_wait()? {
-            bail!(
-                "{name} exited with {status} at start-up; see {}",
-                service.log.display()
-            );
-        }
-        if let Ok(response) = client
-            .get(ready_url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            && response.status().is_success()
-        {
-            return Ok(service);
-        }
-        if Instant::now() > deadline {
-            service.stop().await;
-            bail!(
-                "{name} was not ready at {ready_url} after 60 s; see {}",
-                service.log.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut env = env.to_vec();
+    env.push((
+        "RUST_LOG",
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+    ));
+    let child = crate::dev::spawn_self(name, &[name], &env, &log, ready_url).await?;
+    Ok(Service { name, log, child })
 }
 
 impl Service {

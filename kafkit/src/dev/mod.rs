@@ -279,57 +279,28 @@ pub fn stop_started(stack: &Stack) -> anyhow::Result<()> {
 }
 
 async fn start_registry(dir: &Path, port: u16, bootstrap: &str) -> anyhow::Result<Process> {
-    use std::os::unix::process::CommandExt;
     if port_answers(port) {
         bail!("port {port} is taken by a process kafkit did not start; pass --registry-port");
     }
-    let exe = std::env::current_exe().context("failed to find the kafkit executable")?;
     let log = dir.join("registry.log");
-    let out = std::fs::File::create(&log)?;
     eprintln!("Starting the schema registry on 127.0.0.1:{port} (state in the _schemas topic)...");
-    let mut child = Command::new(&exe)
-        .args([
+    let listen = format!("127.0.0.1:{port}");
+    let child = spawn_self(
+        "the schema registry",
+        &[
             "registry",
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            &listen,
             "--storage",
             "kafka",
-        ])
-        .args(["--bootstrap-servers", bootstrap])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .process_group(0)
-        .spawn()
-        .context("failed to start the schema registry")?;
-    let url = format!("http://127.0.0.1:{port}/readyz");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "the schema registry exited with {status}; see {}",
-                log.display()
-            );
-        }
-        if let Ok(response) = client
-            .get(&url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            && response.status().is_success()
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the schema registry did not become ready in 60 s; see {}",
-                log.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            "--bootstrap-servers",
+            bootstrap,
+        ],
+        &[("RUST_LOG", "info".to_owned())],
+        &log,
+        &format!("http://{listen}/readyz"),
+    )
+    .await?;
     Ok(Process {
         pid: child.id(),
         port,
@@ -337,6 +308,57 @@ async fn start_registry(dir: &Path, port: u16, bootstrap: &str) -> anyhow::Resul
         log,
         storage: "kafka".into(),
     })
+}
+
+/// Starts this executable with `args` in its own process group (Ctrl-C in
+/// the terminal reaches only kafkit, which stops it in order), output to
+/// `log`, and waits up to 60 s until `ready_url` answers 2xx. A child that
+/// exits or never gets ready is reported with its log, and not left behind.
+pub(crate) async fn spawn_self(
+    what: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+    log: &Path,
+    ready_url: &str,
+) -> anyhow::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("failed to find the kafkit executable")?;
+    let out = std::fs::File::create(log)
+        .with_context(|| format!("failed to create {}", log.display()))?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("failed to start {what}"))?;
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited with {status}; see {}", log.display());
+        }
+        if let Ok(response) = client
+            .get(ready_url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            && response.status().is_success()
+        {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{what} was not ready at {ready_url} after 60 s; see {}",
+                log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn stop(name: &str, process: &Process) {

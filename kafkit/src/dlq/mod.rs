@@ -8,7 +8,7 @@ use messaging::{KafkaArgs, KafkaSettings, OutgoingRecord, ProducerSettings, Publ
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
-use record::{DeadLetter, Filter};
+use record::{ClassSummary, DeadLetter, Filter};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 use tracing::Instrument;
@@ -200,16 +200,11 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         }
     })
     .await?;
-    // Groups: class -> (count, first, last).
-    let mut groups: BTreeMap<String, (usize, Option<i64>, Option<i64>)> = BTreeMap::new();
+    let mut summary = ClassSummary::default();
     for letter in &letters {
-        let group = groups
-            .entry(letter.error_class.clone())
-            .or_insert((0, None, None));
-        group.0 += 1;
-        group.1 = group.1.min(letter.dead_at_ms).or(letter.dead_at_ms);
-        group.2 = group.2.max(letter.dead_at_ms);
+        summary.add(letter);
     }
+    let groups = &summary.classes;
     match args.output {
         Output::Json => {
             for letter in &letters {
@@ -258,7 +253,7 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
                 "{:<24} {:>6}  {:<22} {:<22}",
                 "class", "count", "first", "last"
             );
-            for (class, (count, first, last)) in &groups {
+            for (class, (count, first, last)) in groups {
                 println!(
                     "{class:<24} {count:>6}  {:<22} {:<22}",
                     when(*first),
@@ -274,13 +269,6 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
 /// `traceparent` names the span that dead-lettered it), so the processing
 /// after the replay lands in the same trace as the failures before it.
 fn replay_span(dlq: &str, group: &str, letter: &DeadLetter, destination: &str) -> tracing::Span {
-    let header = |name: &str| {
-        letter
-            .headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-    };
     let span = tracing::info_span!(
         "replay",
         otel.name = %format_args!("replay {dlq}"),
@@ -298,12 +286,13 @@ fn replay_span(dlq: &str, group: &str, letter: &DeadLetter, destination: &str) -
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
+    let traceparent = letter.header(telemetry::context::TRACEPARENT);
     telemetry::context::set_parent(
         &span,
-        header(telemetry::context::TRACEPARENT),
-        header(telemetry::context::TRACESTATE),
+        traceparent,
+        letter.header(telemetry::context::TRACESTATE),
     );
-    telemetry::context::record_ids(&span, header(telemetry::context::TRACEPARENT));
+    telemetry::context::record_ids(&span, traceparent);
     span
 }
 

@@ -8,6 +8,7 @@
 use messaging::headers as h;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Which convention the failure headers follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,6 +145,11 @@ impl DeadLetter {
         }
     }
 
+    /// A header's value as text, when it is UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        raw(&self.headers, name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
     /// Headers for sending it back: failure headers of every known
     /// convention removed; CloudEvents, trace context and the rest kept.
     pub fn replay_headers(&self) -> Vec<(String, Vec<u8>)> {
@@ -157,6 +163,36 @@ impl DeadLetter {
             })
             .cloned()
             .collect()
+    }
+}
+
+/// Count, first and last death (epoch ms) of one error class.
+pub type ClassCount = (usize, Option<i64>, Option<i64>);
+
+/// Count, first and last death per error class.
+#[derive(Debug, Default)]
+pub struct ClassSummary {
+    pub total: usize,
+    pub classes: BTreeMap<String, ClassCount>,
+}
+
+impl ClassSummary {
+    pub fn add(&mut self, letter: &DeadLetter) {
+        self.total += 1;
+        let group = self
+            .classes
+            .entry(letter.error_class.clone())
+            .or_insert((0, None, None));
+        group.0 += 1;
+        group.1 = group.1.min(letter.dead_at_ms).or(letter.dead_at_ms);
+        group.2 = group.2.max(letter.dead_at_ms);
+    }
+
+    /// Classes, most frequent first.
+    pub fn ranked(&self) -> Vec<(&String, &ClassCount)> {
+        let mut ranked: Vec<_> = self.classes.iter().collect();
+        ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+        ranked
     }
 }
 

@@ -7,14 +7,13 @@
 //! stream; piped, it follows each block as a line. `--output json` prints
 //! one JSON object per dead letter instead, for jq.
 
-use super::record::{DeadLetter, Filter};
+use super::record::{ClassSummary, DeadLetter, Filter};
 use super::{Output, now_ms, when};
 use crate::term::{BOLD, DIM, RED, Style};
 use anyhow::Context;
 use messaging::{KafkaArgs, KafkaSettings};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use shared_events::{CodecSettings, EventCodec};
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -64,36 +63,6 @@ async fn decoded(codec: &EventCodec, value: Option<&[u8]>) -> serde_json::Value 
     }
 }
 
-/// Count, first and last death (epoch ms) of one error class.
-type ClassCount = (usize, Option<i64>, Option<i64>);
-
-/// Count, first and last death per error class.
-#[derive(Debug, Default)]
-struct Summary {
-    total: usize,
-    classes: BTreeMap<String, ClassCount>,
-}
-
-impl Summary {
-    fn add(&mut self, letter: &DeadLetter) {
-        self.total += 1;
-        let group = self
-            .classes
-            .entry(letter.error_class.clone())
-            .or_insert((0, None, None));
-        group.0 += 1;
-        group.1 = group.1.min(letter.dead_at_ms).or(letter.dead_at_ms);
-        group.2 = group.2.max(letter.dead_at_ms);
-    }
-
-    /// Classes, most frequent first.
-    fn ranked(&self) -> Vec<(&String, &ClassCount)> {
-        let mut ranked: Vec<_> = self.classes.iter().collect();
-        ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
-        ranked
-    }
-}
-
 /// On a terminal, the summary stays on the top lines while dead letters
 /// scroll below it (a VT100 scroll region, so no terminal size is needed).
 struct PinnedSummary {
@@ -116,7 +85,7 @@ impl PinnedSummary {
         Self { style }
     }
 
-    fn draw(&self, topic: &str, summary: &Summary) {
+    fn draw(&self, topic: &str, summary: &ClassSummary) {
         let mut lines = vec![
             self.style.paint(
                 BOLD,
@@ -242,7 +211,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let style = Style::stdout();
     let pinned = (args.output == Output::Table && std::io::stdout().is_terminal())
         .then(|| PinnedSummary::open(style));
-    let mut summary = Summary::default();
+    let mut summary = ClassSummary::default();
     match &pinned {
         Some(pinned) => pinned.draw(&args.topic, &summary),
         None if args.output == Output::Table => {

@@ -46,3 +46,23 @@ pub fn text(output: &std::process::Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// Runs the real `kafkit` binary: (exit code 0, stdout + stderr).
+pub fn kafkit(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kafkit"))
+        .args(args)
+        .output()
+        .unwrap();
+    (output.status.success(), text(&output))
+}
+
+/// Runs the real `kafkit` binary with its own dev state directory (and no
+/// colour), as a user with that `KAFKIT_STATE_DIR` would.
+pub fn kafkit_with_state(state: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kafkit"))
+        .args(args)
+        .env("KAFKIT_STATE_DIR", state)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
