@@ -1,7 +1,7 @@
 //! Settings from flags and environment, with defaults that work on one laptop.
 
 use crate::faults::Faults;
-use messaging::{KafkaArgs, KafkaSettings, RetryPolicy, SchemaRegistryArgs};
+use messaging::{KafkaArgs, KafkaSettings, PipelineArgs, RetryPolicy, SchemaRegistryArgs};
 use shared_events::CodecSettings;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -84,11 +84,14 @@ pub struct Settings {
     /// How often the `consumer_lag` metric is refreshed.
     #[arg(long, env = "LAG_INTERVAL_MS", default_value_t = 5_000)]
     pub lag_interval_ms: u64,
+    /// Ordering, concurrency and in-flight limits of the consume pipeline.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
     #[command(flatten)]
     pub registry: SchemaRegistryArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
-    /// On shutdown, longest wait for in-flight work.
+    /// On shutdown or a revoke, longest wait for in-flight records to settle.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
     /// CloudEvents `source` of the events this service publishes.

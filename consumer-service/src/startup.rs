@@ -3,7 +3,7 @@
 //! The main consumer (group `<group>`, topic `orders`) and the retry consumer
 //! (group `<group>-retry`, topics `orders.retry.N`) are two consume loops
 //! with the same handler, stacked here in one visible place. Shutdown stops
-//! both loops after their in-flight record settles, commits stored offsets,
+//! both loops after their in-flight records settle, commits stored offsets,
 //! then flushes the producer within the grace period.
 
 use crate::handler::OrderHandler;
@@ -90,9 +90,11 @@ impl Application {
                 topics,
                 stage,
                 policy: policy.clone(),
+                pipeline: messaging::Pipeline::from(&settings.pipeline),
                 outage_backoff: Duration::from_millis(settings.outage_backoff_ms),
                 outage_backoff_max: Duration::from_millis(settings.outage_backoff_max_ms),
                 lag_interval: Duration::from_millis(settings.lag_interval_ms),
+                drain_timeout: Duration::from_secs(settings.shutdown_grace_secs),
             };
             loops.push(ConsumeLoop::new(
                 kafka.client_config(),

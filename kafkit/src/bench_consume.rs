@@ -90,9 +90,11 @@ async fn consume_loop_rate(
             max_attempts: 2,
             ..RetryPolicy::default()
         },
+        pipeline: messaging::Pipeline::default(),
         outage_backoff: Duration::from_millis(100),
         outage_backoff_max: Duration::from_secs(1),
         lag_interval: Duration::from_secs(5),
+        drain_timeout: Duration::from_secs(5),
     };
     let consume_loop = ConsumeLoop::new(
         kafka.client_config(),

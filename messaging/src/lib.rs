@@ -19,10 +19,14 @@ pub use admin::{AdminError, TopicSpec, ensure_topics};
 pub use config::{
     Compression, KafkaArgs, KafkaSettings, ProducerSettings, SchemaRegistryArgs, Secret,
 };
-pub use consume::{ConsumeLoop, ConsumeMetrics, ConsumeSettings, Handler, Input, Outbox, Stage};
+pub use consume::{
+    ConsumeLoop, ConsumeMetrics, ConsumeSettings, Handler, Input, Ordering, Outbox, Pipeline,
+    PipelineArgs, Stage,
+};
 pub use failure::{Failure, FailureKind};
 pub use publisher::{
-    Delivered, EventPublisher, OutgoingRecord, PublishError, PublishEventError, Publisher,
+    Delivered, EventPublisher, OutgoingRecord, PendingDelivery, PublishError, PublishEventError,
+    Publisher,
 };
 pub use routing::{RetryPolicy, Route};
 pub use shutdown::shutdown_signal;

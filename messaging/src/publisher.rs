@@ -10,13 +10,16 @@ use crate::config::{KafkaSettings, ProducerSettings};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use shared_events::{EncodeError, Event, EventCodec, EventHeaders};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use telemetry::context::{TRACEPARENT, TRACESTATE};
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 /// A producer span named after the semantic conventions for messaging
 /// (its field values are computed only when the span is enabled).
@@ -71,6 +74,74 @@ pub struct Delivered {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+}
+
+/// A record handed to the producer; resolves to the broker's answer. The
+/// `send <topic>` span lasts until then. Dropping it does not withdraw the
+/// record: the producer still delivers it.
+#[must_use = "the broker's answer is only known by awaiting it"]
+pub struct PendingDelivery {
+    delivery: DeliveryFuture,
+    topic: String,
+    generation: u64,
+    producer: FutureProducer,
+    publisher: Publisher,
+    span: Span,
+}
+
+impl std::fmt::Debug for PendingDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingDelivery")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for PendingDelivery {
+    type Output = Result<Delivered, PublishError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let answer = match Pin::new(&mut this.delivery).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(answer) => answer,
+        };
+        let result = match answer {
+            Ok(Ok(delivery)) => Ok(Delivered {
+                topic: std::mem::take(&mut this.topic),
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Ok(Err((error, _))) => {
+                this.publisher
+                    .recover_from_fatal(this.generation, &this.producer, &error);
+                Err(PublishError::classify(&this.topic, error))
+            }
+            // The producer went away with the record: it was not taken.
+            Err(_) => Err(PublishError::classify(&this.topic, KafkaError::Canceled)),
+        };
+        match &result {
+            Ok(delivered) => {
+                this.span
+                    .record("messaging.destination.partition.id", delivered.partition);
+                this.span.record("messaging.kafka.offset", delivered.offset);
+            }
+            Err(e) => record_failure(&this.span, e),
+        }
+        Poll::Ready(result)
+    }
+}
+
+fn record_failure(span: &Span, error: &PublishError) {
+    span.record("otel.status_code", "ERROR");
+    span.record(
+        "error.type",
+        if error.is_transient() {
+            "unavailable"
+        } else {
+            "rejected"
+        },
+    );
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,30 +268,17 @@ impl Publisher {
     /// the record's `traceparent`/`tracestate` headers name that span, so
     /// whoever processes the record continues the same trace.
     pub async fn publish(&self, record: &OutgoingRecord) -> Result<Delivered, PublishError> {
-        let span = send_span(record);
-        let result = self.send(record, &span).instrument(span.clone()).await;
-        match &result {
-            Ok(delivered) => {
-                span.record("messaging.destination.partition.id", delivered.partition);
-                span.record("messaging.kafka.offset", delivered.offset);
-            }
-            Err(e) => {
-                span.record("otel.status_code", "ERROR");
-                span.record(
-                    "error.type",
-                    if e.is_transient() {
-                        "unavailable"
-                    } else {
-                        "rejected"
-                    },
-                );
-            }
-        }
-        result
+        self.enqueue(record)?.await
     }
 
-    async fn send(&self, record: &OutgoingRecord, span: &Span) -> Result<Delivered, PublishError> {
-        let context = telemetry::context::traceparent(span);
+    /// Hands `record` to the producer without waiting for the broker: the
+    /// returned [`PendingDelivery`] resolves to its answer. Many records may
+    /// be pending at once (that is what makes consuming fast); an error here
+    /// means the record was not taken at all (a full local queue, a producer
+    /// that can never send again).
+    pub fn enqueue(&self, record: &OutgoingRecord) -> Result<PendingDelivery, PublishError> {
+        let span = send_span(record);
+        let context = telemetry::context::traceparent(&span);
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 2);
         for (name, value) in &record.headers {
             let replaced = matches!(name.as_str(), TRACEPARENT | TRACESTATE) && context.is_some();
@@ -254,15 +312,20 @@ impl Publisher {
             message = message.payload(payload);
         }
         let (generation, producer) = self.producer();
-        match producer.send(message, Timeout::After(Duration::ZERO)).await {
-            Ok(delivery) => Ok(Delivered {
+        match producer.send_result(message) {
+            Ok(delivery) => Ok(PendingDelivery {
+                delivery,
                 topic: record.topic.clone(),
-                partition: delivery.partition,
-                offset: delivery.offset,
+                generation,
+                producer,
+                publisher: self.clone(),
+                span,
             }),
             Err((error, _)) => {
                 self.recover_from_fatal(generation, &producer, &error);
-                Err(PublishError::classify(&record.topic, error))
+                let error = PublishError::classify(&record.topic, error);
+                record_failure(&span, &error);
+                Err(error)
             }
         }
     }

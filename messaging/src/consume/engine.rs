@@ -1,0 +1,486 @@
+//! The loop that owns the consumer: it hands each record to its partition's
+//! lane and applies what the lanes report (store an offset; pause, rewind
+//! and later resume a partition), drains revoked partitions, and stops.
+//!
+//! Only this loop (and the poll thread) touch the consumer, so an offset is
+//! stored, a partition paused or rewound in one place, in the order the
+//! lanes asked. Waiting never sleeps here: a held partition is paused and a
+//! timer resumes it.
+
+use super::lane::{Drain, Job, Lane, Report, ReportKind};
+use super::metrics::{ConsumeMetrics, report_lag};
+use super::settle::Worker;
+use super::source::{KafkaConsumer, Polled, RebalanceRelay, spawn_poller};
+use super::{ConsumeError, ConsumeSettings, Handler, Partition};
+use crate::publisher::Publisher;
+use futures::FutureExt;
+use opentelemetry::KeyValue;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use shared_events::{Event, EventCodec};
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Records queued for a lane before the loop waits (the lane's window is
+/// the real bound; this only smooths the hand-over).
+const LANE_QUEUE: usize = 256;
+
+/// A lane's task and the ends the loop keeps.
+struct LaneHandle {
+    id: u64,
+    jobs: mpsc::Sender<Job>,
+    drain: Option<oneshot::Sender<Drain>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the loop knows of one assigned partition.
+struct PartitionState {
+    lane: Option<LaneHandle>,
+    /// Paused until then; the epoch of the lane's hold.
+    held: Option<(Instant, u64)>,
+    /// The last offset stored.
+    stored: Option<i64>,
+    /// The first record handed to a lane since the assignment.
+    first_dispatched: Option<i64>,
+    /// Records read since the count was last added to the metric.
+    consumed: u64,
+    consumed_attributes: Vec<KeyValue>,
+}
+
+/// A consumer group member running `handler` on events of type `E`.
+///
+/// A thread of its own polls the consumer and serves rebalances; this loop
+/// hands each record to its partition's lane (a task) and applies what the
+/// lanes report. Lanes run concurrently; within a lane the ordering mode
+/// decides what may overtake what, and many records may await the broker's
+/// acknowledgements at once. Offsets are stored only over the settled prefix.
+pub struct ConsumeLoop<E, H> {
+    consumer: Arc<KafkaConsumer>,
+    polled: mpsc::Receiver<Polled>,
+    worker: Arc<Worker<E, H>>,
+    /// By topic, then partition (looked up without allocating per record).
+    partitions: HashMap<String, HashMap<i32, PartitionState>>,
+    next_lane: u64,
+    report_to: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedReceiver<Report>,
+}
+
+impl<E, H> std::fmt::Debug for ConsumeLoop<E, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumeLoop")
+            .field("settings", &self.worker.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
+    /// A subscribed consumer; `config` is the base client config (bootstrap, security).
+    pub fn new(
+        mut config: ClientConfig,
+        settings: ConsumeSettings,
+        codec: Arc<EventCodec>,
+        publisher: Publisher,
+        handler: H,
+        metrics: ConsumeMetrics,
+    ) -> Result<Self, ConsumeError> {
+        // A broker that does not answer a fetch early when data arrives
+        // (Tansu) would add this wait to every hop; pass-through may override.
+        if config.get("fetch.wait.max.ms").is_none() {
+            config.set("fetch.wait.max.ms", "100");
+        }
+        let (polled_to, polled) = mpsc::channel(16);
+        let relay = RebalanceRelay::new(polled_to, settings.drain_timeout);
+        let consumer: KafkaConsumer = config
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create_with_context(relay)
+            .map_err(ConsumeError::Create)?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|source| ConsumeError::Subscribe {
+                topics: settings.topics.clone(),
+                source,
+            })?;
+        let (report_to, reports) = mpsc::unbounded_channel();
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            polled,
+            worker: Arc::new(Worker {
+                codec,
+                publisher,
+                handler,
+                settings,
+                metrics,
+                _event: std::marker::PhantomData,
+            }),
+            partitions: HashMap::new(),
+            next_lane: 0,
+            report_to,
+            reports,
+        })
+    }
+
+    /// Consumes until `shutdown` resolves; then drains every lane (what runs
+    /// finishes, what was sent is acknowledged, within `drain_timeout`),
+    /// stores what settled, commits and leaves the group.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
+        tokio::pin!(shutdown);
+        let settings = self.worker.settings.clone();
+        tracing::info!(group = settings.group_id, topics = ?settings.topics, ordering = ?settings.pipeline.ordering, "consuming");
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = match spawn_poller(Arc::clone(&self.consumer), Arc::clone(&stop)) {
+            Ok(poller) => poller,
+            Err(e) => {
+                tracing::error!(error = %e, "could not start the poll thread");
+                return;
+            }
+        };
+        let lag = tokio::spawn(report_lag(
+            Arc::clone(&self.consumer),
+            Arc::clone(&self.worker.metrics.lag),
+            settings.lag_interval,
+        ));
+        loop {
+            let wake = self.next_resume();
+            let timer = async move {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = timer => self.resume_due().await,
+                Some(report) = self.reports.recv() => self.apply(report),
+                polled = self.polled.recv() => match polled {
+                    Some(Polled::Records(batch)) => self.dispatch(batch).await,
+                    Some(Polled::Revoked { partitions, done }) => {
+                        self.revoke(&partitions).await;
+                        let _ = done.send(());
+                    }
+                    Some(Polled::Error(e)) => tracing::warn!(error = %e, "consumer error"),
+                    None => {
+                        tracing::error!("the poll thread stopped; stopping the consumer");
+                        break;
+                    }
+                },
+            }
+        }
+        lag.abort();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        // No more records, and a revoke waiting on us is answered at once.
+        self.polled.close();
+        while self.polled.try_recv().is_ok() {}
+        let _ = tokio::task::spawn_blocking(move || poller.join()).await;
+        let all: Vec<Partition> = self
+            .partitions
+            .iter()
+            .flat_map(|(topic, partitions)| partitions.keys().map(|p| (topic.clone(), *p)))
+            .collect();
+        self.revoke(&all).await;
+        // Offsets of settled records only are stored; commit them now. The
+        // commit blocks, and with the broker gone it can block long: bound it.
+        let consumer = self.consumer;
+        let grace = settings.drain_timeout;
+        let commit = tokio::task::spawn_blocking(move || {
+            let committed = consumer.commit_consumer_state(CommitMode::Sync);
+            // Leave the group now, so a successor is assigned the partitions
+            // at once instead of after this member's session times out.
+            consumer.unsubscribe();
+            drop(consumer);
+            committed
+        });
+        match tokio::time::timeout(grace, commit).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::debug!(error = %e, "nothing committed at shutdown"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the shutdown commit task failed"),
+            Err(_) => tracing::warn!(
+                "the shutdown commit did not finish in time; stored offsets may be re-read"
+            ),
+        }
+        tracing::info!(group = settings.group_id, "consumer stopped");
+    }
+
+    fn next_resume(&self) -> Option<Instant> {
+        self.partitions
+            .values()
+            .flat_map(HashMap::values)
+            .filter_map(|state| state.held.map(|(at, _)| at))
+            .min()
+    }
+
+    fn state(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
+        if !self.partitions.contains_key(topic) {
+            self.partitions.insert(topic.to_owned(), HashMap::new());
+        }
+        let metrics = &self.worker.metrics;
+        let state = self
+            .partitions
+            .get_mut(topic)?
+            .entry(partition)
+            .or_insert_with(|| PartitionState {
+                lane: None,
+                held: None,
+                stored: None,
+                first_dispatched: None,
+                consumed: 0,
+                consumed_attributes: metrics.with(&[KeyValue::new(
+                    "messaging.destination.name",
+                    topic.to_owned(),
+                )]),
+            });
+        Some(state)
+    }
+
+    fn existing(&mut self, partition: &Partition) -> Option<&mut PartitionState> {
+        self.partitions.get_mut(&partition.0)?.get_mut(&partition.1)
+    }
+
+    /// Hands each record to its partition's lane, starting the lane if needed.
+    async fn dispatch(&mut self, batch: Vec<OwnedMessage>) {
+        for message in batch {
+            let (topic, partition, offset) =
+                (message.topic(), message.partition(), message.offset());
+            let next_lane = self.next_lane;
+            let (worker, report_to) = (Arc::clone(&self.worker), self.report_to.clone());
+            let Some(state) = self.state(topic, partition) else {
+                continue;
+            };
+            if state.held.is_some() {
+                // Fetched before the pause; it is read again after the resume.
+                continue;
+            }
+            state.consumed += 1;
+            state.first_dispatched.get_or_insert(offset);
+            let lane = match &mut state.lane {
+                Some(lane) => lane,
+                lane @ None => {
+                    let key: Partition = (topic.to_owned(), partition);
+                    lane.insert(spawn_lane(next_lane, key, worker, report_to))
+                }
+            };
+            let (jobs, started) = (lane.jobs.clone(), lane.id == next_lane);
+            if started {
+                self.next_lane += 1;
+            }
+            // Waits when the lane's queue is full: back-pressure on the consumer.
+            let _ = jobs.send(Job::Record(message)).await;
+        }
+        let consumed = &self.worker.metrics.consumed;
+        for state in self.partitions.values_mut().flat_map(HashMap::values_mut) {
+            if state.consumed > 0 {
+                consumed.add(state.consumed, &state.consumed_attributes);
+                state.consumed = 0;
+            }
+        }
+    }
+
+    fn apply(&mut self, report: Report) {
+        let Report {
+            lane,
+            partition,
+            kind,
+        } = report;
+        let consumer = Arc::clone(&self.consumer);
+        let worker = Arc::clone(&self.worker);
+        let metrics = &worker.metrics;
+        let Some(state) = self.existing(&partition) else {
+            return;
+        };
+        if state.lane.as_ref().is_none_or(|l| l.id != lane) {
+            // From a lane that was replaced or drained: nothing it says counts.
+            return;
+        }
+        let (topic, number) = (&partition.0, partition.1);
+        match kind {
+            ReportKind::Store(next) => {
+                if state.stored.is_none_or(|stored| next > stored) {
+                    if let Err(e) = consumer.store_offset(topic, number, next) {
+                        tracing::warn!(topic, partition = number, offset = next, error = %e, "could not store an offset");
+                    }
+                    state.stored = Some(next);
+                }
+            }
+            ReportKind::Hold {
+                at,
+                delay,
+                reason,
+                epoch,
+            } => {
+                hold(&consumer, &partition, at);
+                metrics.holds.add(
+                    1,
+                    &metrics.with(&[KeyValue::new("kafkit.hold.reason", reason)]),
+                );
+                tracing::debug!(
+                    topic,
+                    partition = number,
+                    offset = at,
+                    ?delay,
+                    reason,
+                    "holding a partition"
+                );
+                state.held = Some((Instant::now() + delay, epoch));
+            }
+            ReportKind::Ended => {
+                // A lane ends on its own only by a panic in kafkit's code. Its
+                // partition goes back to the settled prefix; a fresh lane
+                // starts there after a back-off, never further on.
+                state.lane = None;
+                let at = state.stored.or(state.first_dispatched);
+                tracing::error!(
+                    topic,
+                    partition = number,
+                    rewind_to = at,
+                    "a partition lane ended unexpectedly; rewinding the partition"
+                );
+                if let Some(at) = at {
+                    hold(&consumer, &partition, at);
+                    metrics.holds.add(
+                        1,
+                        &metrics.with(&[KeyValue::new("kafkit.hold.reason", "lane-ended")]),
+                    );
+                    state.held = Some((Instant::now() + worker.settings.outage_backoff, 0));
+                }
+            }
+        }
+    }
+
+    async fn resume_due(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (topic, partitions) in &mut self.partitions {
+            for (partition, state) in partitions.iter_mut() {
+                if let Some((at, epoch)) = state.held
+                    && at <= now
+                {
+                    state.held = None;
+                    let jobs = state.lane.as_ref().map(|l| l.jobs.clone());
+                    due.push((topic.clone(), *partition, epoch, jobs));
+                }
+            }
+        }
+        for (topic, partition, epoch, jobs) in due {
+            if let Some(jobs) = jobs {
+                let _ = jobs.send(Job::Resume { epoch }).await;
+            }
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&topic, partition);
+            if let Err(e) = self.consumer.resume(&list) {
+                tracing::warn!(topic, partition, error = %e, "could not resume a partition");
+            }
+        }
+    }
+
+    /// Drains the lanes of `partitions` (bounded by `drain_timeout`), stores
+    /// what settled, and forgets them. No lane of theirs runs afterwards.
+    async fn revoke(&mut self, partitions: &[Partition]) {
+        let deadline = tokio::time::Instant::now() + self.worker.settings.drain_timeout;
+        let mut draining = Vec::new();
+        for partition in partitions {
+            let Some(mut state) = self
+                .partitions
+                .get_mut(&partition.0)
+                .and_then(|p| p.remove(&partition.1))
+            else {
+                continue;
+            };
+            if let Some(mut lane) = state.lane.take() {
+                let (reply, answer) = oneshot::channel();
+                if let Some(drain) = lane.drain.take() {
+                    let _ = drain.send(Drain(reply));
+                }
+                draining.push((partition, state, lane, answer));
+            }
+        }
+        for (partition, state, lane, answer) in draining {
+            if let Ok(Ok(Some(next))) = tokio::time::timeout_at(deadline, answer).await
+                && state.stored.is_none_or(|stored| next > stored)
+                && let Err(e) = self.consumer.store_offset(&partition.0, partition.1, next)
+            {
+                tracing::warn!(topic = partition.0, partition = partition.1, error = %e, "could not store a drained partition's offset");
+            }
+            lane.task.abort();
+            if tokio::time::timeout(Duration::from_secs(1), lane.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    topic = partition.0,
+                    partition = partition.1,
+                    "a revoked partition's lane did not stop"
+                );
+            }
+        }
+        if let Ok(mut lag) = self.worker.metrics.lag.lock() {
+            for partition in partitions {
+                lag.remove(partition);
+            }
+        }
+    }
+}
+
+/// Pauses `partition` and rewinds it to `offset`.
+fn hold(consumer: &KafkaConsumer, partition: &Partition, offset: i64) {
+    let (topic, number) = (&partition.0, partition.1);
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, number);
+    if let Err(e) = consumer.pause(&list) {
+        tracing::warn!(topic, partition = number, error = %e, "could not pause a partition");
+    }
+    if let Err(e) = consumer.seek(
+        topic,
+        number,
+        Offset::Offset(offset),
+        Duration::from_secs(5),
+    ) {
+        tracing::warn!(topic, partition = number, offset, error = %e, "could not rewind a held partition");
+    }
+}
+
+fn spawn_lane<E: Event + 'static, H: Handler<E> + 'static>(
+    id: u64,
+    partition: Partition,
+    worker: Arc<Worker<E, H>>,
+    report_to: mpsc::UnboundedSender<Report>,
+) -> LaneHandle {
+    let (jobs, queue) = mpsc::channel(LANE_QUEUE);
+    let (drain, drained) = oneshot::channel();
+    let lane = Lane::new(
+        id,
+        partition.clone(),
+        Arc::clone(&worker),
+        &worker.settings.pipeline,
+        report_to.clone(),
+    );
+    let task = tokio::spawn(async move {
+        // A lane that dies says so, so its partition is rewound rather than
+        // left with a fresh lane that would store later offsets.
+        if AssertUnwindSafe(lane.run(queue, drained))
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            let _ = report_to.send(Report {
+                lane: id,
+                partition,
+                kind: ReportKind::Ended,
+            });
+        }
+    });
+    LaneHandle {
+        id,
+        jobs,
+        drain: Some(drain),
+        task,
+    }
+}

@@ -1,0 +1,362 @@
+//! What happens to one record: decode, handle, and hand to the producer
+//! either the handler's outputs or the record's retry/DLQ copy. Nothing here
+//! waits for the broker: the lane awaits the returned deliveries, so many
+//! records of a partition can await their acknowledgements at once.
+//!
+//! The equivalent of Watermill's `handleMessage`, in one place:
+//!
+//! | what happened | [`Step`] |
+//! |---|---|
+//! | handled | `Sent` with the outputs |
+//! | `Transient` failure, attempts left | `Sent` with the copy for the retry tier |
+//! | `Permanent` failure, undecodable bytes, attempts used up, handler panic | `Sent` with the copy for the DLQ |
+//! | registry, dependency or producer unavailable (`Outage`) | `Outage`: hold the partition here |
+
+use super::ConsumeSettings;
+use super::handler::{Handler, Input, Outbox};
+use super::metrics::ConsumeMetrics;
+use crate::failure::{Failure, FailureKind};
+use crate::publisher::{OutgoingRecord, PendingDelivery, Publisher};
+use crate::routing::{self, FailedRecord, Route};
+use futures::FutureExt;
+use opentelemetry::KeyValue;
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use shared_events::{DecodeError, Event, EventCodec, EventHeaders};
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, SystemTime};
+use tracing::Span;
+
+/// Header pairs of a consumed record, as routing reads them.
+pub(super) type HeaderPairs = Vec<(String, Vec<u8>)>;
+
+/// What processing one record left to do.
+#[derive(Debug)]
+pub(super) enum Step {
+    /// Handed to the producer; the record is settled once every delivery
+    /// is acknowledged.
+    Sent {
+        deliveries: Vec<PendingDelivery>,
+        outcome: Outcome,
+    },
+    /// Not the record's fault (registry, a dependency or the producer is
+    /// unavailable): hold the partition at this record and try again later.
+    Outage,
+}
+
+/// How a record ends once its deliveries are acknowledged.
+#[derive(Debug, Clone)]
+pub(super) enum Outcome {
+    Handled,
+    Retried {
+        tier: usize,
+        class: String,
+        to: String,
+        attempts: u32,
+    },
+    DeadLettered {
+        class: String,
+        to: String,
+        attempts: u32,
+    },
+}
+
+/// What every lane of a consumer shares: decoding, the handler, publishing, routing.
+pub(super) struct Worker<E, H> {
+    pub codec: std::sync::Arc<EventCodec>,
+    pub publisher: Publisher,
+    pub handler: H,
+    pub settings: ConsumeSettings,
+    pub metrics: ConsumeMetrics,
+    pub _event: std::marker::PhantomData<fn() -> E>,
+}
+
+pub(super) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+pub(super) fn header_pairs(message: &OwnedMessage) -> HeaderPairs {
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn header_text<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    routing::header(headers, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The text of a panic's payload (what `panic!` was given).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
+    /// Decodes and handles `message`, then hands its outputs, or its
+    /// retry/DLQ copy, to the producer.
+    pub async fn process(&self, message: &OwnedMessage, headers: &[(String, Vec<u8>)]) -> Step {
+        let attempts = routing::attempts_so_far(headers);
+        let decoded = AssertUnwindSafe(self.codec.decode::<E>(message.payload()))
+            .catch_unwind()
+            .await;
+        let event = match decoded {
+            Ok(Ok(decoded)) => decoded.event,
+            Ok(Err(e)) if e.is_transient() => {
+                tracing::warn!(error = %e, "schema registry unavailable; holding the partition");
+                return Step::Outage;
+            }
+            Ok(Err(e)) => return self.route(message, headers, undecodable(&e), attempts),
+            Err(panic) => {
+                let failure = Failure::permanent("decode-panic", panic_message(panic.as_ref()));
+                return self.route(message, headers, failure, attempts);
+            }
+        };
+        let input = Input {
+            event,
+            headers: EventHeaders::from_pairs(
+                headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), Some(v.as_slice()))),
+            )
+            .ok(),
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            attempts,
+        };
+        let mut outbox = Outbox::new(&self.codec);
+        // A handler that panics fails its record; the lane and the records
+        // after it carry on.
+        let handled = AssertUnwindSafe(self.handler.handle(&input, &mut outbox))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(Failure::permanent(
+                    "handler-panic",
+                    panic_message(panic.as_ref()),
+                ))
+            });
+        match handled {
+            Ok(()) => self.send(&outbox.into_records(), Outcome::Handled),
+            Err(failure) if failure.kind == FailureKind::Outage => {
+                tracing::warn!(%failure, "a dependency is unavailable; holding the partition");
+                Step::Outage
+            }
+            Err(failure) => self.route(message, headers, failure, attempts),
+        }
+    }
+
+    /// Hands `records` to the producer; settled as `outcome` once acknowledged.
+    fn send(&self, records: &[OutgoingRecord], outcome: Outcome) -> Step {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in records {
+            match self.publisher.enqueue(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = record.topic, "the producer did not take a record; holding");
+                    return Step::Outage;
+                }
+            }
+        }
+        Step::Sent {
+            deliveries,
+            outcome,
+        }
+    }
+
+    /// Sends a copy of a failed record to its retry tier or the DLQ.
+    pub fn route(
+        &self,
+        message: &OwnedMessage,
+        headers: &[(String, Vec<u8>)],
+        failure: Failure,
+        attempts_before: u32,
+    ) -> Step {
+        let attempts = attempts_before.saturating_add(1);
+        let record = FailedRecord {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key(),
+            payload: message.payload(),
+            headers,
+            group: &self.settings.group_id,
+        };
+        let original = routing::original_topic(&record);
+        let now = now_ms();
+        let policy = &self.settings.policy;
+        let (copy, outcome) = match policy.route(failure.kind, attempts) {
+            Route::Retry { tier, delay } => {
+                let due = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                let to = policy.retry_topic(&original, tier);
+                let copy = routing::hop(&record, &failure, attempts, &to, Some(due), now);
+                let outcome = Outcome::Retried {
+                    tier,
+                    class: failure.class,
+                    to,
+                    attempts,
+                };
+                (copy, outcome)
+            }
+            Route::DeadLetter => {
+                let to = policy.dlq_topic(&original);
+                let copy = routing::hop(&record, &failure, attempts, &to, None, now);
+                let outcome = Outcome::DeadLettered {
+                    class: failure.class,
+                    to,
+                    attempts,
+                };
+                (copy, outcome)
+            }
+        };
+        self.send(std::slice::from_ref(&copy), outcome)
+    }
+
+    /// For a retry record not due yet: how long until it is.
+    pub fn not_due(&self, message: &OwnedMessage) -> Option<Duration> {
+        if self.settings.stage != super::Stage::Retry {
+            return None;
+        }
+        let not_before = message
+            .headers()?
+            .iter()
+            .find(|h| h.key == crate::headers::RETRY_NOT_BEFORE)?
+            .value
+            .and_then(|v| std::str::from_utf8(v).ok())?
+            .trim()
+            .parse::<i64>()
+            .ok()?;
+        let wait = not_before.saturating_sub(now_ms());
+        (wait > 0).then(|| Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+    }
+
+    /// A `process <topic>` consumer span, continuing the trace the record's
+    /// `traceparent` names (the span that sent it). It lasts until the
+    /// record is settled.
+    pub fn process_span(&self, message: &OwnedMessage, headers: &[(String, Vec<u8>)]) -> Span {
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format_args!("process {}", message.topic()),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            "messaging.system" = "kafka",
+            "messaging.operation.type" = "process",
+            "messaging.operation.name" = "process",
+            "messaging.destination.name" = message.topic(),
+            "messaging.destination.partition.id" = message.partition(),
+            "messaging.kafka.offset" = message.offset(),
+            "messaging.kafka.message.key" = message.key().map(String::from_utf8_lossy).as_deref(),
+            "messaging.consumer.group.name" = self.settings.group_id.as_str(),
+            "kafkit.attempt" = routing::attempts_so_far(headers).saturating_add(1),
+            "kafkit.outcome" = tracing::field::Empty,
+            "kafkit.retry.tier" = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            telemetry::context::set_parent(
+                &span,
+                header_text(headers, telemetry::context::TRACEPARENT),
+                header_text(headers, telemetry::context::TRACESTATE),
+            );
+            telemetry::context::record_ids(
+                &span,
+                header_text(headers, telemetry::context::TRACEPARENT),
+            );
+        }
+        span
+    }
+
+    /// Records how a settled record ended: on its span, in
+    /// `messaging.process.duration`, in the retry and DLQ counters, and in
+    /// the log for a routed one. `None`: held (an outage).
+    pub fn observe(
+        &self,
+        span: &Span,
+        message: &OwnedMessage,
+        outcome: Option<&Outcome>,
+        took: Duration,
+    ) {
+        let (name, class) = match outcome {
+            Some(Outcome::Handled) => ("handled", None),
+            Some(Outcome::Retried { class, .. }) => ("retried", Some(class.as_str())),
+            Some(Outcome::DeadLettered { class, .. }) => ("dead-lettered", Some(class.as_str())),
+            None => ("held", Some("outage")),
+        };
+        span.record("kafkit.outcome", name);
+        if let Some(class) = class {
+            span.record("error.type", class);
+            span.record("otel.status_code", "ERROR");
+        }
+        let metrics = &self.metrics;
+        let mut attributes = vec![
+            KeyValue::new("messaging.destination.name", message.topic().to_owned()),
+            KeyValue::new("kafkit.outcome", name),
+        ];
+        if let Some(class) = class {
+            attributes.push(KeyValue::new("error.type", class.to_owned()));
+        }
+        metrics
+            .process_duration
+            .record(took.as_secs_f64(), &metrics.with(&attributes));
+        let (to, attempts) = match outcome {
+            Some(Outcome::Retried {
+                tier,
+                class,
+                to,
+                attempts,
+            }) => {
+                span.record("kafkit.retry.tier", *tier);
+                let tier = i64::try_from(*tier).unwrap_or(i64::MAX);
+                metrics.retries.add(
+                    1,
+                    &metrics.with(&[
+                        KeyValue::new("kafkit.retry.tier", tier),
+                        KeyValue::new("error.type", class.clone()),
+                    ]),
+                );
+                (to, attempts)
+            }
+            Some(Outcome::DeadLettered {
+                class,
+                to,
+                attempts,
+            }) => {
+                metrics.dead_letters.add(
+                    1,
+                    &metrics.with(&[KeyValue::new("error.type", class.clone())]),
+                );
+                (to, attempts)
+            }
+            _ => return,
+        };
+        span.in_scope(|| {
+            tracing::info!(
+                from_topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                to,
+                attempts,
+                class,
+                "routed a failed record"
+            );
+        });
+    }
+}
+
+/// A decode error as a permanent failure (transient ones are held, not routed).
+fn undecodable(error: &DecodeError) -> Failure {
+    Failure::permanent(error.class(), error.to_string()).with_detail(error)
+}
