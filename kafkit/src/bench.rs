@@ -47,15 +47,34 @@ pub struct BenchArgs {
     /// `linger.ms` of both publish paths and of producer-service.
     #[arg(long, default_value_t = 1)]
     pub linger_ms: u64,
-    /// Records per consume round.
-    #[arg(long, default_value_t = 20_000)]
-    pub consume_events: usize,
+    /// Orders per round of the real job (consumer-service against the raw pipeline).
+    #[arg(long, default_value_t = 30_000)]
+    pub job_orders: usize,
+    /// Records per round of the I/O-bound handler benchmark.
+    #[arg(long, default_value_t = 4_000)]
+    pub io_records: usize,
     /// Orders timed end to end (one at a time).
     #[arg(long, default_value_t = 200)]
     pub e2e_orders: usize,
     /// Rounds of each side, alternating.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Run only these parts (comma separated): publish, http, consume, e2e.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "publish,http,consume,e2e"
+    )]
+    pub only: Vec<Part>,
+}
+
+/// A part of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Publish,
+    Http,
+    Consume,
+    E2e,
 }
 
 pub(crate) fn order() -> OrderPlaced {
@@ -87,71 +106,122 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let kafka = KafkaSettings::new(&bootstrap);
     let topic = "bench-publish";
     messaging::ensure_topics(&kafka, &[messaging::TopicSpec::new(topic, 3)]).await?;
-    let publish = publish_bench(&args, &kafka, &registry.url, topic).await?;
-    let http = http_bench(&args, &bootstrap, &registry.url).await?;
+    let runs = |part: Part| args.only.contains(&part);
+    let publish = match runs(Part::Publish) {
+        true => Some(publish_bench(&args, &kafka, &registry.url, topic).await?),
+        false => None,
+    };
+    let http = match runs(Part::Http) {
+        true => Some(http_bench(&args, &bootstrap, &registry.url).await?),
+        false => None,
+    };
     let codec = Arc::new(EventCodec::new(CodecSettings::new(registry.url.clone()))?);
     let events = EventPublisher::new(
         Publisher::new(&kafka, &ProducerSettings::default())?,
         Arc::clone(&codec),
     );
-    let before = registry_requests(&registry.url).await?;
-    let consume = crate::bench_consume::consume_bench(
-        &kafka,
-        &events,
-        Arc::clone(&codec),
-        args.consume_events,
-        args.rounds,
-    )
-    .await?;
-    let consume_registry_requests = registry_requests(&registry.url).await? - before;
-    let (e2e_p50, e2e_p99) =
-        crate::bench_consume::end_to_end(&bootstrap, &registry.url, &events, args.e2e_orders)
+    let consume = match runs(Part::Consume) {
+        true => {
+            let before = registry_requests(&registry.url).await?;
+            let sizes = crate::bench_consume::ConsumeSizes {
+                job_orders: args.job_orders,
+                io_records: args.io_records,
+                rounds: args.rounds,
+            };
+            let result = crate::bench_consume::consume_bench(
+                &kafka,
+                &registry.url,
+                &events,
+                Arc::clone(&codec),
+                sizes,
+            )
             .await?;
+            Some((result, registry_requests(&registry.url).await? - before))
+        }
+        false => None,
+    };
+    let e2e = match runs(Part::E2e) {
+        true => Some(
+            crate::bench_consume::end_to_end(&bootstrap, &registry.url, &events, args.e2e_orders)
+                .await?,
+        ),
+        false => None,
+    };
 
     println!();
     println!("| benchmark | kafkit | baseline | ratio |");
     println!("|---|---|---|---|");
-    println!(
-        "| publish, events/s ({} events, {} in flight) | {:.0} | {:.0} (raw FutureProducer, pre-encoded) | {:.2}x |",
-        args.events,
-        args.in_flight,
-        publish.0,
-        publish.1,
-        publish.0 / publish.1
-    );
-    println!(
-        "| HTTP ingest, requests/s ({} requests, {} clients) | {:.0} | {:.0} (bare axum 202) | {:.2}x |",
-        args.requests,
-        args.concurrency,
-        http.kafkit.rps,
-        http.baseline.rps,
-        http.kafkit.rps / http.baseline.rps
-    );
-    println!(
-        "| HTTP latency p50 / p99 | {:.2} / {:.2} ms | {:.2} / {:.2} ms | |",
-        http.kafkit.p50_ms, http.kafkit.p99_ms, http.baseline.p50_ms, http.baseline.p99_ms
-    );
-    println!(
-        "| consume, events/s ({} records) | {:.0} | {:.0} (raw StreamConsumer, store offsets) | {:.2}x |",
-        args.consume_events,
-        consume.kafkit,
-        consume.raw,
-        consume.kafkit / consume.raw
-    );
-    println!(
-        "| consume with 1% failing once, events/s | {:.0} | {:.0} (0% failing) | {:.2}x |",
-        consume.failing,
-        consume.clean,
-        consume.failing / consume.clean
-    );
-    println!(
-        "| end to end produce -> OrderConfirmed, p50 / p99 ({} orders) | {e2e_p50:.2} / {e2e_p99:.2} ms | | |",
-        args.e2e_orders
-    );
-    println!(
-        "| registry requests during the timed runs (after warm-up) | {} | | |",
-        publish.2 + http.registry_requests + consume_registry_requests
-    );
+    if let Some(publish) = &publish {
+        println!(
+            "| publish, events/s ({} events, {} in flight) | {:.0} | {:.0} (raw FutureProducer, pre-encoded) | {:.2}x |",
+            args.events,
+            args.in_flight,
+            publish.0,
+            publish.1,
+            publish.0 / publish.1
+        );
+    }
+    if let Some(http) = &http {
+        println!(
+            "| HTTP ingest, requests/s ({} requests, {} clients) | {:.0} | {:.0} (bare axum 202) | {:.2}x |",
+            args.requests,
+            args.concurrency,
+            http.kafkit.rps,
+            http.baseline.rps,
+            http.kafkit.rps / http.baseline.rps
+        );
+        println!(
+            "| HTTP latency p50 / p99 | {:.2} / {:.2} ms | {:.2} / {:.2} ms | |",
+            http.kafkit.p50_ms, http.kafkit.p99_ms, http.baseline.p50_ms, http.baseline.p99_ms
+        );
+    }
+    if let Some((consume, _)) = &consume {
+        use crate::bench_consume::{cpu, median, rates, ratios};
+        let (job, raw, failing) = (
+            rates(&consume.job_kafkit),
+            rates(&consume.job_raw),
+            rates(&consume.job_failing),
+        );
+        println!(
+            "| **real job**: consumer-service, OrderPlaced -> OrderConfirmed, orders/s ({} orders; CPU us/order) | {:.0} ({:.1}) | {:.0} ({:.1}) (raw rdkafka pipeline, same job) | {:.2}x |",
+            args.job_orders,
+            median(&job),
+            median(&cpu(&consume.job_kafkit)),
+            median(&raw),
+            median(&cpu(&consume.job_raw)),
+            median(&ratios(&job, &raw))
+        );
+        println!(
+            "| real job with 1% failing once, orders/s | {:.0} | {:.0} (0% failing) | {:.2}x |",
+            median(&failing),
+            median(&job),
+            median(&ratios(&failing, &job))
+        );
+        println!(
+            "| I/O-bound handler (5 ms wait, 100 keys), records/s ({} records) | {:.0} (key ordering) | {:.0} (partition ordering) | {:.1}x |",
+            args.io_records,
+            median(&consume.io_key),
+            median(&consume.io_partition),
+            median(&ratios(&consume.io_key, &consume.io_partition))
+        );
+        println!(
+            "| consume path, no-op handler, records/s ({} records) | {:.0} | {:.0} (raw StreamConsumer, store offsets) | {:.2}x |",
+            args.job_orders,
+            median(&consume.noop_kafkit),
+            median(&consume.noop_raw),
+            median(&ratios(&consume.noop_kafkit, &consume.noop_raw))
+        );
+    }
+    if let Some((e2e_p50, e2e_p99)) = e2e {
+        println!(
+            "| end to end produce -> OrderConfirmed, p50 / p99 ({} orders) | {e2e_p50:.2} / {e2e_p99:.2} ms | | |",
+            args.e2e_orders
+        );
+    }
+    let requests = publish.map_or(0, |p| p.2)
+        + http.as_ref().map_or(0, |h| h.registry_requests)
+        + consume.as_ref().map_or(0, |c| c.1);
+    println!("| registry requests during the timed runs (after warm-up) | {requests} | | |");
     registry.stop().await?;
     Ok(())
 }

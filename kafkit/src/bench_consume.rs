@@ -1,82 +1,508 @@
 //! `kafkit bench` part (c): the consume side, against baselines in one run.
 //!
-//! - consume path: `messaging::ConsumeLoop` (decode through the registry
-//!   cache, a no-op handler, offset store) against a raw rdkafka
-//!   `StreamConsumer` reading the same records and storing offsets;
-//! - failures: the same loop with 1% of records failing once (routed to the
-//!   retry tier) against 0% failing;
+//! - the real job: consumer-service, as a user runs it (its own process,
+//!   default settings), decoding `OrderPlaced`, running the order handler and
+//!   publishing `OrderConfirmed`, storing each input offset once its output is
+//!   acknowledged; against a raw rdkafka pipeline written here for the same
+//!   job (`StreamConsumer` → decode → `FutureProducer` send, not awaited →
+//!   offsets stored in delivery order per partition), same broker, same
+//!   topics, same producer settings. Then consumer-service with 1% of the
+//!   orders failing once (routed to the retry tier) against 0% failing.
+//! - an I/O-bound handler (an async 5 ms wait per record, 100 keys):
+//!   `key` ordering against `partition` ordering.
+//! - the consume path alone: `ConsumeLoop` with a handler that publishes
+//!   nothing, against a raw `StreamConsumer` storing offsets.
 //! - end to end: produce `OrderPlaced`, consumer-service confirms it; latency
 //!   from the produce acknowledgement to reading the `OrderConfirmed`.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use messaging::{
     ConsumeLoop, ConsumeMetrics, ConsumeSettings, EventPublisher, Failure, Handler, Input,
-    KafkaSettings, Outbox, RetryPolicy, Stage,
+    KafkaSettings, Ordering, Outbox, Pipeline, ProducerSettings, RetryPolicy, Stage,
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
-use shared_events::{EventHeaders, OrderPlaced};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use shared_events::headers as ce;
+use shared_events::{Event, EventCodec, EventHeaders, OrderConfirmed, OrderPlaced, TraceParent};
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-/// Does nothing, or fails once (transiently) for one record in `fail_one_in`.
-#[derive(Debug, Clone)]
-struct BenchHandler {
-    fail_one_in: Option<u32>,
+/// CPU time (user + system) a process has used so far, from `/proc`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports clock ticks of 1/100 s (USER_HZ) on every platform kafkit runs on.
+    Some(Duration::from_millis(ticks * 10))
 }
 
-impl Handler<OrderPlaced> for BenchHandler {
-    fn handle(
-        &self,
-        input: &Input<OrderPlaced>,
-        _out: &mut Outbox<'_>,
-    ) -> impl std::future::Future<Output = Result<(), Failure>> + Send {
-        let fail = self.fail_one_in.is_some_and(|n| {
-            input.attempts == 0
-                && input.event.customer_id.bytes().map(u32::from).sum::<u32>() % n == 0
-        });
-        async move {
-            if fail {
-                Err(Failure::transient("bench", "fails once"))
-            } else {
-                Ok(())
-            }
+/// A rate and the CPU it cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rate {
+    pub per_second: f64,
+    /// CPU microseconds per record of the process doing the job.
+    pub cpu_us: f64,
+}
+
+impl Rate {
+    fn new(count: usize, took: Duration, cpu: Option<Duration>) -> Self {
+        Self {
+            per_second: count as f64 / took.as_secs_f64(),
+            cpu_us: cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 1e6 / count as f64),
         }
     }
 }
 
-/// Pre-produces `count` orders to `topic` with their headers.
-pub async fn fill(events: &EventPublisher, topic: &str, count: usize) -> anyhow::Result<()> {
+/// The median of `values` (NaN when empty).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Sku prefix of the orders that fail once when faults are on.
+const FLAKY: &str = "FLAKY";
+
+/// Every round's measurements; the summary takes medians.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumeResult {
+    /// The real job: consumer-service, orders/s.
+    pub job_kafkit: Vec<Rate>,
+    /// The real job: the raw pipeline, orders/s.
+    pub job_raw: Vec<Rate>,
+    /// consumer-service with 1% of the orders failing once.
+    pub job_failing: Vec<Rate>,
+    /// I/O-bound handler, `key` ordering, records/s.
+    pub io_key: Vec<f64>,
+    /// I/O-bound handler, `partition` ordering, records/s.
+    pub io_partition: Vec<f64>,
+    /// `ConsumeLoop` with a no-op handler, records/s.
+    pub noop_kafkit: Vec<f64>,
+    /// Raw `StreamConsumer` storing offsets, records/s.
+    pub noop_raw: Vec<f64>,
+}
+
+/// Per-round ratios `a[i] / b[i]`.
+pub fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(a, b)| a / b).collect()
+}
+
+pub fn rates(of: &[Rate]) -> Vec<f64> {
+    of.iter().map(|r| r.per_second).collect()
+}
+
+pub fn cpu(of: &[Rate]) -> Vec<f64> {
+    of.iter().map(|r| r.cpu_us).collect()
+}
+
+/// The sizes of one consume benchmark run.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumeSizes {
+    pub job_orders: usize,
+    pub io_records: usize,
+    pub rounds: usize,
+}
+
+/// Produces `count` orders to `topic`: keyed by order id, or by one of
+/// `keys` keys; one in a hundred has a `FLAKY` sku.
+pub async fn fill(
+    events: &EventPublisher,
+    topic: &str,
+    count: usize,
+    keys: Option<usize>,
+) -> anyhow::Result<()> {
     let headers = &EventHeaders::new::<OrderPlaced>("/kafkit-bench");
     let mut pending = futures::stream::FuturesUnordered::new();
     for i in 0..count {
         let mut order = super::bench::order();
         order.customer_id = format!("customer-{i}");
-        pending.push(async move {
-            events
-                .publish_event(topic, &order.order_id, &order, headers)
-                .await
-        });
+        if i % 100 == 50 {
+            order.items[0].sku = format!("{FLAKY}-1");
+        }
+        let key = keys.map_or_else(|| order.order_id.clone(), |k| format!("key-{}", i % k));
+        pending.push(async move { events.publish_event(topic, &key, &order, headers).await });
         if pending.len() >= 1000 {
-            futures::StreamExt::next(&mut pending)
-                .await
-                .context("fill")??;
+            pending.next().await.context("fill")??;
         }
     }
-    while let Some(result) = futures::StreamExt::next(&mut pending).await {
+    while let Some(result) = pending.next().await {
         result?;
     }
     Ok(())
 }
 
-/// Events/s of a `ConsumeLoop` settling `count` records of `topic`.
-async fn consume_loop_rate(
+pub async fn consume_bench(
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    events: &EventPublisher,
+    codec: Arc<EventCodec>,
+    sizes: ConsumeSizes,
+) -> anyhow::Result<ConsumeResult> {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (orders, output, io) = (
+        format!("bench-orders-{suffix}"),
+        format!("bench-confirmations-{suffix}"),
+        format!("bench-io-{suffix}"),
+    );
+    let mut specs = vec![
+        messaging::TopicSpec::new(&orders, 3),
+        messaging::TopicSpec::new(&output, 3),
+        messaging::TopicSpec::new(&io, 3),
+    ];
+    let policy = RetryPolicy::default();
+    for topic in [&orders, &io] {
+        specs.push(messaging::TopicSpec::new(policy.dlq_topic(topic), 3));
+        for retry in policy.retry_topics(topic) {
+            specs.push(messaging::TopicSpec::new(&retry, 3));
+        }
+    }
+    messaging::ensure_topics(kafka, &specs).await?;
+    fill(events, &orders, sizes.job_orders, None).await?;
+    fill(events, &io, sizes.io_records, Some(100)).await?;
+    // The raw pipeline encodes with the id consumer-service registers.
+    let confirmed_id = codec.schema_id::<OrderConfirmed>(&output).await?;
+
+    let mut result = ConsumeResult::default();
+    let job = |faults: &'static str| {
+        service_job_rate(
+            kafka,
+            registry_url,
+            &orders,
+            &output,
+            sizes.job_orders,
+            faults,
+        )
+    };
+    for round in 1..=sizes.rounds {
+        let raw = raw_job_rate(kafka, &orders, &output, sizes.job_orders, confirmed_id).await?;
+        let kafkit = job("").await?;
+        let failing = job("FLAKY:transient:1").await?;
+        println!(
+            "real job round {round}: consumer-service {:.0} orders/s ({:.1} us CPU each), raw pipeline {:.0} orders/s ({:.1} us CPU each): {:.2}x; with 1% failing once {:.0} orders/s: {:.2}x",
+            kafkit.per_second,
+            kafkit.cpu_us,
+            raw.per_second,
+            raw.cpu_us,
+            kafkit.per_second / raw.per_second,
+            failing.per_second,
+            failing.per_second / kafkit.per_second
+        );
+        result.job_raw.push(raw);
+        result.job_kafkit.push(kafkit);
+        result.job_failing.push(failing);
+
+        let io_partition = consume_loop_rate(
+            kafka,
+            events,
+            Arc::clone(&codec),
+            &io,
+            sizes.io_records,
+            WaitingHandler,
+            Ordering::Partition,
+        )
+        .await?;
+        let io_key = consume_loop_rate(
+            kafka,
+            events,
+            Arc::clone(&codec),
+            &io,
+            sizes.io_records,
+            WaitingHandler,
+            Ordering::Key,
+        )
+        .await?;
+        println!(
+            "I/O-bound handler round {round}: key ordering {io_key:.0}/s, partition ordering {io_partition:.0}/s ({:.1}x)",
+            io_key / io_partition
+        );
+        result.io_key.push(io_key);
+        result.io_partition.push(io_partition);
+
+        let noop_raw = raw_consume_rate(kafka, &orders, sizes.job_orders).await?;
+        let noop = consume_loop_rate(
+            kafka,
+            events,
+            Arc::clone(&codec),
+            &orders,
+            sizes.job_orders,
+            NoopHandler,
+            Ordering::Partition,
+        )
+        .await?;
+        println!(
+            "consume path round {round}: ConsumeLoop with a no-op handler {noop:.0}/s, raw StreamConsumer {noop_raw:.0}/s"
+        );
+        result.noop_raw.push(noop_raw);
+        result.noop_kafkit.push(noop);
+    }
+    Ok(result)
+}
+
+/// Orders/s of consumer-service (its own process, default settings but
+/// the names) doing the real job on `topic`: from its first record read to
+/// `count` records settled by the main consumer, read from its `/metrics`.
+async fn service_job_rate(
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    topic: &str,
+    output: &str,
+    count: usize,
+    faults: &str,
+) -> anyhow::Result<Rate> {
+    let port = devstack::free_port()?;
+    let group = format!("bench-job-{}", uuid::Uuid::new_v4().simple());
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "consumer-service",
+        "--listen",
+        &listen,
+        "--topic",
+        topic,
+        "--output-topic",
+        output,
+        "--group",
+        &group,
+        "--bootstrap-servers",
+        &kafka.bootstrap_servers,
+        "--registry-url",
+        registry_url,
+        "--faults",
+        faults,
+    ];
+    let log = std::env::temp_dir().join(format!("{group}.log"));
+    let ops = format!("http://{listen}");
+    let mut child = crate::dev::spawn_self(
+        "consumer-service",
+        &args,
+        &[],
+        &log,
+        &format!("{ops}/healthz"),
+    )
+    .await?;
+    let pid = child.id();
+    let measured = async {
+        let client = reqwest::Client::new();
+        let main = [("kafkit_stage", "main")];
+        let read = |name: &'static str| {
+            let client = &client;
+            let url = format!("{ops}/metrics");
+            async move {
+                let text = client.get(url).send().await?.text().await?;
+                anyhow::Ok(telemetry::metrics::sum(&text, name, &main) as usize)
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while read("messaging_client_consumed_messages_total").await? == 0 {
+            if Instant::now() > deadline {
+                bail!(
+                    "consumer-service read nothing in 120 s; see {}",
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (started, cpu_before) = (Instant::now(), cpu_time(pid));
+        while read("messaging_process_duration_seconds_count").await? < count {
+            if Instant::now() > deadline {
+                bail!(
+                    "consumer-service did not settle {count} orders in time; see {}",
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let took = started.elapsed();
+        let cpu = cpu_time(pid)
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        Ok(Rate::new(count, took, cpu))
+    }
+    .await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let waited = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    });
+    waited.await?;
+    let _ = std::fs::remove_file(&log);
+    measured
+}
+
+/// Orders/s of the same job written on the raw client: one task, decode
+/// with apache-avro's schema-aware deserializer, the same business rules,
+/// encode with its schema-aware serializer, the same CloudEvents headers,
+/// send without waiting, and store each partition's offsets in order as the
+/// outputs are acknowledged (at most 1,000 per partition in flight).
+async fn raw_job_rate(
+    kafka: &KafkaSettings,
+    topic: &str,
+    output: &str,
+    count: usize,
+    confirmed_schema_id: u32,
+) -> anyhow::Result<Rate> {
+    const MAX_IN_FLIGHT: usize = 1_000;
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set(
+            "group.id",
+            format!("bench-raw-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
+        .create()?;
+    let producer: FutureProducer = ProducerSettings::default().client_config(kafka).create()?;
+    consumer.subscribe(&[topic])?;
+    let reader =
+        apache_avro::reader::datum::GenericDatumReader::builder(OrderPlaced::schema()).build()?;
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(OrderConfirmed::schema())
+        .build()?;
+    let allowed: HashSet<&str> = ["EUR", "USD", "GBP"].into();
+    type Ack = futures::future::BoxFuture<
+        'static,
+        (
+            i64,
+            Result<
+                rdkafka::producer::future_producer::OwnedDeliveryResult,
+                futures::channel::oneshot::Canceled,
+            >,
+        ),
+    >;
+    let mut acks: Vec<FuturesOrdered<Ack>> = (0..3).map(|_| FuturesOrdered::new()).collect();
+    let (mut settled, mut in_flight) = (0, 0);
+    let mut started = None;
+    let mut cpu_before = None;
+    while settled < count {
+        let room = in_flight < MAX_IN_FLIGHT * acks.len();
+        let next_ack = futures::future::poll_fn(|cx| {
+            for (partition, queue) in acks.iter_mut().enumerate() {
+                if let std::task::Poll::Ready(Some(done)) = queue.poll_next_unpin(cx) {
+                    return std::task::Poll::Ready((partition, done));
+                }
+            }
+            std::task::Poll::Pending
+        });
+        tokio::select! {
+            biased;
+            (partition, (offset, delivered)) = next_ack => {
+                delivered?.map_err(|(e, _)| e)?;
+                consumer.store_offset(topic, i32::try_from(partition)?, offset + 1)?;
+                settled += 1;
+                in_flight -= 1;
+            }
+            received = consumer.recv(), if room => {
+                let message = received?;
+                if started.is_none() {
+                    started = Some(Instant::now());
+                    cpu_before = cpu_time(std::process::id());
+                }
+                let payload = message.payload().context("no payload")?;
+                let order: OrderPlaced = reader.read_deser(&mut payload.get(5..).context("short")?)?;
+                let total = order.items.iter().try_fold(0i64, |sum, item| {
+                    i64::from(item.quantity).checked_mul(item.unit_price_cents).and_then(|l| sum.checked_add(l))
+                });
+                let (Some(total), true) = (total, allowed.contains(order.currency.as_str())) else {
+                    bail!("the bench's orders are all valid");
+                };
+                let (mut source_id, mut parent) = ("", None);
+                for header in message.headers().into_iter().flat_map(|h| h.iter()) {
+                    let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
+                    match (header.key, value) {
+                        (ce::CE_ID, Some(id)) => source_id = id,
+                        (ce::TRACEPARENT, Some(tp)) => parent = tp.parse::<TraceParent>().ok(),
+                        _ => {}
+                    }
+                }
+                let confirmed = OrderConfirmed {
+                    order_id: order.order_id,
+                    total_cents: total,
+                    confirmed_at: 0,
+                    source_event_id: source_id.to_owned(),
+                };
+                let mut body = Vec::with_capacity(64);
+                body.push(0);
+                body.extend_from_slice(&confirmed_schema_id.to_be_bytes());
+                writer.write_ser(&mut body, &confirmed)?;
+                let id = consumer_service::handler::confirmation_id(source_id);
+                let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+                let traceparent = parent.map_or_else(TraceParent::new_root, |p| p.child()).to_string();
+                let headers = OwnedHeaders::new_with_capacity(7)
+                    .insert(Header { key: ce::CE_SPECVERSION, value: Some(ce::SPEC_VERSION) })
+                    .insert(Header { key: ce::CE_ID, value: Some(&id) })
+                    .insert(Header { key: ce::CE_TYPE, value: Some(OrderConfirmed::CE_TYPE) })
+                    .insert(Header { key: ce::CE_SOURCE, value: Some("/kafkit-bench-raw") })
+                    .insert(Header { key: ce::CE_TIME, value: Some(&time) })
+                    .insert(Header { key: ce::CONTENT_TYPE, value: Some(ce::AVRO_CONTENT_TYPE) })
+                    .insert(Header { key: ce::TRACEPARENT, value: Some(&traceparent) });
+                let record = FutureRecord::to(output)
+                    .key(&confirmed.order_id)
+                    .payload(&body)
+                    .headers(headers);
+                let delivery = producer.send_result(record).map_err(|(e, _)| e)?;
+                let offset = message.offset();
+                let partition = usize::try_from(message.partition())?;
+                acks.get_mut(partition).context("the bench topic has 3 partitions")?
+                    .push_back(Box::pin(async move { (offset, delivery.await) }));
+                in_flight += 1;
+            }
+        }
+    }
+    let took = started.context("nothing read")?.elapsed();
+    let cpu = cpu_time(std::process::id())
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    Ok(Rate::new(count, took, cpu))
+}
+
+/// Does nothing: the consume path alone.
+#[derive(Debug, Clone)]
+struct NoopHandler;
+
+impl Handler<OrderPlaced> for NoopHandler {
+    async fn handle(&self, _: &Input<OrderPlaced>, _: &mut Outbox<'_>) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+/// Waits 5 ms per record, as a handler calling an HTTP service or a database would.
+#[derive(Debug, Clone)]
+struct WaitingHandler;
+
+impl Handler<OrderPlaced> for WaitingHandler {
+    async fn handle(&self, _: &Input<OrderPlaced>, _: &mut Outbox<'_>) -> Result<(), Failure> {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok(())
+    }
+}
+
+/// Records/s of a `ConsumeLoop` settling `count` records of `topic`.
+async fn consume_loop_rate<H: Handler<OrderPlaced> + 'static>(
     kafka: &KafkaSettings,
     events: &EventPublisher,
-    codec: Arc<shared_events::EventCodec>,
+    codec: Arc<EventCodec>,
     topic: &str,
     count: usize,
-    fail_one_in: Option<u32>,
+    handler: H,
+    ordering: Ordering,
 ) -> anyhow::Result<f64> {
     let pipeline = telemetry::metrics::MetricsPipeline::new("kafkit-bench")?;
     let group_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
@@ -85,12 +511,11 @@ async fn consume_loop_rate(
         group_id,
         topics: vec![topic.to_owned()],
         stage: Stage::Main,
-        policy: RetryPolicy {
-            delays: vec![Duration::from_secs(60)],
-            max_attempts: 2,
-            ..RetryPolicy::default()
+        policy: RetryPolicy::default(),
+        pipeline: Pipeline {
+            ordering,
+            ..Pipeline::default()
         },
-        pipeline: messaging::Pipeline::default(),
         outage_backoff: Duration::from_millis(100),
         outage_backoff_max: Duration::from_secs(1),
         lag_interval: Duration::from_secs(5),
@@ -101,7 +526,7 @@ async fn consume_loop_rate(
         settings,
         codec,
         events.publisher().clone(),
-        BenchHandler { fail_one_in },
+        handler,
         metrics,
     )?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -117,7 +542,7 @@ async fn consume_loop_rate(
     while sum_of(&pipeline, "messaging_process_duration_seconds_count") < count as u64 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let rate = (count - 1) as f64 / started.elapsed().as_secs_f64();
+    let rate = count as f64 / started.elapsed().as_secs_f64();
     let _ = stop.send(());
     task.await?;
     Ok(rate)
@@ -127,8 +552,8 @@ fn sum_of(pipeline: &telemetry::metrics::MetricsPipeline, metric: &str) -> u64 {
     telemetry::metrics::sum(&pipeline.render(), metric, &[]) as u64
 }
 
-/// Events/s of a raw `StreamConsumer` reading and storing `count` records.
-async fn raw_rate(kafka: &KafkaSettings, topic: &str, count: usize) -> anyhow::Result<f64> {
+/// Records/s of a raw `StreamConsumer` reading and storing `count` records.
+async fn raw_consume_rate(kafka: &KafkaSettings, topic: &str, count: usize) -> anyhow::Result<f64> {
     let consumer: StreamConsumer = kafka
         .client_config()
         .set(
@@ -137,6 +562,7 @@ async fn raw_rate(kafka: &KafkaSettings, topic: &str, count: usize) -> anyhow::R
         )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
         .create()?;
     consumer.subscribe(&[topic])?;
     let first = consumer.recv().await?;
@@ -148,53 +574,7 @@ async fn raw_rate(kafka: &KafkaSettings, topic: &str, count: usize) -> anyhow::R
         std::hint::black_box(message.payload());
         consumer.store_offset_from_message(&message)?;
     }
-    Ok((count - 1) as f64 / started.elapsed().as_secs_f64())
-}
-
-#[derive(Debug)]
-pub struct ConsumeResult {
-    pub kafkit: f64,
-    pub raw: f64,
-    pub failing: f64,
-    pub clean: f64,
-}
-
-pub async fn consume_bench(
-    kafka: &KafkaSettings,
-    events: &EventPublisher,
-    codec: Arc<shared_events::EventCodec>,
-    count: usize,
-    rounds: usize,
-) -> anyhow::Result<ConsumeResult> {
-    let topic = "bench-consume";
-    messaging::ensure_topics(kafka, &[messaging::TopicSpec::new(topic, 3)]).await?;
-    messaging::ensure_topics(
-        kafka,
-        &[messaging::TopicSpec::new("bench-consume.retry.1", 3)],
-    )
-    .await?;
-    fill(events, topic, count).await?;
-    let mut best = ConsumeResult {
-        kafkit: 0.0,
-        raw: 0.0,
-        failing: 0.0,
-        clean: 0.0,
-    };
-    for round in 1..=rounds {
-        let raw = raw_rate(kafka, topic, count).await?;
-        let kafkit =
-            consume_loop_rate(kafka, events, Arc::clone(&codec), topic, count, None).await?;
-        let failing =
-            consume_loop_rate(kafka, events, Arc::clone(&codec), topic, count, Some(100)).await?;
-        println!(
-            "consume round {round}: kafkit {kafkit:.0}/s, raw {raw:.0}/s, with 1% failing once {failing:.0}/s"
-        );
-        best.raw = best.raw.max(raw);
-        best.kafkit = best.kafkit.max(kafkit);
-        best.failing = best.failing.max(failing);
-        best.clean = best.kafkit;
-    }
-    Ok(best)
+    Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Latency from the produce acknowledgement of an `OrderPlaced` to reading its `OrderConfirmed`.

@@ -350,7 +350,7 @@ async fn watch_shows_dead_letters_of_every_convention_that_arrive_after_it_start
         payload: Some(payload),
         headers: headers
             .into_iter()
-            .map(|(n, v)| (n.to_owned(), v))
+            .map(|(n, v)| (n.to_owned().into(), v))
             .collect(),
     };
     let records = [

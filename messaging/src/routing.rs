@@ -7,6 +7,7 @@
 use crate::failure::{Failure, FailureKind};
 use crate::headers;
 use crate::publisher::OutgoingRecord;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// Retry tiers and limits for one main topic.
@@ -82,6 +83,9 @@ impl RetryPolicy {
     }
 }
 
+/// A record's headers as borrowed name and value pairs, in record order.
+pub type HeaderView<'a> = [(&'a str, &'a [u8])];
+
 /// A consumed record that failed, with everything a hop needs.
 #[derive(Debug, Clone)]
 pub struct FailedRecord<'a> {
@@ -91,19 +95,22 @@ pub struct FailedRecord<'a> {
     pub timestamp_ms: Option<i64>,
     pub key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a HeaderView<'a>,
     pub group: &'a str,
 }
 
-/// The first value of header `name`.
-pub fn header<'h>(headers: &'h [(String, Vec<u8>)], name: &str) -> Option<&'h [u8]> {
+/// The first value of header `name`, in owned or borrowed pairs.
+pub fn header<'h, N: AsRef<str>, V: AsRef<[u8]>>(
+    headers: &'h [(N, V)],
+    name: &str,
+) -> Option<&'h [u8]> {
     headers
         .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_slice())
+        .find(|(n, _)| n.as_ref() == name)
+        .map(|(_, v)| v.as_ref())
 }
 
-fn header_number(headers: &[(String, Vec<u8>)], name: &str) -> Option<i64> {
+fn header_number<N: AsRef<str>, V: AsRef<[u8]>>(headers: &[(N, V)], name: &str) -> Option<i64> {
     std::str::from_utf8(header(headers, name)?)
         .ok()?
         .trim()
@@ -112,14 +119,14 @@ fn header_number(headers: &[(String, Vec<u8>)], name: &str) -> Option<i64> {
 }
 
 /// Failed attempts recorded on the record (0 on a first delivery).
-pub fn attempts_so_far(headers: &[(String, Vec<u8>)]) -> u32 {
+pub fn attempts_so_far<N: AsRef<str>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> u32 {
     header_number(headers, headers::ATTEMPT)
         .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(0)
 }
 
 /// `kafkit.retry.not-before`, epoch milliseconds.
-pub fn not_before_ms(headers: &[(String, Vec<u8>)]) -> Option<i64> {
+pub fn not_before_ms<N: AsRef<str>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> Option<i64> {
     header_number(headers, headers::RETRY_NOT_BEFORE)
 }
 
@@ -152,13 +159,13 @@ pub fn hop(
     now_ms: i64,
 ) -> OutgoingRecord {
     let existing = |name: &str| header(record.headers, name).map(<[u8]>::to_vec);
-    let mut out: Vec<(String, Vec<u8>)> = record
+    let mut out: Vec<(Cow<'static, str>, Vec<u8>)> = record
         .headers
         .iter()
-        .filter(|(n, _)| !headers::ALL.contains(&n.as_str()))
-        .cloned()
+        .filter(|(n, _)| !headers::ALL.contains(n))
+        .map(|(n, v)| (Cow::Owned((*n).to_owned()), v.to_vec()))
         .collect();
-    let mut set = |name: &str, value: Vec<u8>| out.push((name.to_owned(), value));
+    let mut set = |name: &'static str, value: Vec<u8>| out.push((Cow::Borrowed(name), value));
     set(
         headers::ORIGINAL_TOPIC,
         existing(headers::ORIGINAL_TOPIC).unwrap_or_else(|| record.topic.as_bytes().to_vec()),
@@ -262,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_hop_replaces_kafkit_headers_and_keeps_the_rest_and_the_origin() {
-        let incoming = vec![
+        let incoming = [
             ("ce_id".to_owned(), b"e1".to_vec()),
             (headers::ORIGINAL_TOPIC.to_owned(), b"orders".to_vec()),
             (headers::ORIGINAL_OFFSET.to_owned(), b"7".to_vec()),
@@ -270,6 +277,10 @@ mod tests {
             (headers::FAILURE_FIRST.to_owned(), b"1000".to_vec()),
             (headers::ERROR_CLASS.to_owned(), b"old".to_vec()),
         ];
+        let incoming: Vec<(&str, &[u8])> = incoming
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
         let record = FailedRecord {
             topic: "orders.retry.1",
             partition: 0,

@@ -11,9 +11,15 @@
 
 use crate::events::Event;
 use crate::subject::SubjectStrategy;
+use crate::verify;
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::ResolvedSchema;
 use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::avro_common::AvroSchema;
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{
     RawError, SchemaType, SubjectNameStrategy, SuppliedSchema,
@@ -75,18 +81,45 @@ struct SubjectAndStrategy {
     resolving: SubjectNameStrategy,
     cached: SubjectNameStrategy,
     warm: std::sync::atomic::AtomicBool,
+    /// Set once resolved: the schema id, when the subject's schema is the
+    /// event's own (same canonical form), so encoding can write with the
+    /// event's cached writer instead of building one per record.
+    direct_id: std::sync::OnceLock<Option<u32>>,
 }
 
 /// Encodes and decodes kafkit events; cheap to share behind an `Arc`.
-#[derive(Debug)]
 pub struct EventCodec {
     registry: SrSettings,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
+    /// (writer schema id, event full name): is the writer schema the event's
+    /// own (same canonical form)? Then records are read straight into the type.
+    own_schema: std::sync::RwLock<std::collections::HashMap<(u32, &'static str), bool>>,
+    /// A reader per event type for its own schema, built once.
+    readers: std::sync::RwLock<std::collections::HashMap<&'static str, Arc<OwnReader>>>,
+    /// A writer per event type for its own schema, built once (the converter
+    /// builds one per record).
+    writers: std::sync::RwLock<
+        std::collections::HashMap<&'static str, Arc<GenericDatumWriter<'static>>>,
+    >,
     settings: CodecSettings,
     /// Subject naming strategies by (topic, event type), built once: they
     /// carry the schema text, which is not worth copying per record.
     strategies: std::sync::RwLock<std::collections::HashMap<StrategyKey, Arc<SubjectAndStrategy>>>,
+}
+
+/// Reads records written with an event's own schema straight into its type.
+struct OwnReader {
+    names: ResolvedSchema<'static>,
+    reader: GenericDatumReader<'static>,
+}
+
+impl std::fmt::Debug for EventCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventCodec")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A decoded event with the id of the schema it was written with.
@@ -308,6 +341,9 @@ impl EventCodec {
             registry: sr.clone(),
             encoder: AvroEncoder::new(sr.clone()),
             decoder: AvroDecoder::new(sr),
+            own_schema: std::sync::RwLock::default(),
+            readers: std::sync::RwLock::default(),
+            writers: std::sync::RwLock::default(),
             settings,
             strategies: std::sync::RwLock::default(),
         })
@@ -378,12 +414,17 @@ impl EventCodec {
     /// Resolves (and in [`RegistrationMode::AutoRegister`], registers) the
     /// schema of `E` on `topic` and returns its id. Cached after the first call.
     pub async fn schema_id<E: Event>(&self, topic: &str) -> Result<u32, EncodeError> {
-        self.resolve(&self.cached_strategy::<E>(topic)).await
+        self.resolve(&self.cached_strategy::<E>(topic), E::schema())
+            .await
     }
 
     /// Looks the subject up (registering in auto-register mode) the first
     /// time; afterwards the converter answers from its cache.
-    async fn resolve(&self, entry: &SubjectAndStrategy) -> Result<u32, EncodeError> {
+    async fn resolve(
+        &self,
+        entry: &SubjectAndStrategy,
+        event_schema: &Schema,
+    ) -> Result<u32, EncodeError> {
         use std::sync::atomic::Ordering;
         let strategy = if entry.warm.load(Ordering::Acquire) {
             &entry.cached
@@ -398,6 +439,9 @@ impl EventCodec {
                 self.encoder.remove_errors_from_cache();
                 schema_resolution_failure(entry.subject.clone(), source)
             })?;
+        entry.direct_id.get_or_init(|| {
+            (schema.parsed.canonical_form() == event_schema.canonical_form()).then_some(schema.id)
+        });
         entry.warm.store(true, Ordering::Release);
         Ok(schema.id)
     }
@@ -407,7 +451,22 @@ impl EventCodec {
         let entry = self.cached_strategy::<E>(topic);
         // Resolve first so registry errors and serialization errors stay apart.
         if !entry.warm.load(std::sync::atomic::Ordering::Acquire) {
-            self.resolve(&entry).await?;
+            self.resolve(&entry, E::schema()).await?;
+        }
+        if let (Some(Some(id)), Some(writer)) = (entry.direct_id.get(), self.writer::<E>()) {
+            // What the converter does (apache-avro's schema-aware serializer),
+            // with a writer built once and straight into the framed buffer.
+            let mut bytes = Vec::with_capacity(128);
+            bytes.push(MAGIC_BYTE);
+            bytes.extend_from_slice(&id.to_be_bytes());
+            return match writer.write_ser(&mut bytes, event) {
+                Ok(_) => Ok(bytes),
+                Err(e) => Err(EncodeError::Serialize {
+                    subject: entry.subject.clone(),
+                    reason: e.to_string(),
+                    source: SRCError::non_retryable_with_cause(e, "Could not get Avro bytes"),
+                }),
+            };
         }
         self.encoder
             .encode_struct(event, &entry.cached)
@@ -434,6 +493,7 @@ impl EventCodec {
             resolving: self.strategy_for::<E>(topic),
             cached: self.strategy_with::<E>(topic, false),
             warm: std::sync::atomic::AtomicBool::new(false),
+            direct_id: std::sync::OnceLock::new(),
         });
         let mut strategies = self.strategies.write().unwrap_or_else(|p| p.into_inner());
         Arc::clone(strategies.entry(key).or_insert(built))
@@ -442,21 +502,43 @@ impl EventCodec {
     /// Decodes a payload with its writer schema, whatever event type it is.
     pub async fn decode_value(&self, payload: Option<&[u8]>) -> Result<DecodedValue, DecodeError> {
         let bytes = payload.ok_or(DecodeError::NoPayload)?;
+        let (schema_id, writer) = self.writer_schema(bytes).await?;
+        self.decode_checked(bytes, schema_id, &writer).await
+    }
+
+    /// The schema id in the header of `bytes` and its schema (cached after
+    /// the first record that names it).
+    async fn writer_schema(&self, bytes: &[u8]) -> Result<(u32, Arc<AvroSchema>), DecodeError> {
         let schema_id = split_header(bytes)?;
-        if let Err(source) = self.decoder.get_schema(schema_id).await {
-            // The converter caches some failures; a later record must ask again.
-            self.decoder.remove_errors_from_cache();
-            return Err(schema_lookup_failure(schema_id, source));
+        match self.decoder.get_schema(schema_id).await {
+            Ok(writer) => Ok((schema_id, writer)),
+            Err(source) => {
+                // The converter caches some failures; a later record must ask again.
+                self.decoder.remove_errors_from_cache();
+                Err(schema_lookup_failure(schema_id, source))
+            }
         }
+    }
+
+    /// Checks the body against the writer schema (exactly one datum, every
+    /// byte used), then decodes it to a `Value`.
+    async fn decode_checked(
+        &self,
+        bytes: &[u8],
+        schema_id: u32,
+        writer: &AvroSchema,
+    ) -> Result<DecodedValue, DecodeError> {
+        let malformed = |reason: String| DecodeError::MalformedBody { schema_id, reason };
+        let resolved =
+            ResolvedSchema::try_from(&writer.parsed).map_err(|e| malformed(e.to_string()))?;
+        verify::check(&writer.parsed, resolved.get_names(), &bytes[HEADER_LEN..])
+            .map_err(malformed)?;
         // The schema is cached now, so any error left is the body's.
-        let decoded =
-            self.decoder
-                .decode(Some(bytes))
-                .await
-                .map_err(|e| DecodeError::MalformedBody {
-                    schema_id,
-                    reason: reason(&e),
-                })?;
+        let decoded = self
+            .decoder
+            .decode(Some(bytes))
+            .await
+            .map_err(|e| malformed(reason(&e)))?;
         Ok(DecodedValue {
             schema_id,
             full_name: decoded.name.map(|n| n.fullname(None)),
@@ -464,17 +546,90 @@ impl EventCodec {
         })
     }
 
-    /// Decodes a payload into the event type `E`, reading older or newer
-    /// writer schemas through Avro schema resolution.
+    /// The writer of `E`'s own schema, built on first use.
+    fn writer<E: Event>(&self) -> Option<Arc<GenericDatumWriter<'static>>> {
+        if let Some(found) = self
+            .writers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(E::FULL_NAME)
+        {
+            return Some(Arc::clone(found));
+        }
+        let built = Arc::new(GenericDatumWriter::builder(E::schema()).build().ok()?);
+        self.writers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(E::FULL_NAME, Arc::clone(&built));
+        Some(built)
+    }
+
+    /// A reader of `E`'s own schema when `writer` (registered as
+    /// `schema_id`) is that schema (same canonical form, so the same bytes);
+    /// checked once per schema id.
+    fn own_reader<E: Event>(&self, schema_id: u32, writer: &AvroSchema) -> Option<Arc<OwnReader>> {
+        let key = (schema_id, E::FULL_NAME);
+        let known = self
+            .own_schema
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied();
+        let own = known.unwrap_or_else(|| {
+            let own = writer.parsed.canonical_form() == E::schema().canonical_form();
+            self.own_schema
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, own);
+            own
+        });
+        if !own {
+            return None;
+        }
+        if let Some(found) = self
+            .readers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(E::FULL_NAME)
+        {
+            return Some(Arc::clone(found));
+        }
+        let built = Arc::new(OwnReader {
+            names: ResolvedSchema::try_from(E::schema()).ok()?,
+            reader: GenericDatumReader::builder(E::schema()).build().ok()?,
+        });
+        self.readers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(E::FULL_NAME, Arc::clone(&built));
+        Some(built)
+    }
+
+    /// Decodes a payload into the event type `E`. A record written with
+    /// `E`'s own schema is checked and read straight into `E`; one written
+    /// with an older or newer schema goes through Avro schema resolution.
+    /// Either way the body must be exactly one datum of its writer schema.
     pub async fn decode<E: Event>(
         &self,
         payload: Option<&[u8]>,
     ) -> Result<Decoded<E>, DecodeError> {
+        let bytes = payload.ok_or(DecodeError::NoPayload)?;
+        let (schema_id, writer) = self.writer_schema(bytes).await?;
+        if let Some(own) = self.own_reader::<E>(schema_id, &writer) {
+            let malformed = |reason: String| DecodeError::MalformedBody { schema_id, reason };
+            let mut body = &bytes[HEADER_LEN..];
+            verify::check(E::schema(), own.names.get_names(), body).map_err(malformed)?;
+            let event = own
+                .reader
+                .read_deser::<E>(&mut body)
+                .map_err(|e| malformed(e.to_string()))?;
+            return Ok(Decoded { schema_id, event });
+        }
         let DecodedValue {
             schema_id,
             full_name,
             value,
-        } = self.decode_value(payload).await?;
+        } = self.decode_checked(bytes, schema_id, &writer).await?;
         let found = full_name.unwrap_or_else(|| "an unnamed schema".to_owned());
         if found != E::FULL_NAME {
             return Err(DecodeError::WrongEventType {

@@ -182,8 +182,17 @@ fn random_span_id() -> [u8; 8] {
     id
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lowercase hex digits of `bytes`, written straight into `f` (no allocation).
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buffer = [0u8; 64];
+    let mut len = 0;
+    for byte in bytes.iter().take(32) {
+        buffer[len] = DIGITS[usize::from(byte >> 4)];
+        buffer[len + 1] = DIGITS[usize::from(byte & 0x0f)];
+        len += 2;
+    }
+    f.write_str(std::str::from_utf8(&buffer[..len]).map_err(|_| fmt::Error)?)
 }
 
 fn unhex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], String> {
@@ -209,13 +218,12 @@ fn unhex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], String> {
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.parent_id),
-            self.flags
-        )
+        f.write_str("00-")?;
+        write_hex(f, &self.trace_id)?;
+        f.write_str("-")?;
+        write_hex(f, &self.parent_id)?;
+        f.write_str("-")?;
+        write_hex(f, &[self.flags])
     }
 }
 

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod events;
 pub mod headers;
 pub mod subject;
+mod verify;
 
 pub use codec::{CodecSettings, DecodeError, Decoded, EncodeError, EventCodec, RegistrationMode};
 pub use events::{Event, OrderConfirmed, OrderItem, OrderPlaced};

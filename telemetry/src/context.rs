@@ -29,6 +29,19 @@ fn active() -> bool {
     SPANS_BUILT.load(Ordering::Acquire)
 }
 
+/// True when OpenTelemetry spans are built and exported. Without that,
+/// per-record spans are not worth creating: hot paths skip them and put the
+/// fields they need (a trace id from the record's `traceparent`) on their
+/// log lines instead.
+pub fn exported() -> bool {
+    active()
+}
+
+/// The trace id inside a `traceparent` value, if it has one.
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    traceparent.split('-').nth(1).filter(|id| id.len() == 32)
+}
+
 /// Makes the context in these header values the parent of `span`.
 /// Returns false when there is no valid context to continue.
 pub fn set_parent(span: &Span, traceparent: Option<&str>, tracestate: Option<&str>) -> bool {
@@ -75,10 +88,7 @@ pub fn record_ids(span: &Span, arrived_with: Option<&str>) {
     if span_context.is_valid() {
         span.record("trace_id", span_context.trace_id().to_string());
         span.record("span_id", span_context.span_id().to_string());
-    } else if let Some(trace_id) = arrived_with
-        .and_then(|t| t.split('-').nth(1))
-        .filter(|id| id.len() == 32)
-    {
+    } else if let Some(trace_id) = arrived_with.and_then(trace_id_of) {
         span.record("trace_id", trace_id);
     }
 }

@@ -152,7 +152,7 @@ impl DeadLetter {
 
     /// Headers for sending it back: failure headers of every known
     /// convention removed; CloudEvents, trace context and the rest kept.
-    pub fn replay_headers(&self) -> Vec<(String, Vec<u8>)> {
+    pub fn replay_headers(&self) -> Vec<(std::borrow::Cow<'static, str>, Vec<u8>)> {
         self.headers
             .iter()
             .filter(|(name, _)| {
@@ -161,7 +161,7 @@ impl DeadLetter {
                     && !name.starts_with("__connect.errors.")
                     && !name.starts_with("kafkit.replay.")
             })
-            .cloned()
+            .map(|(name, value)| (name.clone().into(), value.clone()))
             .collect()
     }
 }

@@ -9,6 +9,7 @@
 
 use super::lane::{Drain, Job, Lane, Report, ReportKind};
 use super::metrics::{ConsumeMetrics, report_lag};
+use super::record::Record;
 use super::settle::Worker;
 use super::source::{KafkaConsumer, Polled, RebalanceRelay, spawn_poller};
 use super::{ConsumeError, ConsumeSettings, Handler, Partition};
@@ -16,7 +17,6 @@ use crate::publisher::Publisher;
 use futures::FutureExt;
 use opentelemetry::KeyValue;
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use shared_events::{Event, EventCodec};
 use std::collections::HashMap;
@@ -27,9 +27,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-/// Records queued for a lane before the loop waits (the lane's window is
-/// the real bound; this only smooths the hand-over).
-const LANE_QUEUE: usize = 256;
+/// Hand-overs (runs of records) queued for a lane before the loop waits;
+/// the lane's window is the real bound, this only smooths the hand-over.
+const LANE_QUEUE: usize = 4;
 
 /// A lane's task and the ends the loop keeps.
 struct LaneHandle {
@@ -246,35 +246,18 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
     }
 
     /// Hands each record to its partition's lane, starting the lane if needed.
-    async fn dispatch(&mut self, batch: Vec<OwnedMessage>) {
-        for message in batch {
-            let (topic, partition, offset) =
-                (message.topic(), message.partition(), message.offset());
-            let next_lane = self.next_lane;
-            let (worker, report_to) = (Arc::clone(&self.worker), self.report_to.clone());
-            let Some(state) = self.state(topic, partition) else {
-                continue;
-            };
-            if state.held.is_some() {
-                // Fetched before the pause; it is read again after the resume.
-                continue;
+    async fn dispatch(&mut self, batch: Vec<Record>) {
+        // Records of one partition come in runs; each run is one hand-over.
+        let mut run: Vec<Record> = Vec::new();
+        for record in batch {
+            if run.last().is_some_and(|last| {
+                last.partition != record.partition || last.topic != record.topic
+            }) {
+                self.hand_over(std::mem::take(&mut run)).await;
             }
-            state.consumed += 1;
-            state.first_dispatched.get_or_insert(offset);
-            let lane = match &mut state.lane {
-                Some(lane) => lane,
-                lane @ None => {
-                    let key: Partition = (topic.to_owned(), partition);
-                    lane.insert(spawn_lane(next_lane, key, worker, report_to))
-                }
-            };
-            let (jobs, started) = (lane.jobs.clone(), lane.id == next_lane);
-            if started {
-                self.next_lane += 1;
-            }
-            // Waits when the lane's queue is full: back-pressure on the consumer.
-            let _ = jobs.send(Job::Record(message)).await;
+            run.push(record);
         }
+        self.hand_over(run).await;
         let consumed = &self.worker.metrics.consumed;
         for state in self.partitions.values_mut().flat_map(HashMap::values_mut) {
             if state.consumed > 0 {
@@ -282,6 +265,38 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
                 state.consumed = 0;
             }
         }
+    }
+
+    /// Hands records of one partition to its lane, starting the lane if needed.
+    async fn hand_over(&mut self, records: Vec<Record>) {
+        let Some(first) = records.first() else {
+            return;
+        };
+        let (topic, partition, offset) = (Arc::clone(&first.topic), first.partition, first.offset);
+        let next_lane = self.next_lane;
+        let (worker, report_to) = (Arc::clone(&self.worker), self.report_to.clone());
+        let Some(state) = self.state(&topic, partition) else {
+            return;
+        };
+        if state.held.is_some() {
+            // Fetched before the pause; they are read again after the resume.
+            return;
+        }
+        state.consumed += records.len() as u64;
+        state.first_dispatched.get_or_insert(offset);
+        let lane = match &mut state.lane {
+            Some(lane) => lane,
+            lane @ None => {
+                let key: Partition = (topic.to_string(), partition);
+                lane.insert(spawn_lane(next_lane, key, worker, report_to))
+            }
+        };
+        let (jobs, started) = (lane.jobs.clone(), lane.id == next_lane);
+        if started {
+            self.next_lane += 1;
+        }
+        // Waits when the lane's queue is full: back-pressure on the consumer.
+        let _ = jobs.send(Job::Records(records)).await;
     }
 
     fn apply(&mut self, report: Report) {

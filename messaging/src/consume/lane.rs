@@ -9,14 +9,14 @@
 //! again after the resume) and keeps waiting for the acknowledgements of the
 //! records before it, so the stored offset still reaches the point.
 
+use super::record::Record;
 use super::schedule::{Running, Schedule};
-use super::settle::{HeaderPairs, Outcome, Step, Worker, header_pairs};
+use super::settle::{Outcome, Step, Worker};
 use super::window::{InFlight, WindowLimits};
 use super::{Partition, Pipeline};
 use crate::publisher::PublishError;
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use rdkafka::message::{Message, OwnedMessage};
+use futures::{FutureExt, StreamExt};
 use shared_events::Event;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,11 +30,10 @@ use tracing::{Instrument, Span};
 /// a resume is never taken before the stale records queued ahead of it.
 #[derive(Debug)]
 pub(super) enum Job {
-    Record(OwnedMessage),
+    /// A run of records, in offset order.
+    Records(Vec<Record>),
     /// The hold with this epoch is over: records arriving from now on are new.
-    Resume {
-        epoch: u64,
-    },
+    Resume { epoch: u64 },
 }
 
 /// Asks a lane to stop: take nothing more, let what runs finish and what was
@@ -81,8 +80,7 @@ impl<F: Future + ?Sized> Future for Tagged<F> {
 /// A record on its way: what acknowledgement-time needs to finish it.
 struct Settling {
     offset: i64,
-    message: OwnedMessage,
-    headers: HeaderPairs,
+    message: Record,
     outcome: Outcome,
     span: Span,
     started: Instant,
@@ -97,7 +95,9 @@ pub(super) struct Lane<E, H> {
     worker: Arc<Worker<E, H>>,
     limits: WindowLimits,
     window: InFlight,
-    schedule: Schedule<OwnedMessage>,
+    schedule: Schedule<Record>,
+    /// Handed over and not taken yet (the window was full).
+    backlog: std::collections::VecDeque<Record>,
     running: FuturesUnordered<Tagged<Processing>>,
     acks: FuturesUnordered<Tagged<Acking>>,
     /// The epoch of the hold in force, if any.
@@ -123,6 +123,7 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
             limits: pipeline.limits(),
             window: InFlight::default(),
             schedule: Schedule::new(pipeline.ordering, pipeline.max_concurrency),
+            backlog: std::collections::VecDeque::new(),
             running: FuturesUnordered::new(),
             acks: FuturesUnordered::new(),
             held: None,
@@ -136,8 +137,14 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
     /// Runs until drained, or until the loop drops the job sender.
     pub async fn run(mut self, mut jobs: mpsc::Receiver<Job>, mut drain: oneshot::Receiver<Drain>) {
         loop {
+            while !self.backlog.is_empty() && !self.window.is_full(self.limits) {
+                if let Some(record) = self.backlog.pop_front() {
+                    self.take(record);
+                }
+            }
             self.start_what_may_run();
-            let take = self.held.is_some() || !self.window.is_full(self.limits);
+            let take = self.held.is_some()
+                || (self.backlog.is_empty() && !self.window.is_full(self.limits));
             tokio::select! {
                 biased;
                 request = &mut drain => {
@@ -149,13 +156,19 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                 }
                 Some((settling, result)) = self.acks.next(), if !self.acks.is_empty() => {
                     self.acknowledged(settling, result);
+                    // Every acknowledgement already in, then one report.
+                    while let Some(Some((settling, result))) = self.acks.next().now_or_never() {
+                        self.acknowledged(settling, result);
+                    }
                 }
                 Some((settling, running, step)) = self.running.next(), if !self.running.is_empty() => {
                     self.schedule.finished(running);
                     self.processed(settling, step);
                 }
                 job = jobs.recv(), if take => match job {
-                    Some(Job::Record(message)) => self.take(message),
+                    // Held: fetched before the rewind, read again after the resume.
+                    Some(Job::Records(records)) if self.held.is_none() => self.backlog.extend(records),
+                    Some(Job::Records(_)) => {}
                     Some(Job::Resume { epoch }) => {
                         if self.held == Some(epoch) {
                             self.held = None;
@@ -168,18 +181,17 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
         }
     }
 
-    fn take(&mut self, message: OwnedMessage) {
+    fn take(&mut self, message: Record) {
         if self.held.is_some() {
             // Fetched before the rewind; it is read again after the resume.
             return;
         }
-        let offset = message.offset();
+        let offset = message.offset;
         if let Some(delay) = self.worker.not_due(&message) {
             self.hold(offset, delay, "not-due");
             return;
         }
-        let bytes = message.payload().map_or(0, <[u8]>::len) + message.key().map_or(0, <[u8]>::len);
-        self.window.push(offset, bytes);
+        self.window.push(offset, message.size());
         let key = self
             .schedule
             .by_key()
@@ -193,17 +205,19 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
         while let Some((offset, message, running)) = self.schedule.start() {
             let worker = Arc::clone(&self.worker);
             let future = async move {
-                let headers = header_pairs(&message);
-                let span = worker.process_span(&message, &headers);
                 let started = Instant::now();
-                let step = worker
-                    .process(&message, &headers)
-                    .instrument(span.clone())
-                    .await;
+                let (span, step) = {
+                    let headers = message.header_view();
+                    let span = worker.process_span(&message, &headers);
+                    let step = worker
+                        .process(&message, &headers)
+                        .instrument(span.clone())
+                        .await;
+                    (span, step)
+                };
                 let settling = Settling {
                     offset,
                     message,
-                    headers,
                     outcome: Outcome::Handled,
                     span,
                     started,
@@ -280,11 +294,13 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                 tracing::warn!(error = %e, offset = settling.offset, "the broker refused a handler output; dead-lettering the input");
                 let failure =
                     crate::Failure::permanent("output-rejected", e.to_string()).with_detail(&e);
-                let attempts = crate::routing::attempts_so_far(&settling.headers);
+                let headers = settling.message.header_view();
+                let attempts = crate::routing::attempts_so_far(&headers);
                 let step = settling.span.in_scope(|| {
                     self.worker
-                        .route(&settling.message, &settling.headers, failure, attempts)
+                        .route(&settling.message, &headers, failure, attempts)
                 });
+                drop(headers);
                 self.processed(settling, step);
             }
             Err(e) => {
@@ -306,6 +322,7 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
     /// read again after `delay`; acknowledgements of earlier records still count.
     fn hold(&mut self, at: i64, delay: Duration, reason: &'static str) {
         let point = self.window.first_unsent().map_or(at, |first| first.min(at));
+        self.backlog.clear();
         self.schedule.clear();
         self.running = FuturesUnordered::new();
         self.window.truncate_from(point);
@@ -353,6 +370,7 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
     /// Takes nothing more; lets running records finish and sent ones be
     /// acknowledged. Answers the offset to store (None: nothing settled).
     async fn drain(&mut self) -> Option<i64> {
+        self.backlog.clear();
         self.schedule.clear();
         loop {
             tokio::select! {

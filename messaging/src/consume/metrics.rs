@@ -28,6 +28,8 @@ pub struct ConsumeMetrics {
     pub(super) holds: Counter<u64>,
     /// Lag per assigned partition, read by the `kafkit.consumer.lag` gauge.
     pub(super) lag: Arc<Mutex<HashMap<Partition, i64>>>,
+    /// Attributes of a handled record's duration point, built once per topic.
+    handled: Arc<std::sync::RwLock<HashMap<String, Vec<KeyValue>>>>,
     base: Arc<[KeyValue]>,
 }
 
@@ -90,8 +92,32 @@ impl ConsumeMetrics {
                 .with_description("Partitions paused at a record: not due yet, or an outage")
                 .build(),
             lag,
+            handled: Arc::default(),
             base,
         }
+    }
+
+    /// One `messaging.process.duration` point for a record handled from `topic`.
+    pub(super) fn record_handled(&self, topic: &str, took: Duration) {
+        let seconds = took.as_secs_f64();
+        if let Some(attributes) = self
+            .handled
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+        {
+            self.process_duration.record(seconds, attributes);
+            return;
+        }
+        let attributes = self.with(&[
+            KeyValue::new("messaging.destination.name", topic.to_owned()),
+            KeyValue::new("kafkit.outcome", "handled"),
+        ]);
+        self.process_duration.record(seconds, &attributes);
+        self.handled
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_owned(), attributes);
     }
 
     pub(super) fn with(&self, extra: &[KeyValue]) -> Vec<KeyValue> {

@@ -20,6 +20,7 @@ mod engine;
 pub mod handler;
 mod lane;
 pub mod metrics;
+mod record;
 mod schedule;
 mod settle;
 mod source;

@@ -15,19 +15,16 @@
 use super::ConsumeSettings;
 use super::handler::{Handler, Input, Outbox};
 use super::metrics::ConsumeMetrics;
+use super::record::Record;
 use crate::failure::{Failure, FailureKind};
 use crate::publisher::{OutgoingRecord, PendingDelivery, Publisher};
-use crate::routing::{self, FailedRecord, Route};
+use crate::routing::{self, FailedRecord, HeaderView, Route};
 use futures::FutureExt;
 use opentelemetry::KeyValue;
-use rdkafka::message::{Headers, Message, OwnedMessage};
 use shared_events::{DecodeError, Event, EventCodec, EventHeaders};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime};
 use tracing::Span;
-
-/// Header pairs of a consumed record, as routing reads them.
-pub(super) type HeaderPairs = Vec<(String, Vec<u8>)>;
 
 /// What processing one record left to do.
 #[derive(Debug)]
@@ -77,19 +74,15 @@ pub(super) fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-pub(super) fn header_pairs(message: &OwnedMessage) -> HeaderPairs {
-    message
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default()
+fn header_text<'a>(headers: &'a HeaderView<'a>, name: &str) -> Option<&'a str> {
+    routing::header(headers, name).and_then(|v| std::str::from_utf8(v).ok())
 }
 
-fn header_text<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
-    routing::header(headers, name).and_then(|v| std::str::from_utf8(v).ok())
+/// The trace id the record arrived with, for log lines (no span needed).
+pub(super) fn trace_id<'a>(headers: &'a HeaderView<'a>) -> &'a str {
+    header_text(headers, telemetry::context::TRACEPARENT)
+        .and_then(telemetry::context::trace_id_of)
+        .unwrap_or_default()
 }
 
 /// The text of a panic's payload (what `panic!` was given).
@@ -104,15 +97,29 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
     /// Decodes and handles `message`, then hands its outputs, or its
     /// retry/DLQ copy, to the producer.
-    pub async fn process(&self, message: &OwnedMessage, headers: &[(String, Vec<u8>)]) -> Step {
+    pub async fn process(&self, message: &Record, headers: &HeaderView<'_>) -> Step {
         let attempts = routing::attempts_so_far(headers);
+        if message.unreadable_headers {
+            let failure = Failure::permanent(
+                "unreadable-header",
+                "a header name is not valid UTF-8, so the record's headers could not be read",
+            );
+            return self.route(message, headers, failure, attempts);
+        }
         let decoded = AssertUnwindSafe(self.codec.decode::<E>(message.payload()))
             .catch_unwind()
             .await;
         let event = match decoded {
             Ok(Ok(decoded)) => decoded.event,
             Ok(Err(e)) if e.is_transient() => {
-                tracing::warn!(error = %e, "schema registry unavailable; holding the partition");
+                tracing::warn!(
+                    error = %e,
+                    topic = &*message.topic,
+                    partition = message.partition,
+                    offset = message.offset,
+                    trace_id = trace_id(headers),
+                    "schema registry unavailable; holding the partition"
+                );
                 return Step::Outage;
             }
             Ok(Err(e)) => return self.route(message, headers, undecodable(&e), attempts),
@@ -123,15 +130,10 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
         };
         let input = Input {
             event,
-            headers: EventHeaders::from_pairs(
-                headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), Some(v.as_slice()))),
-            )
-            .ok(),
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
+            headers: EventHeaders::from_pairs(headers.iter().map(|(n, v)| (*n, Some(*v)))).ok(),
+            topic: message.topic.to_string(),
+            partition: message.partition,
+            offset: message.offset,
             attempts,
         };
         let mut outbox = Outbox::new(&self.codec);
@@ -149,7 +151,14 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
         match handled {
             Ok(()) => self.send(&outbox.into_records(), Outcome::Handled),
             Err(failure) if failure.kind == FailureKind::Outage => {
-                tracing::warn!(%failure, "a dependency is unavailable; holding the partition");
+                tracing::warn!(
+                    %failure,
+                    topic = &*message.topic,
+                    partition = message.partition,
+                    offset = message.offset,
+                    trace_id = trace_id(headers),
+                    "a dependency is unavailable; holding the partition"
+                );
                 Step::Outage
             }
             Err(failure) => self.route(message, headers, failure, attempts),
@@ -177,17 +186,17 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
     /// Sends a copy of a failed record to its retry tier or the DLQ.
     pub fn route(
         &self,
-        message: &OwnedMessage,
-        headers: &[(String, Vec<u8>)],
+        message: &Record,
+        headers: &HeaderView<'_>,
         failure: Failure,
         attempts_before: u32,
     ) -> Step {
         let attempts = attempts_before.saturating_add(1);
         let record = FailedRecord {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms: message.timestamp().to_millis(),
+            topic: &message.topic,
+            partition: message.partition,
+            offset: message.offset,
+            timestamp_ms: message.timestamp_ms,
             key: message.key(),
             payload: message.payload(),
             headers,
@@ -224,16 +233,12 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
     }
 
     /// For a retry record not due yet: how long until it is.
-    pub fn not_due(&self, message: &OwnedMessage) -> Option<Duration> {
+    pub fn not_due(&self, message: &Record) -> Option<Duration> {
         if self.settings.stage != super::Stage::Retry {
             return None;
         }
-        let not_before = message
-            .headers()?
-            .iter()
-            .find(|h| h.key == crate::headers::RETRY_NOT_BEFORE)?
-            .value
-            .and_then(|v| std::str::from_utf8(v).ok())?
+        let not_before = std::str::from_utf8(message.header(crate::headers::RETRY_NOT_BEFORE)?)
+            .ok()?
             .trim()
             .parse::<i64>()
             .ok()?;
@@ -243,19 +248,22 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
 
     /// A `process <topic>` consumer span, continuing the trace the record's
     /// `traceparent` names (the span that sent it). It lasts until the
-    /// record is settled.
-    pub fn process_span(&self, message: &OwnedMessage, headers: &[(String, Vec<u8>)]) -> Span {
+    /// record is settled. Built only when spans are exported.
+    pub fn process_span(&self, message: &Record, headers: &HeaderView<'_>) -> Span {
+        if !telemetry::context::exported() {
+            return Span::none();
+        }
         let span = tracing::info_span!(
             "process",
-            otel.name = %format_args!("process {}", message.topic()),
+            otel.name = %format_args!("process {}", &*message.topic),
             otel.kind = "consumer",
             otel.status_code = tracing::field::Empty,
             "messaging.system" = "kafka",
             "messaging.operation.type" = "process",
             "messaging.operation.name" = "process",
-            "messaging.destination.name" = message.topic(),
-            "messaging.destination.partition.id" = message.partition(),
-            "messaging.kafka.offset" = message.offset(),
+            "messaging.destination.name" = &*message.topic,
+            "messaging.destination.partition.id" = message.partition,
+            "messaging.kafka.offset" = message.offset,
             "messaging.kafka.message.key" = message.key().map(String::from_utf8_lossy).as_deref(),
             "messaging.consumer.group.name" = self.settings.group_id.as_str(),
             "kafkit.attempt" = routing::attempts_so_far(headers).saturating_add(1),
@@ -265,17 +273,15 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
-        if !span.is_disabled() {
-            telemetry::context::set_parent(
-                &span,
-                header_text(headers, telemetry::context::TRACEPARENT),
-                header_text(headers, telemetry::context::TRACESTATE),
-            );
-            telemetry::context::record_ids(
-                &span,
-                header_text(headers, telemetry::context::TRACEPARENT),
-            );
-        }
+        telemetry::context::set_parent(
+            &span,
+            header_text(headers, telemetry::context::TRACEPARENT),
+            header_text(headers, telemetry::context::TRACESTATE),
+        );
+        telemetry::context::record_ids(
+            &span,
+            header_text(headers, telemetry::context::TRACEPARENT),
+        );
         span
     }
 
@@ -285,10 +291,17 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
     pub fn observe(
         &self,
         span: &Span,
-        message: &OwnedMessage,
+        message: &Record,
         outcome: Option<&Outcome>,
         took: Duration,
     ) {
+        let handled = matches!(outcome, Some(Outcome::Handled));
+        if handled && span.is_none() {
+            // The common case, kept cheap: one histogram point with
+            // attributes built once per topic.
+            self.metrics.record_handled(&message.topic, took);
+            return;
+        }
         let (name, class) = match outcome {
             Some(Outcome::Handled) => ("handled", None),
             Some(Outcome::Retried { class, .. }) => ("retried", Some(class.as_str())),
@@ -302,7 +315,7 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
         }
         let metrics = &self.metrics;
         let mut attributes = vec![
-            KeyValue::new("messaging.destination.name", message.topic().to_owned()),
+            KeyValue::new("messaging.destination.name", message.topic.to_string()),
             KeyValue::new("kafkit.outcome", name),
         ];
         if let Some(class) = class {
@@ -342,14 +355,16 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
             }
             _ => return,
         };
+        let headers = message.header_view();
         span.in_scope(|| {
             tracing::info!(
-                from_topic = message.topic(),
-                partition = message.partition(),
-                offset = message.offset(),
+                from_topic = &*message.topic,
+                partition = message.partition,
+                offset = message.offset,
                 to,
                 attempts,
                 class,
+                trace_id = trace_id(&headers),
                 "routed a failed record"
             );
         });

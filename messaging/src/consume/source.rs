@@ -8,10 +8,10 @@
 //! librdkafka hand the partitions to another member.
 
 use super::Partition;
-use rdkafka::ClientContext;
+use super::record::Record;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientContext, Message};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +28,7 @@ const POLL_WAIT: Duration = Duration::from_millis(100);
 /// What the poll thread passes to the consume loop, in order.
 #[derive(Debug)]
 pub(super) enum Polled {
-    Records(Vec<OwnedMessage>),
+    Records(Vec<Record>),
     /// These partitions are being revoked: drain them, then answer on `done`.
     Revoked {
         partitions: Vec<Partition>,
@@ -41,7 +41,7 @@ pub(super) enum Polled {
 #[derive(Debug)]
 pub(super) struct RebalanceRelay {
     polled: mpsc::Sender<Polled>,
-    batch: Mutex<Vec<OwnedMessage>>,
+    batch: Mutex<Vec<Record>>,
     revoke_timeout: Duration,
 }
 
@@ -54,7 +54,7 @@ impl RebalanceRelay {
         }
     }
 
-    fn add(&self, message: OwnedMessage) -> usize {
+    fn add(&self, message: Record) -> usize {
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
         batch.push(message);
         batch.len()
@@ -119,13 +119,23 @@ pub(super) fn spawn_poller(
         .name("kafkit-poll".into())
         .spawn(move || {
             let relay = consumer.context();
+            // Topic names, shared by the records of each topic.
+            let mut topics: Vec<Arc<str>> = Vec::new();
             while !stop.load(Ordering::Acquire) {
                 let mut wait = POLL_WAIT;
                 loop {
                     match consumer.poll(wait) {
                         None => break,
                         Some(Ok(message)) => {
-                            if relay.add(message.detach()) >= MAX_BATCH {
+                            let topic = match topics.iter().find(|t| ***t == *message.topic()) {
+                                Some(topic) => Arc::clone(topic),
+                                None => {
+                                    let topic: Arc<str> = Arc::from(message.topic());
+                                    topics.push(Arc::clone(&topic));
+                                    topic
+                                }
+                            };
+                            if relay.add(Record::read(&message, topic)) >= MAX_BATCH {
                                 break;
                             }
                         }
