@@ -53,7 +53,8 @@ impl OrderHandler {
         let order = &input.event;
         if let Some(failure) = self
             .faults
-            .check(order.items.iter().map(|i| i.sku.as_str()), input.attempts)
+            .apply(order.items.iter().map(|i| i.sku.as_str()), input.attempts)
+            .await
         {
             return Err(failure);
         }

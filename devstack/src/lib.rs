@@ -7,12 +7,14 @@
 //! requests. Installing is never done implicitly by tests: it takes minutes.
 
 pub mod broker;
+pub mod proxy;
 pub mod tansu;
 
 pub use broker::{
     Broker, BrokerOptions, Storage, TestKafka, ensure_topic, free_port,
     free_port_outside_ephemeral_range, wait_for_kafka,
 };
+pub use proxy::BrokerProxy;
 pub use tansu::{TANSU_VERSION, find_tansu, install_tansu, tansu_install_root};
 
 /// Everything that can go wrong starting local Kafka.

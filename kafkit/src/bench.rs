@@ -85,7 +85,12 @@ pub(crate) fn order() -> OrderPlaced {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let broker = tokio::task::spawn_blocking(devstack::Broker::start_for_test).await??;
+    // Memory storage: SQLite is too slow for these volumes, and nothing
+    // timed here rewinds a partition (see devstack::Storage).
+    let broker = tokio::task::spawn_blocking(|| {
+        devstack::Broker::start_for_test_with(devstack::Storage::Memory)
+    })
+    .await??;
     let bootstrap = broker.bootstrap_servers().to_owned();
     let store = KafkaStoreSettings {
         topic: "_schemas".into(),

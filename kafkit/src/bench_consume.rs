@@ -405,7 +405,8 @@ async fn raw_job_rate(
             biased;
             (partition, (offset, delivered)) = next_ack => {
                 delivered?.map_err(|(e, _)| e)?;
-                consumer.store_offset(topic, i32::try_from(partition)?, offset + 1)?;
+                // Stores offset + 1: the next record to read.
+                consumer.store_offset(topic, i32::try_from(partition)?, offset)?;
                 settled += 1;
                 in_flight -= 1;
             }

@@ -234,6 +234,12 @@ impl Publisher {
     }
 
     /// Replaces generation `failed` when it can never send again and is still current.
+    ///
+    /// That includes a broker error that does not say what went wrong
+    /// (`Unknown`): the idempotent producer's sequence state is then unknown
+    /// too, and a new producer id starts clean. Seen with Tansu 0.6.0's SQLite
+    /// storage after its connections were cut: every later send of the old
+    /// producer failed that way.
     fn recover_from_fatal(&self, failed: u64, producer: &FutureProducer, error: &KafkaError) {
         let fenced = matches!(
             error.rdkafka_error_code(),
@@ -242,6 +248,7 @@ impl Publisher {
                     | RDKafkaErrorCode::InvalidProducerEpoch
                     | RDKafkaErrorCode::OutOfOrderSequenceNumber
                     | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::Unknown
             )
         );
         let (code, reason) = match producer.client().fatal_error() {

@@ -4,9 +4,11 @@
 
 mod support;
 
-use devstack::{Broker, BrokerOptions, Storage, free_port, free_port_outside_ephemeral_range};
+use devstack::{
+    Broker, BrokerOptions, BrokerProxy, Storage, free_port, free_port_outside_ephemeral_range,
+};
 use std::time::{Duration, Instant};
-use support::{BrokerProxy, random_name, spawn_app, start_registry, valid_order};
+use support::{random_name, spawn_app, start_registry, valid_order};
 
 /// The broker goes away behind a proxy and comes back with its state, as a
 /// Kafka broker does after a restart. (Restarting Tansu itself loses the
@@ -24,7 +26,7 @@ async fn an_unreachable_broker_gives_503_within_the_timeout_and_a_returning_one_
         advertised_port: Some(proxy_port),
     };
     let broker = Broker::start(options.clone()).unwrap_or_else(|e| panic!("{e}"));
-    let mut proxy = BrokerProxy::start(proxy_port, options.port).await;
+    let mut proxy = BrokerProxy::start(proxy_port, options.port).await.unwrap();
     let bootstrap = broker.bootstrap_servers().to_owned();
     let registry = start_registry(&format!("127.0.0.1:{}", options.port)).await;
     let app = spawn_app(&bootstrap, &registry.url, &["--produce-timeout-ms", "2000"]).await;
@@ -50,7 +52,7 @@ async fn an_unreachable_broker_gives_503_within_the_timeout_and_a_returning_one_
     );
     assert_eq!(app.get("/readyz").await.status, 503);
 
-    proxy.restore().await;
+    proxy.restore().await.unwrap();
     let mut accepted = None;
     for _ in 0..40 {
         let reply = app.post_order(&valid_order()).await;

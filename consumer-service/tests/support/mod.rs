@@ -297,3 +297,175 @@ impl Stack {
         self.kafka.bootstrap_servers()
     }
 }
+
+/// A broker reached only through a proxy that tests can cut or slow down,
+/// and a registry (which talks to the broker through the proxy too).
+pub struct ProxiedStack {
+    pub proxy: devstack::BrokerProxy,
+    pub registry: RunningRegistry,
+    broker: devstack::Broker,
+    dir: std::path::PathBuf,
+}
+
+impl ProxiedStack {
+    /// Every answer of the broker arrives `response_delay` late. Memory
+    /// storage: Tansu 0.6.0's SQLite storage stops taking produce requests
+    /// for good after connections with requests in flight are cut (every
+    /// later send times out, from any producer), while its memory storage
+    /// recovers; the consume engine never reads a record twice for a hold,
+    /// so the memory storage's mid-batch fetch (see `devstack::Storage`) is
+    /// not in the way.
+    pub async fn start(response_delay: Duration) -> Self {
+        let dir = std::env::temp_dir().join(random_name("kafkit-broker"));
+        // The proxy may stop and start on this port: outside the ephemeral range.
+        let proxy_port = devstack::free_port_outside_ephemeral_range().unwrap();
+        let options = devstack::BrokerOptions {
+            port: devstack::free_port().unwrap(),
+            storage: devstack::Storage::Memory,
+            dir: dir.clone(),
+            detach: false,
+            advertised_port: Some(proxy_port),
+        };
+        let broker = devstack::Broker::start(options.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let proxy =
+            devstack::BrokerProxy::with_response_delay(proxy_port, options.port, response_delay)
+                .await
+                .unwrap();
+        let registry = start_registry(
+            broker.bootstrap_servers(),
+            &random_name("_schemas"),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .await;
+        Self {
+            proxy,
+            registry,
+            broker,
+            dir,
+        }
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        self.broker.bootstrap_servers()
+    }
+}
+
+impl Drop for ProxiedStack {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// One input order as it was produced: its event id and where it landed.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub event_id: String,
+    pub order: OrderPlaced,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Feeder {
+    /// Publishes `orders` to the given partitions of `topic`, all in flight
+    /// at once; returns what landed where, in the order given.
+    pub async fn send_all(&self, topic: &str, orders: Vec<(i32, OrderPlaced)>) -> Vec<Sent> {
+        let mut pending = Vec::new();
+        for (partition, order) in orders {
+            let headers = EventHeaders::new::<OrderPlaced>("/test");
+            let payload = self.codec.encode(topic, &order).await.unwrap();
+            let mut record =
+                OutgoingRecord::event(topic, order.order_id.as_bytes(), payload, &headers);
+            record.partition = Some(partition);
+            let delivery = self.publisher.enqueue(&record).unwrap();
+            pending.push(async move {
+                let delivered = delivery.await.unwrap();
+                Sent {
+                    event_id: headers.id,
+                    order,
+                    partition: delivered.partition,
+                    offset: delivered.offset,
+                }
+            });
+        }
+        futures::future::join_all(pending).await
+    }
+}
+
+/// An `OrderConfirmed` read back: the input event it answers, its own id,
+/// the service that sent it, and when it was made.
+#[derive(Debug, Clone)]
+pub struct Confirmation {
+    pub source_event_id: String,
+    pub event_id: String,
+    pub source: String,
+    pub confirmed_at: i64,
+    pub order_id: String,
+}
+
+pub async fn confirmations(registry_url: &str, records: &[Read]) -> Vec<Confirmation> {
+    let codec = EventCodec::new(CodecSettings::new(registry_url)).unwrap();
+    let mut out = Vec::new();
+    for record in records {
+        let confirmed = codec
+            .decode::<shared_events::OrderConfirmed>(record.message.payload())
+            .await
+            .unwrap()
+            .event;
+        out.push(Confirmation {
+            source_event_id: confirmed.source_event_id,
+            event_id: record.header("ce_id").unwrap_or_default(),
+            source: record.header("ce_source").unwrap_or_default(),
+            confirmed_at: confirmed.confirmed_at,
+            order_id: confirmed.order_id,
+        });
+    }
+    out
+}
+
+/// The offsets `group` committed on `topic`'s partitions `0..partitions`
+/// (-1: nothing committed).
+pub async fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<i64> {
+    let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition(&topic, partition);
+        }
+        let committed = consumer
+            .committed_offsets(list, Timeout::After(Duration::from_secs(10)))
+            .unwrap();
+        (0..partitions)
+            .map(
+                |p| match committed.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(offset)) => offset,
+                    _ => -1,
+                },
+            )
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+impl TestService {
+    /// The sum of a metric on the service's `/metrics`, over series with these labels.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.ops_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        telemetry::metrics::sum(&text, name, labels)
+    }
+}

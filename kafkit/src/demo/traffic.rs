@@ -113,8 +113,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn fault_rules_parse_and_match_the_skus_the_plans_use() {
+    #[tokio::test]
+    async fn fault_rules_parse_and_match_the_skus_the_plans_use() {
         let faults: consumer_service::faults::Faults = FAULTS.parse().unwrap_or_default();
         assert_eq!(faults.0.len(), 3);
         let sku = |i: usize| {
@@ -123,11 +123,41 @@ mod tests {
                 .map(str::to_owned)
                 .unwrap_or_default()
         };
-        assert!(faults.check([sku(6).as_str()].into_iter(), 0).is_some());
-        assert!(faults.check([sku(6).as_str()].into_iter(), 1).is_none());
-        assert!(faults.check([sku(7).as_str()].into_iter(), 1).is_some());
-        assert!(faults.check([sku(7).as_str()].into_iter(), 2).is_none());
-        assert!(faults.check([sku(9).as_str()].into_iter(), 5).is_some());
-        assert!(faults.check([sku(0).as_str()].into_iter(), 0).is_none());
+        assert!(
+            faults
+                .apply([sku(6).as_str()].into_iter(), 0)
+                .await
+                .is_some()
+        );
+        assert!(
+            faults
+                .apply([sku(6).as_str()].into_iter(), 1)
+                .await
+                .is_none()
+        );
+        assert!(
+            faults
+                .apply([sku(7).as_str()].into_iter(), 1)
+                .await
+                .is_some()
+        );
+        assert!(
+            faults
+                .apply([sku(7).as_str()].into_iter(), 2)
+                .await
+                .is_none()
+        );
+        assert!(
+            faults
+                .apply([sku(9).as_str()].into_iter(), 5)
+                .await
+                .is_some()
+        );
+        assert!(
+            faults
+                .apply([sku(0).as_str()].into_iter(), 0)
+                .await
+                .is_none()
+        );
     }
 }

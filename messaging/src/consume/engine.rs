@@ -1,11 +1,13 @@
-//! The loop that owns the consumer: it hands each record to its partition's
-//! lane and applies what the lanes report (store an offset; pause, rewind
-//! and later resume a partition), drains revoked partitions, and stops.
+//! The loop that owns the consumer: it hands each run of records to its
+//! partition's lane, stores the offsets the lanes report, pauses a partition
+//! whose lane is full (rewound to the first record it did not get) and
+//! resumes it when the lane has room, drains revoked partitions, and stops.
 //!
-//! Only this loop (and the poll thread) touch the consumer, so an offset is
-//! stored, a partition paused or rewound in one place, in the order the
-//! lanes asked. Waiting never sleeps here: a held partition is paused and a
-//! timer resumes it.
+//! Only this loop (and the poll thread) touch the consumer, so offsets are
+//! stored and partitions paused or rewound in one place. It never waits on
+//! one lane: the others go on. Holds (outages, retries not due) are the
+//! lanes' own business: they keep the records and do them again, so no
+//! record is read twice from the broker for them.
 
 use super::lane::{Drain, Job, Lane, Report, ReportKind};
 use super::metrics::{ConsumeMetrics, report_lag};
@@ -42,8 +44,11 @@ struct LaneHandle {
 /// What the loop knows of one assigned partition.
 struct PartitionState {
     lane: Option<LaneHandle>,
-    /// Paused until then; the epoch of the lane's hold.
-    held: Option<(Instant, u64)>,
+    /// Paused and rewound after its lane died; resumed then.
+    held: Option<Instant>,
+    /// Paused because its lane's queue was full: resumed, from the first
+    /// record the lane did not get, as soon as the queue has room.
+    blocked: bool,
     /// The last offset stored.
     stored: Option<i64>,
     /// The first record handed to a lane since the assignment.
@@ -67,6 +72,10 @@ pub struct ConsumeLoop<E, H> {
     /// By topic, then partition (looked up without allocating per record).
     partitions: HashMap<String, HashMap<i32, PartitionState>>,
     next_lane: u64,
+    /// Partitions paused for a full lane.
+    blocked: usize,
+    /// The offset stored per partition, for the lag metric.
+    settled: Arc<std::sync::Mutex<HashMap<Partition, i64>>>,
     report_to: mpsc::UnboundedSender<Report>,
     reports: mpsc::UnboundedReceiver<Report>,
 }
@@ -124,6 +133,8 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
             }),
             partitions: HashMap::new(),
             next_lane: 0,
+            blocked: 0,
+            settled: Arc::default(),
             report_to,
             reports,
         })
@@ -146,6 +157,7 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
         };
         let lag = tokio::spawn(report_lag(
             Arc::clone(&self.consumer),
+            Arc::clone(&self.settled),
             Arc::clone(&self.worker.metrics.lag),
             settings.lag_interval,
         ));
@@ -159,7 +171,7 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
             };
             tokio::select! {
                 () = &mut shutdown => break,
-                () = timer => self.resume_due().await,
+                () = timer => self.resume_due(),
                 Some(report) = self.reports.recv() => self.apply(report),
                 polled = self.polled.recv() => match polled {
                     Some(Polled::Records(batch)) => self.dispatch(batch).await,
@@ -174,6 +186,7 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
                     }
                 },
             }
+            self.unblock();
         }
         lag.abort();
         stop.store(true, std::sync::atomic::Ordering::Release);
@@ -214,7 +227,7 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
         self.partitions
             .values()
             .flat_map(HashMap::values)
-            .filter_map(|state| state.held.map(|(at, _)| at))
+            .filter_map(|state| state.held)
             .min()
     }
 
@@ -230,6 +243,7 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
             .or_insert_with(|| PartitionState {
                 lane: None,
                 held: None,
+                blocked: false,
                 stored: None,
                 first_dispatched: None,
                 consumed: 0,
@@ -275,10 +289,11 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
         let (topic, partition, offset) = (Arc::clone(&first.topic), first.partition, first.offset);
         let next_lane = self.next_lane;
         let (worker, report_to) = (Arc::clone(&self.worker), self.report_to.clone());
+        let consumer = Arc::clone(&self.consumer);
         let Some(state) = self.state(&topic, partition) else {
             return;
         };
-        if state.held.is_some() {
+        if state.held.is_some() || state.blocked {
             // Fetched before the pause; they are read again after the resume.
             return;
         }
@@ -291,12 +306,40 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
                 lane.insert(spawn_lane(next_lane, key, worker, report_to))
             }
         };
-        let (jobs, started) = (lane.jobs.clone(), lane.id == next_lane);
+        let started = lane.id == next_lane;
+        // Never waits on one lane: a partition whose lane is full is paused
+        // and rewound to these records; the others go on.
+        let full = matches!(
+            lane.jobs.try_send(records),
+            Err(mpsc::error::TrySendError::Full(_))
+        );
+        if full {
+            hold(&consumer, &(topic.to_string(), partition), offset);
+            state.blocked = true;
+            self.blocked += 1;
+        }
         if started {
             self.next_lane += 1;
         }
-        // Waits when the lane's queue is full: back-pressure on the consumer.
-        let _ = jobs.send(Job::Records(records)).await;
+    }
+
+    /// Resumes the partitions paused for a full lane whose lane has room again.
+    fn unblock(&mut self) {
+        if self.blocked == 0 {
+            return;
+        }
+        for (topic, partitions) in &mut self.partitions {
+            for (partition, state) in partitions.iter_mut() {
+                let room = state.lane.as_ref().is_none_or(|l| l.jobs.capacity() > 0);
+                if state.blocked && room {
+                    state.blocked = false;
+                    self.blocked -= 1;
+                    if state.held.is_none() {
+                        resume(&self.consumer, topic, *partition);
+                    }
+                }
+            }
+        }
     }
 
     fn apply(&mut self, report: Report) {
@@ -319,32 +362,12 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
         match kind {
             ReportKind::Store(next) => {
                 if state.stored.is_none_or(|stored| next > stored) {
-                    if let Err(e) = consumer.store_offset(topic, number, next) {
-                        tracing::warn!(topic, partition = number, offset = next, error = %e, "could not store an offset");
-                    }
+                    store(&consumer, &partition, next);
                     state.stored = Some(next);
+                    if let Ok(mut settled) = self.settled.lock() {
+                        settled.insert(partition.clone(), next);
+                    }
                 }
-            }
-            ReportKind::Hold {
-                at,
-                delay,
-                reason,
-                epoch,
-            } => {
-                hold(&consumer, &partition, at);
-                metrics.holds.add(
-                    1,
-                    &metrics.with(&[KeyValue::new("kafkit.hold.reason", reason)]),
-                );
-                tracing::debug!(
-                    topic,
-                    partition = number,
-                    offset = at,
-                    ?delay,
-                    reason,
-                    "holding a partition"
-                );
-                state.held = Some((Instant::now() + delay, epoch));
             }
             ReportKind::Ended => {
                 // A lane ends on its own only by a panic in kafkit's code. Its
@@ -364,34 +387,22 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
                         1,
                         &metrics.with(&[KeyValue::new("kafkit.hold.reason", "lane-ended")]),
                     );
-                    state.held = Some((Instant::now() + worker.settings.outage_backoff, 0));
+                    state.held = Some(Instant::now() + worker.settings.outage_backoff);
                 }
             }
         }
     }
 
-    async fn resume_due(&mut self) {
+    fn resume_due(&mut self) {
         let now = Instant::now();
-        let mut due = Vec::new();
         for (topic, partitions) in &mut self.partitions {
             for (partition, state) in partitions.iter_mut() {
-                if let Some((at, epoch)) = state.held
-                    && at <= now
-                {
+                if state.held.is_some_and(|at| at <= now) {
                     state.held = None;
-                    let jobs = state.lane.as_ref().map(|l| l.jobs.clone());
-                    due.push((topic.clone(), *partition, epoch, jobs));
+                    if !state.blocked {
+                        resume(&self.consumer, topic, *partition);
+                    }
                 }
-            }
-        }
-        for (topic, partition, epoch, jobs) in due {
-            if let Some(jobs) = jobs {
-                let _ = jobs.send(Job::Resume { epoch }).await;
-            }
-            let mut list = TopicPartitionList::new();
-            list.add_partition(&topic, partition);
-            if let Err(e) = self.consumer.resume(&list) {
-                tracing::warn!(topic, partition, error = %e, "could not resume a partition");
             }
         }
     }
@@ -409,6 +420,9 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
             else {
                 continue;
             };
+            if state.blocked {
+                self.blocked -= 1;
+            }
             if let Some(mut lane) = state.lane.take() {
                 let (reply, answer) = oneshot::channel();
                 if let Some(drain) = lane.drain.take() {
@@ -420,9 +434,8 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
         for (partition, state, lane, answer) in draining {
             if let Ok(Ok(Some(next))) = tokio::time::timeout_at(deadline, answer).await
                 && state.stored.is_none_or(|stored| next > stored)
-                && let Err(e) = self.consumer.store_offset(&partition.0, partition.1, next)
             {
-                tracing::warn!(topic = partition.0, partition = partition.1, error = %e, "could not store a drained partition's offset");
+                store(&self.consumer, partition, next);
             }
             lane.task.abort();
             if tokio::time::timeout(Duration::from_secs(1), lane.task)
@@ -441,6 +454,33 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
                 lag.remove(partition);
             }
         }
+        if let Ok(mut settled) = self.settled.lock() {
+            for partition in partitions {
+                settled.remove(partition);
+            }
+        }
+    }
+}
+
+/// Stores `next` as the offset to commit for `partition`: the next record
+/// to read, one past the last settled. (rdkafka's `store_offset` would add
+/// one more: it takes the offset of the last record.)
+fn store(consumer: &KafkaConsumer, partition: &Partition, next: i64) {
+    let (topic, number) = (&partition.0, partition.1);
+    let mut list = TopicPartitionList::with_capacity(1);
+    let stored = list
+        .add_partition_offset(topic, number, Offset::Offset(next))
+        .and_then(|()| consumer.store_offsets(&list));
+    if let Err(e) = stored {
+        tracing::warn!(topic, partition = number, offset = next, error = %e, "could not store an offset");
+    }
+}
+
+fn resume(consumer: &KafkaConsumer, topic: &str, partition: i32) {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    if let Err(e) = consumer.resume(&list) {
+        tracing::warn!(topic, partition, error = %e, "could not resume a partition");
     }
 }
 
@@ -458,7 +498,7 @@ fn hold(consumer: &KafkaConsumer, partition: &Partition, offset: i64) {
         Offset::Offset(offset),
         Duration::from_secs(5),
     ) {
-        tracing::warn!(topic, partition = number, offset, error = %e, "could not rewind a held partition");
+        tracing::warn!(topic, partition = number, offset, error = %e, "could not rewind a paused partition");
     }
 }
 

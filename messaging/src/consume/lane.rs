@@ -3,38 +3,38 @@
 //! without waiting, and reports how far the offset may be stored.
 //!
 //! Many records may await their acknowledgements at once, up to the window's
-//! limits. The lane never touches the consumer: it reports `Store` (the
-//! settled prefix grew) and `Hold` (pause and rewind here) to the loop that
-//! owns it. A hold forgets every record at or after its point (they are read
-//! again after the resume) and keeps waiting for the acknowledgements of the
-//! records before it, so the stored offset still reaches the point.
+//! limits. A record that cannot be settled now (an outage, a retry not due
+//! yet) *holds* the lane: everything from the first record not yet handed
+//! to the producer (or, after a failed acknowledgement, not yet fully
+//! acknowledged) is taken back, in order, and done again after a back-off.
+//! The records are kept in memory, not read again from the broker; records
+//! arriving meanwhile queue behind them, and when that queue is full the lane
+//! stops taking more, so the loop that owns the consumer pauses the partition.
+//! Acknowledgements of records before the hold point still count, so the
+//! stored offset reaches it.
 
 use super::record::Record;
 use super::schedule::{Running, Schedule};
 use super::settle::{Outcome, Step, Worker};
 use super::window::{InFlight, WindowLimits};
 use super::{Partition, Pipeline};
-use crate::publisher::PublishError;
+use crate::publisher::{PendingDelivery, PublishError};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use opentelemetry::KeyValue;
 use shared_events::Event;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
-/// Records for a lane, in offset order, and resumes, in the same stream so
-/// a resume is never taken before the stale records queued ahead of it.
-#[derive(Debug)]
-pub(super) enum Job {
-    /// A run of records, in offset order.
-    Records(Vec<Record>),
-    /// The hold with this epoch is over: records arriving from now on are new.
-    Resume { epoch: u64 },
-}
+/// Records for a lane: a run of one partition's records, in offset order.
+pub(super) type Job = Vec<Record>;
 
 /// Asks a lane to stop: take nothing more, let what runs finish and what was
 /// sent be acknowledged, answer with the offset to store, and end.
@@ -53,13 +53,6 @@ pub(super) struct Report {
 pub(super) enum ReportKind {
     /// Every record before this offset is settled: store it.
     Store(i64),
-    /// Pause the partition, rewind it to `at`, resume after `delay`.
-    Hold {
-        at: i64,
-        delay: Duration,
-        reason: &'static str,
-        epoch: u64,
-    },
     /// The lane died (a panic in kafkit's own code): rewind its partition.
     Ended,
 }
@@ -79,11 +72,10 @@ impl<F: Future + ?Sized> Future for Tagged<F> {
 
 /// A record on its way: what acknowledgement-time needs to finish it.
 struct Settling {
-    offset: i64,
-    message: Record,
+    record: Arc<Record>,
     outcome: Outcome,
     span: Span,
-    started: Instant,
+    started: std::time::Instant,
 }
 
 type Processing = dyn Future<Output = (Settling, Running, Step)> + Send;
@@ -94,15 +86,15 @@ pub(super) struct Lane<E, H> {
     partition: Partition,
     worker: Arc<Worker<E, H>>,
     limits: WindowLimits,
-    window: InFlight,
-    schedule: Schedule<Record>,
-    /// Handed over and not taken yet (the window was full).
-    backlog: std::collections::VecDeque<Record>,
+    window: InFlight<Arc<Record>>,
+    schedule: Schedule<Arc<Record>>,
+    /// Handed over, or taken back by a hold, and not taken (yet).
+    backlog: VecDeque<Arc<Record>>,
+    backlog_bytes: usize,
     running: FuturesUnordered<Tagged<Processing>>,
     acks: FuturesUnordered<Tagged<Acking>>,
-    /// The epoch of the hold in force, if any.
-    held: Option<u64>,
-    epochs: u64,
+    /// Nothing is taken before then.
+    held_until: Option<Instant>,
     backoff: Option<Duration>,
     reported: Option<i64>,
     reports: mpsc::UnboundedSender<Report>,
@@ -123,11 +115,11 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
             limits: pipeline.limits(),
             window: InFlight::default(),
             schedule: Schedule::new(pipeline.ordering, pipeline.max_concurrency),
-            backlog: std::collections::VecDeque::new(),
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
             running: FuturesUnordered::new(),
             acks: FuturesUnordered::new(),
-            held: None,
-            epochs: 0,
+            held_until: None,
             backoff: None,
             reported: None,
             reports,
@@ -137,14 +129,19 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
     /// Runs until drained, or until the loop drops the job sender.
     pub async fn run(mut self, mut jobs: mpsc::Receiver<Job>, mut drain: oneshot::Receiver<Drain>) {
         loop {
-            while !self.backlog.is_empty() && !self.window.is_full(self.limits) {
-                if let Some(record) = self.backlog.pop_front() {
-                    self.take(record);
-                }
-            }
+            self.take_what_fits();
             self.start_what_may_run();
-            let take = self.held.is_some()
-                || (self.backlog.is_empty() && !self.window.is_full(self.limits));
+            // While the backlog is full nothing more is read: the loop that
+            // owns the consumer then pauses the partition.
+            let room =
+                self.backlog.len() < self.limits.records && self.backlog_bytes < self.limits.bytes;
+            let held_until = self.held_until;
+            let hold_ends = async move {
+                match held_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 request = &mut drain => {
@@ -165,13 +162,12 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                     self.schedule.finished(running);
                     self.processed(settling, step);
                 }
-                job = jobs.recv(), if take => match job {
-                    // Held: fetched before the rewind, read again after the resume.
-                    Some(Job::Records(records)) if self.held.is_none() => self.backlog.extend(records),
-                    Some(Job::Records(_)) => {}
-                    Some(Job::Resume { epoch }) => {
-                        if self.held == Some(epoch) {
-                            self.held = None;
+                () = hold_ends => self.held_until = None,
+                job = jobs.recv(), if room => match job {
+                    Some(records) => {
+                        for record in records {
+                            self.backlog_bytes += record.size();
+                            self.backlog.push_back(Arc::new(record));
                         }
                     }
                     None => return,
@@ -181,43 +177,49 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
         }
     }
 
-    fn take(&mut self, message: Record) {
-        if self.held.is_some() {
-            // Fetched before the rewind; it is read again after the resume.
-            return;
+    /// Moves records from the backlog into the window while it has room
+    /// and no hold is in force.
+    fn take_what_fits(&mut self) {
+        while self.held_until.is_none() && !self.window.is_full(self.limits) {
+            let Some(record) = self.backlog.pop_front() else {
+                return;
+            };
+            self.backlog_bytes -= record.size();
+            if let Some(delay) = self.worker.not_due(&record) {
+                let offset = record.offset;
+                self.backlog_bytes += record.size();
+                self.backlog.push_front(record);
+                self.hold(offset, delay, "not-due");
+                return;
+            }
+            let key = self
+                .schedule
+                .by_key()
+                .then(|| record.key().map(<[u8]>::to_vec))
+                .flatten();
+            self.window
+                .push(record.offset, record.size(), Arc::clone(&record));
+            self.schedule.push(record.offset, key, record);
         }
-        let offset = message.offset;
-        if let Some(delay) = self.worker.not_due(&message) {
-            self.hold(offset, delay, "not-due");
-            return;
-        }
-        self.window.push(offset, message.size());
-        let key = self
-            .schedule
-            .by_key()
-            .then(|| message.key().map(<[u8]>::to_vec))
-            .flatten();
-        self.schedule.push(offset, key, message);
     }
 
     /// Starts every record the ordering mode and the concurrency limit allow.
     fn start_what_may_run(&mut self) {
-        while let Some((offset, message, running)) = self.schedule.start() {
+        while let Some((offset, record, running)) = self.schedule.start() {
             let worker = Arc::clone(&self.worker);
             let future = async move {
-                let started = Instant::now();
+                let started = std::time::Instant::now();
                 let (span, step) = {
-                    let headers = message.header_view();
-                    let span = worker.process_span(&message, &headers);
+                    let headers = record.header_view();
+                    let span = worker.process_span(&record, &headers);
                     let step = worker
-                        .process(&message, &headers)
+                        .process(&record, &headers)
                         .instrument(span.clone())
                         .await;
                     (span, step)
                 };
                 let settling = Settling {
-                    offset,
-                    message,
+                    record,
                     outcome: Outcome::Handled,
                     span,
                     started,
@@ -237,7 +239,7 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                 deliveries,
                 outcome,
             } => {
-                self.window.mark_sent(settling.offset);
+                self.window.mark_sent(settling.record.offset);
                 settling.outcome = outcome;
                 self.await_acks(settling, deliveries);
             }
@@ -245,21 +247,17 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                 let delay = self.next_backoff();
                 self.worker.observe(
                     &settling.span,
-                    &settling.message,
+                    &settling.record,
                     None,
                     settling.started.elapsed(),
                 );
-                self.hold(settling.offset, delay, "outage");
+                self.hold(settling.record.offset, delay, "outage");
             }
         }
     }
 
-    fn await_acks(
-        &mut self,
-        settling: Settling,
-        deliveries: Vec<crate::publisher::PendingDelivery>,
-    ) {
-        let offset = settling.offset;
+    fn await_acks(&mut self, settling: Settling, deliveries: Vec<PendingDelivery>) {
+        let offset = settling.record.offset;
         let future = async move {
             let mut result = Ok(());
             for delivery in deliveries {
@@ -282,25 +280,26 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                 self.backoff = None;
                 self.worker.observe(
                     &settling.span,
-                    &settling.message,
+                    &settling.record,
                     Some(&settling.outcome),
                     settling.started.elapsed(),
                 );
-                self.window.settle(settling.offset);
+                self.window.settle(settling.record.offset);
             }
             // An output the broker will never take is the record's fault:
             // dead-letter the input with the reason.
             Err(e) if !e.is_transient() && matches!(settling.outcome, Outcome::Handled) => {
-                tracing::warn!(error = %e, offset = settling.offset, "the broker refused a handler output; dead-lettering the input");
+                tracing::warn!(error = %e, offset = settling.record.offset, "the broker refused a handler output; dead-lettering the input");
                 let failure =
                     crate::Failure::permanent("output-rejected", e.to_string()).with_detail(&e);
-                let headers = settling.message.header_view();
-                let attempts = crate::routing::attempts_so_far(&headers);
-                let step = settling.span.in_scope(|| {
-                    self.worker
-                        .route(&settling.message, &headers, failure, attempts)
-                });
-                drop(headers);
+                let step = {
+                    let headers = settling.record.header_view();
+                    let attempts = crate::routing::attempts_so_far(&headers);
+                    settling.span.in_scope(|| {
+                        self.worker
+                            .route(&settling.record, &headers, failure, attempts)
+                    })
+                };
                 self.processed(settling, step);
             }
             Err(e) => {
@@ -308,36 +307,51 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                     error = %e,
                     topic = self.partition.0,
                     partition = self.partition.1,
-                    offset = settling.offset,
-                    "a send was not acknowledged; rewinding the partition to it"
+                    offset = settling.record.offset,
+                    "a send was not acknowledged; doing the partition again from the first record not fully acknowledged"
                 );
+                // Earlier failures of the same outage fold into this one hold.
+                let at = self
+                    .window
+                    .first_unsettled()
+                    .unwrap_or(settling.record.offset);
                 let delay = self.next_backoff();
-                self.hold(settling.offset, delay, "outage");
+                self.hold(at, delay, "outage");
             }
         }
     }
 
-    /// Holds the partition from `at`, or from an earlier record not yet
-    /// handed to the producer: everything from that point is forgotten and
-    /// read again after `delay`; acknowledgements of earlier records still count.
+    /// Holds the lane for `delay` from `at`, or from an earlier record not
+    /// yet handed to the producer: every record from that point is taken
+    /// back, in order, to be done again; acknowledgements of earlier records
+    /// still count.
     fn hold(&mut self, at: i64, delay: Duration, reason: &'static str) {
         let point = self.window.first_unsent().map_or(at, |first| first.min(at));
-        self.backlog.clear();
         self.schedule.clear();
         self.running = FuturesUnordered::new();
-        self.window.truncate_from(point);
         self.acks = std::mem::take(&mut self.acks)
             .into_iter()
             .filter(|ack| ack.offset < point)
             .collect();
-        self.epochs += 1;
-        self.held = Some(self.epochs);
-        self.report(ReportKind::Hold {
-            at: point,
-            delay,
+        let again = self.window.truncate_from(point);
+        for record in again.into_iter().rev() {
+            self.backlog_bytes += record.size();
+            self.backlog.push_front(record);
+        }
+        self.held_until = Some(Instant::now() + delay);
+        let metrics = &self.worker.metrics;
+        metrics.holds.add(
+            1,
+            &metrics.with(&[KeyValue::new("kafkit.hold.reason", reason)]),
+        );
+        tracing::debug!(
+            topic = self.partition.0,
+            partition = self.partition.1,
+            offset = point,
+            ?delay,
             reason,
-            epoch: self.epochs,
-        });
+            "holding a partition"
+        );
     }
 
     fn next_backoff(&mut self) -> Duration {
@@ -355,16 +369,12 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
             && let Some(offset) = stored
         {
             self.reported = stored;
-            self.report(ReportKind::Store(offset));
+            let _ = self.reports.send(Report {
+                lane: self.id,
+                partition: self.partition.clone(),
+                kind: ReportKind::Store(offset),
+            });
         }
-    }
-
-    fn report(&self, kind: ReportKind) {
-        let _ = self.reports.send(Report {
-            lane: self.id,
-            partition: self.partition.clone(),
-            kind,
-        });
     }
 
     /// Takes nothing more; lets running records finish and sent ones be
@@ -379,7 +389,7 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                     if let Step::Sent { deliveries, outcome } = step {
                         let mut settling = settling;
                         settling.outcome = outcome;
-                        self.window.mark_sent(settling.offset);
+                        self.window.mark_sent(settling.record.offset);
                         self.await_acks(settling, deliveries);
                     }
                 }
@@ -388,8 +398,8 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                         // Nothing after it can be stored; stop waiting.
                         break;
                     }
-                    self.worker.observe(&settling.span, &settling.message, Some(&settling.outcome), settling.started.elapsed());
-                    self.window.settle(settling.offset);
+                    self.worker.observe(&settling.span, &settling.record, Some(&settling.outcome), settling.started.elapsed());
+                    self.window.settle(settling.record.offset);
                 }
                 else => break,
             }

@@ -127,44 +127,52 @@ impl ConsumeMetrics {
     }
 }
 
-/// Refreshes `consumer_lag` every `interval` (the look-ups block: off the runtime).
+/// Refreshes `consumer_lag` every `interval` (the look-ups block: off the
+/// runtime): records after the settled prefix, up to the high watermark.
+/// The settled prefix is what the consume loop stored (`settled`); for a
+/// partition that settled nothing yet, the group's committed offset, or its
+/// start when the group never committed there. (The consumer's position
+/// says nothing here: a lane holds records in memory while it retries them.)
 /// Note: Tansu 0.6.0 undercounts the high watermark after multi-record batches.
 pub(super) async fn report_lag<C: rdkafka::consumer::ConsumerContext + 'static>(
     consumer: Arc<BaseConsumer<C>>,
+    settled: Arc<Mutex<HashMap<Partition, i64>>>,
     lag: Arc<Mutex<HashMap<Partition, i64>>>,
     interval: Duration,
 ) {
     let mut ticks = tokio::time::interval(interval);
     loop {
         ticks.tick().await;
-        let (consumer, lag) = (Arc::clone(&consumer), Arc::clone(&lag));
+        let (consumer, settled, lag) = (
+            Arc::clone(&consumer),
+            Arc::clone(&settled),
+            Arc::clone(&lag),
+        );
         let _ = tokio::task::spawn_blocking(move || {
-            let Ok(positions) = consumer.position() else {
+            let Ok(assigned) = consumer.assignment() else {
                 return;
             };
             let timeout = Duration::from_secs(2);
-            // A partition held (paused and rewound) before it delivered
-            // anything has no position yet: count from its committed offset,
-            // or from its start when the group never committed there.
             let committed = consumer.committed(timeout).ok();
+            let settled = settled.lock().map(|s| s.clone()).unwrap_or_default();
             let mut now = HashMap::new();
-            for element in positions.elements() {
+            for element in assigned.elements() {
                 let (topic, partition) = (element.topic(), element.partition());
                 let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, timeout) else {
                     continue;
                 };
-                let from = match element.offset() {
-                    Offset::Offset(position) => position,
-                    _ => committed
+                let key = (topic.to_owned(), partition);
+                let from = settled.get(&key).copied().unwrap_or_else(|| {
+                    committed
                         .as_ref()
                         .and_then(|c| c.find_partition(topic, partition))
                         .and_then(|e| match e.offset() {
                             Offset::Offset(o) => Some(o),
                             _ => None,
                         })
-                        .unwrap_or(low),
-                };
-                now.insert((topic.to_owned(), partition), (high - from).max(0));
+                        .unwrap_or(low)
+                });
+                now.insert(key, (high - from).max(0));
             }
             // Only the partitions assigned now: revoked ones disappear.
             if let Ok(mut lag) = lag.lock() {

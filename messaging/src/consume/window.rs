@@ -4,8 +4,10 @@
 //! Records enter in offset order and may settle in any order (their sends
 //! are acknowledged whenever the broker answers). The offset to store is
 //! always the end of the contiguous prefix of settled records: never past a
-//! record that is not settled yet. The window is also the back-pressure
-//! bound: a lane takes no record while it is full (by count or by bytes).
+//! record that is not settled yet. The window keeps each unsettled record
+//! (`T`), so a rewind hands them back to be done again without reading them
+//! from the broker. It is also the back-pressure bound: a lane takes no
+//! record while it is full (by count or by bytes).
 
 use std::collections::VecDeque;
 
@@ -28,24 +30,35 @@ enum State {
 }
 
 #[derive(Debug)]
-struct Entry {
+struct Entry<T> {
     offset: i64,
     bytes: usize,
     state: State,
+    record: T,
 }
 
 /// Records of one partition between "taken" and "offset stored".
-#[derive(Debug, Default)]
-pub struct InFlight {
-    entries: VecDeque<Entry>,
+#[derive(Debug)]
+pub struct InFlight<T> {
+    entries: VecDeque<Entry<T>>,
     bytes: usize,
     /// The offset to store next (one past the settled prefix), once known.
     stored: Option<i64>,
 }
 
-impl InFlight {
-    /// Takes the record at `offset`; offsets must grow.
-    pub fn push(&mut self, offset: i64, bytes: usize) {
+impl<T> Default for InFlight<T> {
+    fn default() -> Self {
+        Self {
+            entries: VecDeque::new(),
+            bytes: 0,
+            stored: None,
+        }
+    }
+}
+
+impl<T> InFlight<T> {
+    /// Takes `record`, at `offset`; offsets must grow.
+    pub fn push(&mut self, offset: i64, bytes: usize, record: T) {
         debug_assert!(
             self.entries.back().is_none_or(|last| last.offset < offset),
             "offsets enter in order"
@@ -54,6 +67,7 @@ impl InFlight {
             offset,
             bytes,
             state: State::Taken,
+            record,
         });
         self.bytes += bytes;
     }
@@ -75,13 +89,16 @@ impl InFlight {
         advanced
     }
 
-    /// Forgets every record at `offset` or after (the partition is rewound
-    /// there). Records before it stay and may still settle.
-    pub fn truncate_from(&mut self, offset: i64) {
+    /// Takes back every record at `offset` or after, in offset order (the
+    /// partition is rewound there). Records before it stay and may still settle.
+    pub fn truncate_from(&mut self, offset: i64) -> Vec<T> {
         let keep = self.entries.partition_point(|e| e.offset < offset);
+        let mut taken = Vec::with_capacity(self.entries.len() - keep);
         for dropped in self.entries.drain(keep..) {
             self.bytes -= dropped.bytes;
+            taken.push(dropped.record);
         }
+        taken
     }
 
     /// Records that `offset`'s sends are with the producer.
@@ -92,7 +109,6 @@ impl InFlight {
     }
 
     /// The first record taken and not settled.
-    #[cfg(test)]
     pub fn first_unsettled(&self) -> Option<i64> {
         self.entries
             .iter()
@@ -145,9 +161,9 @@ mod tests {
 
     #[test]
     fn the_stored_offset_moves_only_over_the_settled_prefix() {
-        let mut window = InFlight::default();
+        let mut window = InFlight::<i64>::default();
         for offset in [10, 11, 13, 14] {
-            window.push(offset, 100);
+            window.push(offset, 100, offset);
         }
         window.mark_sent(11);
         assert_eq!(window.first_unsent(), Some(10));
@@ -163,17 +179,17 @@ mod tests {
 
     #[test]
     fn a_rewind_forgets_later_records_and_keeps_earlier_ones() {
-        let mut window = InFlight::default();
+        let mut window = InFlight::<i64>::default();
         for offset in 0..5 {
-            window.push(offset, 10);
+            window.push(offset, 10, offset);
         }
         window.settle(3);
-        window.truncate_from(2);
+        assert_eq!(window.truncate_from(2), [2, 3, 4], "handed back in order");
         assert_eq!(window.len(), 2);
         assert_eq!(window.settle(3), None, "forgotten");
         assert_eq!(window.settle(1), None);
         assert_eq!(window.settle(0), Some(2));
-        window.push(2, 10);
+        window.push(2, 10, 2);
         assert_eq!(window.settle(2), Some(3));
     }
 
@@ -183,14 +199,14 @@ mod tests {
             records: 2,
             bytes: 1000,
         };
-        let mut window = InFlight::default();
+        let mut window = InFlight::<i64>::default();
         assert!(!window.is_full(limits));
-        window.push(0, 5000);
+        window.push(0, 5000, 0);
         assert!(window.is_full(limits), "over the bytes");
         window.settle(0);
         assert!(!window.is_full(limits));
-        window.push(1, 1);
-        window.push(2, 1);
+        window.push(1, 1, 1);
+        window.push(2, 1, 2);
         assert!(window.is_full(limits), "at the count");
     }
 
@@ -217,9 +233,9 @@ mod tests {
         fn the_stored_offset_never_passes_an_unsettled_record(
             (offsets, order) in offsets_and_order(),
         ) {
-            let mut window = InFlight::default();
+            let mut window = InFlight::<i64>::default();
             for &offset in &offsets {
-                window.push(offset, 1);
+                window.push(offset, 1, offset);
             }
             let mut settled = std::collections::HashSet::new();
             for index in order {
@@ -243,9 +259,9 @@ mod tests {
             cut_at in any::<proptest::sample::Index>(),
             cut_when in any::<proptest::sample::Index>(),
         ) {
-            let mut window = InFlight::default();
+            let mut window = InFlight::<i64>::default();
             for &offset in &offsets {
-                window.push(offset, 1);
+                window.push(offset, 1, offset);
             }
             // The point of a rewind is always a record not settled yet.
             let when = cut_when.index(order.len());
@@ -254,7 +270,7 @@ mod tests {
                 if step == when {
                     let unsettled: Vec<i64> = order[step..].iter().map(|&i| offsets[i]).collect();
                     let point = unsettled[cut_at.index(unsettled.len())];
-                    window.truncate_from(point);
+                    let _ = window.truncate_from(point);
                     cut = Some(point);
                 }
                 window.settle(offsets[*index]);
