@@ -48,7 +48,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub linger_ms: u64,
     /// Orders per round of the real job (consumer-service against the raw pipeline).
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = 200_000)]
     pub job_orders: usize,
     /// Records per round of the I/O-bound handler benchmark.
     #[arg(long, default_value_t = 4_000)]
@@ -57,7 +57,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 200)]
     pub e2e_orders: usize,
     /// Rounds of each side, alternating.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub rounds: usize,
     /// Run only these parts (comma separated): publish, http, consume, e2e.
     #[arg(

@@ -69,6 +69,10 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// How often the service's `/metrics` is read while it runs: rendering them
+/// costs the service CPU, so not too often; the end is known to within this.
+const POLL: Duration = Duration::from_millis(50);
+
 /// Sku prefix of the orders that fail once when faults are on.
 const FLAKY: &str = "FLAKY";
 
@@ -308,7 +312,7 @@ async fn service_job_rate(
                     log.display()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(POLL).await;
         }
         let (started, cpu_before) = (Instant::now(), cpu_time(pid));
         while read("messaging_process_duration_seconds_count").await? < count {
@@ -318,7 +322,7 @@ async fn service_job_rate(
                     log.display()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(POLL).await;
         }
         let took = started.elapsed();
         let cpu = cpu_time(pid)
@@ -342,7 +346,9 @@ async fn service_job_rate(
         let _ = child.wait();
     });
     waited.await?;
-    let _ = std::fs::remove_file(&log);
+    if measured.is_ok() {
+        let _ = std::fs::remove_file(&log);
+    }
     measured
 }
 

@@ -37,6 +37,8 @@ const LANE_QUEUE: usize = 4;
 struct LaneHandle {
     id: u64,
     jobs: mpsc::Sender<Job>,
+    /// Set by the lane while a hold is in force.
+    held: Arc<AtomicBool>,
     drain: Option<oneshot::Sender<Drain>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -306,20 +308,17 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
                 lane.insert(spawn_lane(next_lane, key, worker, report_to))
             }
         };
-        let started = lane.id == next_lane;
-        // Never waits on one lane: a partition whose lane is full is paused
-        // and rewound to these records; the others go on.
-        let full = matches!(
-            lane.jobs.try_send(records),
-            Err(mpsc::error::TrySendError::Full(_))
-        );
-        if full {
-            hold(&consumer, &(topic.to_string(), partition), offset);
-            state.blocked = true;
-            self.blocked += 1;
-        }
-        if started {
+        let (jobs, held) = (lane.jobs.clone(), Arc::clone(&lane.held));
+        if lane.id == next_lane {
             self.next_lane += 1;
+        }
+        if !hand_to(&jobs, &held, records).await {
+            let key: Partition = (topic.to_string(), partition);
+            hold(&consumer, &key, offset);
+            if let Some(state) = self.existing(&key) {
+                state.blocked = true;
+                self.blocked += 1;
+            }
         }
     }
 
@@ -484,6 +483,28 @@ fn resume(consumer: &KafkaConsumer, topic: &str, partition: i32) {
     }
 }
 
+/// Hands `records` to a lane. A lane that is busy is waited for: reading
+/// from the broker stops for a moment and no record is read twice. A lane
+/// that is held (an outage, a retry not due) with its queue full is not:
+/// false, and the caller pauses its partition so the others go on.
+async fn hand_to(jobs: &mpsc::Sender<Job>, held: &AtomicBool, mut records: Job) -> bool {
+    loop {
+        match jobs.try_send(records) {
+            Err(mpsc::error::TrySendError::Full(back)) => records = back,
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return true,
+        }
+        if held.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        if let Ok(room) = tokio::time::timeout(Duration::from_millis(10), jobs.reserve()).await {
+            if let Ok(permit) = room {
+                permit.send(records);
+            }
+            return true;
+        }
+    }
+}
+
 /// Pauses `partition` and rewinds it to `offset`.
 fn hold(consumer: &KafkaConsumer, partition: &Partition, offset: i64) {
     let (topic, number) = (&partition.0, partition.1);
@@ -510,12 +531,14 @@ fn spawn_lane<E: Event + 'static, H: Handler<E> + 'static>(
 ) -> LaneHandle {
     let (jobs, queue) = mpsc::channel(LANE_QUEUE);
     let (drain, drained) = oneshot::channel();
+    let held = Arc::new(AtomicBool::new(false));
     let lane = Lane::new(
         id,
         partition.clone(),
         Arc::clone(&worker),
         &worker.settings.pipeline,
         report_to.clone(),
+        Arc::clone(&held),
     );
     let task = tokio::spawn(async move {
         // A lane that dies says so, so its partition is rewound rather than
@@ -535,6 +558,7 @@ fn spawn_lane<E: Event + 'static, H: Handler<E> + 'static>(
     LaneHandle {
         id,
         jobs,
+        held,
         drain: Some(drain),
         task,
     }

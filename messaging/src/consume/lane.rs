@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -95,6 +96,8 @@ pub(super) struct Lane<E, H> {
     acks: FuturesUnordered<Tagged<Acking>>,
     /// Nothing is taken before then.
     held_until: Option<Instant>,
+    /// Whether a hold is in force, for the loop that owns the consumer.
+    held: Arc<AtomicBool>,
     backoff: Option<Duration>,
     reported: Option<i64>,
     reports: mpsc::UnboundedSender<Report>,
@@ -107,6 +110,7 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
         worker: Arc<Worker<E, H>>,
         pipeline: &Pipeline,
         reports: mpsc::UnboundedSender<Report>,
+        held: Arc<AtomicBool>,
     ) -> Self {
         Self {
             id,
@@ -120,6 +124,7 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
             running: FuturesUnordered::new(),
             acks: FuturesUnordered::new(),
             held_until: None,
+            held,
             backoff: None,
             reported: None,
             reports,
@@ -162,7 +167,10 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                     self.schedule.finished(running);
                     self.processed(settling, step);
                 }
-                () = hold_ends => self.held_until = None,
+                () = hold_ends => {
+                    self.held_until = None;
+                    self.held.store(false, AtomicOrdering::Release);
+                }
                 job = jobs.recv(), if room => match job {
                     Some(records) => {
                         for record in records {
@@ -339,6 +347,7 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
             self.backlog.push_front(record);
         }
         self.held_until = Some(Instant::now() + delay);
+        self.held.store(true, AtomicOrdering::Release);
         let metrics = &self.worker.metrics;
         metrics.holds.add(
             1,

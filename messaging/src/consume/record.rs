@@ -1,9 +1,8 @@
 //! A consumed record, owned, in one buffer: what a lane needs of it.
 //!
 //! librdkafka's own copy (`detach`) allocates the topic name, the key, the
-//! value and every header apart; this keeps key, value and headers in a
-//! single buffer and shares the topic name, so a record costs two
-//! allocations to take over from the consumer. Header names that are not
+//! value and every header apart; this keeps key, value and header values in
+//! one buffer, header names in another, and shares the topic name. Header names that are not
 //! UTF-8 cannot be read through rdkafka (it panics); such a record is kept
 //! with its key and value and marked, so it is dead-lettered, not lost.
 
@@ -19,9 +18,13 @@ pub struct Record {
     pub partition: i32,
     pub offset: i64,
     pub timestamp_ms: Option<i64>,
+    /// Key, value, then header values.
     data: Vec<u8>,
+    /// Header names (text already: slicing it needs no UTF-8 check).
+    names: String,
     key: Option<Range<usize>>,
     payload: Option<Range<usize>>,
+    /// Name in `names`, value in `data`.
     headers: Vec<(Range<usize>, Option<Range<usize>>)>,
     /// The headers could not be read (a name that is not UTF-8).
     pub unreadable_headers: bool,
@@ -47,6 +50,7 @@ impl Record {
             offset: message.offset(),
             timestamp_ms: message.timestamp().to_millis(),
             data,
+            names: String::new(),
             key,
             payload,
             headers: Vec::new(),
@@ -54,12 +58,13 @@ impl Record {
         };
         if let Some(headers) = message.headers() {
             let mut spans = Vec::with_capacity(headers.count());
-            let data = &mut record.data;
+            let (data, names) = (&mut record.data, &mut record.names);
             let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 for header in headers.iter() {
-                    let name = push(data, header.key.as_bytes());
+                    let start = names.len();
+                    names.push_str(header.key);
                     let value = header.value.map(|v| push(data, v));
-                    spans.push((name, value));
+                    spans.push((start..names.len(), value));
                 }
             }));
             record.headers = spans;
@@ -84,7 +89,7 @@ impl Record {
     /// Every header in record order (a header without a value reads as empty).
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.headers.iter().filter_map(|(name, value)| {
-            let name = std::str::from_utf8(self.data.get(name.clone())?).ok()?;
+            let name = self.names.get(name.clone())?;
             let value = value
                 .clone()
                 .and_then(|v| self.data.get(v))

@@ -39,6 +39,10 @@ pub struct Schedule<T> {
     /// Locks whose first waiting record may start, by that record's offset.
     ready: BTreeMap<i64, Lock>,
     busy: HashSet<Lock>,
+    /// `partition` ordering, the common case, kept free of hashing: one
+    /// queue and whether its head is running.
+    fifo: VecDeque<(i64, T)>,
+    fifo_busy: bool,
 }
 
 /// Tells the schedule which record finished, so its lock frees.
@@ -57,6 +61,8 @@ impl<T> Schedule<T> {
             waiting: HashMap::new(),
             ready: BTreeMap::new(),
             busy: HashSet::new(),
+            fifo: VecDeque::new(),
+            fifo_busy: false,
         }
     }
 
@@ -69,7 +75,7 @@ impl<T> Schedule<T> {
     /// when [`Schedule::by_key`], ignored otherwise.
     pub fn push(&mut self, offset: i64, key: Option<Vec<u8>>, item: T) {
         let lock = match self.ordering {
-            Ordering::Partition => Lock::Partition,
+            Ordering::Partition => return self.fifo.push_back((offset, item)),
             Ordering::Key => Lock::Key(key),
             Ordering::Unordered => Lock::Own(offset),
         };
@@ -83,6 +89,14 @@ impl<T> Schedule<T> {
     /// The next record that may start now, if any; it counts as running
     /// until [`Schedule::finished`] is called with the returned token.
     pub fn start(&mut self) -> Option<(i64, T, Running)> {
+        if self.ordering == Ordering::Partition {
+            if self.fifo_busy {
+                return None;
+            }
+            let (offset, item) = self.fifo.pop_front()?;
+            self.fifo_busy = true;
+            return Some((offset, item, Running(Lock::Partition)));
+        }
         if self.busy.len() >= self.max_concurrency {
             return None;
         }
@@ -99,6 +113,10 @@ impl<T> Schedule<T> {
     /// The record started with `running` is done; the next of its lock may start.
     pub fn finished(&mut self, running: Running) {
         let Running(lock) = running;
+        if lock == Lock::Partition {
+            self.fifo_busy = false;
+            return;
+        }
         if self.busy.remove(&lock)
             && let Some((offset, _)) = self.waiting.get(&lock).and_then(|q| q.front())
         {
@@ -111,18 +129,19 @@ impl<T> Schedule<T> {
     pub fn first_waiting(&self) -> Option<i64> {
         self.waiting
             .values()
+            .chain(std::iter::once(&self.fifo))
             .filter_map(|q| q.front().map(|(offset, _)| *offset))
             .min()
     }
 
     #[cfg(test)]
     pub fn running(&self) -> usize {
-        self.busy.len()
+        self.busy.len() + usize::from(self.fifo_busy)
     }
 
     #[cfg(test)]
     pub fn waiting(&self) -> usize {
-        self.waiting.values().map(VecDeque::len).sum()
+        self.waiting.values().map(VecDeque::len).sum::<usize>() + self.fifo.len()
     }
 
     /// Forgets every waiting record and every running one (a rewind).
@@ -130,6 +149,8 @@ impl<T> Schedule<T> {
         self.waiting.clear();
         self.ready.clear();
         self.busy.clear();
+        self.fifo.clear();
+        self.fifo_busy = false;
     }
 }
 
