@@ -204,26 +204,21 @@ pub async fn consume_bench(
         result.job_kafkit.push(kafkit);
         result.job_failing.push(failing);
 
-        let io_partition = consume_loop_rate(
-            kafka,
-            events,
-            Arc::clone(&codec),
-            &io,
-            sizes.io_records,
-            WaitingHandler,
-            Ordering::Partition,
-        )
-        .await?;
-        let io_key = consume_loop_rate(
-            kafka,
-            events,
-            Arc::clone(&codec),
-            &io,
-            sizes.io_records,
-            WaitingHandler,
-            Ordering::Key,
-        )
-        .await?;
+        let io_rate = async |ordering| {
+            let codec = Arc::clone(&codec);
+            consume_loop_rate(
+                kafka,
+                events,
+                codec,
+                &io,
+                sizes.io_records,
+                WaitingHandler,
+                ordering,
+            )
+            .await
+        };
+        let io_partition = io_rate(Ordering::Partition).await?;
+        let io_key = io_rate(Ordering::Key).await?;
         println!(
             "I/O-bound handler round {round}: key ordering {io_key:.0}/s, partition ordering {io_partition:.0}/s ({:.1}x)",
             io_key / io_partition

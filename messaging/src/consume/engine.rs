@@ -1,13 +1,15 @@
 //! The loop that owns the consumer: it hands each run of records to its
-//! partition's lane, stores the offsets the lanes report, pauses a partition
-//! whose lane is full (rewound to the first record it did not get) and
-//! resumes it when the lane has room, drains revoked partitions, and stops.
+//! partition's lane, stores the offsets the lanes report, drains revoked
+//! partitions, and stops.
 //!
 //! Only this loop (and the poll thread) touch the consumer, so offsets are
-//! stored and partitions paused or rewound in one place. It never waits on
-//! one lane: the others go on. Holds (outages, retries not due) are the
-//! lanes' own business: they keep the records and do them again, so no
-//! record is read twice from the broker for them.
+//! stored and partitions paused or rewound in one place. Holds (outages,
+//! retries not due) are the lanes' own business: they keep the records and
+//! do them again, so no record is read twice from the broker for them. A
+//! lane that is busy with a full queue is waited for (reading stops for a
+//! moment; nothing is read twice); a *held* lane with a full queue is not:
+//! its partition is paused and rewound to the first record it did not get,
+//! and resumed when the lane has room, so the other partitions go on.
 
 use super::lane::{Drain, Job, Lane, Report, ReportKind};
 use super::metrics::{ConsumeMetrics, report_lag};
