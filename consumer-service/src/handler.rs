@@ -1,8 +1,9 @@
 //! The reference handler: `OrderPlaced` in, `OrderConfirmed` out.
 //!
 //! Business rules are permanent failures (a record that breaks them never
-//! will pass); the output's event id is derived from the input's `ce_id`, so
-//! a redelivered input yields the same output id and downstream can drop
+//! will pass); the output's event id is derived from the input's event id
+//! (its `ce_id`, or one derived from where it was written when it has none),
+//! so a redelivered input yields the same output id and downstream can drop
 //! the duplicate.
 
 use crate::faults::Faults;
@@ -77,12 +78,6 @@ impl OrderHandler {
                 ),
             ));
         }
-        let Some(source_headers) = &input.headers else {
-            return Err(Failure::permanent(
-                "missing-event-id",
-                "the record has no valid CloudEvents headers, so no ce_id to answer",
-            ));
-        };
         let confirmed = OrderConfirmed {
             order_id: order.order_id.clone(),
             total_cents: total,
@@ -90,20 +85,21 @@ impl OrderHandler {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 .unwrap_or_default(),
-            source_event_id: source_headers.id.clone(),
+            source_event_id: input.event_id.clone(),
         };
+        let source = input.headers.as_ref();
         let headers = EventHeaders {
-            id: confirmation_id(&source_headers.id),
+            id: confirmation_id(&input.event_id),
             event_type: OrderConfirmed::CE_TYPE.to_owned(),
             source: self.source.clone(),
             time: SystemTime::now(),
             content_type: AVRO_CONTENT_TYPE.to_owned(),
             traceparent: Some(
-                source_headers
-                    .traceparent
+                source
+                    .and_then(|h| h.traceparent)
                     .map_or_else(TraceParent::new_root, |t| t.child()),
             ),
-            tracestate: source_headers.tracestate.clone(),
+            tracestate: source.and_then(|h| h.tracestate.clone()),
         };
         out.publish(&self.output_topic, &order.order_id, &confirmed, &headers)
             .await

@@ -4,7 +4,7 @@
 
 use messaging::KafkaArgs;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -58,12 +58,14 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
             None => consumer.recv().await,
         };
         let message = received?;
+        // A header name that is not UTF-8 ends the reading of its headers,
+        // not the tail.
+        let headers = messaging::headers::read_all(&message).unwrap_or_else(|read| read);
         let header = |name: &str| {
-            message
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == name))
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         };
         let mut line = format!(
             "{}[{}]@{} key={}",

@@ -17,8 +17,12 @@ pub const ERROR_DETAIL: &str = "kafkit.error.detail";
 pub const FAILURE_FIRST: &str = "kafkit.failure.first";
 pub const FAILURE_LAST: &str = "kafkit.failure.last";
 
+/// On a dead letter the broker would not take whole: how many value bytes
+/// were left out (the record is then a reference: origin and error only).
+pub const VALUE_DROPPED: &str = "kafkit.value.dropped";
+
 /// Every header kafkit owns; replaced as a set at each hop.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     ORIGINAL_TOPIC,
     ORIGINAL_PARTITION,
     ORIGINAL_OFFSET,
@@ -31,7 +35,38 @@ pub const ALL: [&str; 12] = [
     ERROR_DETAIL,
     FAILURE_FIRST,
     FAILURE_LAST,
+    VALUE_DROPPED,
 ];
 
 /// Bound on `kafkit.error.detail`, so a long cause chain cannot bloat records.
 pub const MAX_DETAIL_BYTES: usize = 4096;
+
+/// Bound on the error message and detail of a dead letter whose full copy
+/// the broker refused.
+pub const TRIMMED_DETAIL_BYTES: usize = 256;
+
+/// Header names and values, owned.
+pub type OwnedPairs = Vec<(String, Vec<u8>)>;
+
+/// A record's headers, as names and bytes. rdkafka panics on a header name
+/// that is not UTF-8; such a record is reported, not allowed to crash the
+/// reader: `Err` carries the headers read before the bad one.
+pub fn read_all<M: rdkafka::Message>(message: &M) -> Result<OwnedPairs, OwnedPairs> {
+    use rdkafka::message::Headers;
+    let Some(headers) = message.headers() else {
+        return Ok(Vec::new());
+    };
+    let mut read = Vec::with_capacity(headers.count());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for header in headers.iter() {
+            read.push((
+                header.key.to_owned(),
+                header.value.unwrap_or_default().to_vec(),
+            ));
+        }
+    }));
+    match result {
+        Ok(()) => Ok(read),
+        Err(_) => Err(read),
+    }
+}

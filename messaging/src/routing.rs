@@ -3,6 +3,11 @@
 //! Pure functions: given the record, its classified failure and how many
 //! attempts it has had, pick a retry tier or the DLQ and build the copy,
 //! with the original key, value and headers, kafkit's headers replaced.
+//!
+//! Headers are input like any other: kafkit's routing headers are trusted
+//! only on the consumer's own retry topics (`FailedRecord::trusted`). On a
+//! main topic a record is attempt 0 of the topic it was read from, whatever
+//! it carries; destinations always come from configuration.
 
 use crate::failure::{Failure, FailureKind};
 use crate::headers;
@@ -65,6 +70,20 @@ impl RetryPolicy {
         format!("{original}{}", self.dlq_suffix)
     }
 
+    /// The main topic a retry tier belongs to (`orders.retry.2` → `orders`),
+    /// from the configured suffix; None for a topic that is not a tier.
+    pub fn main_topic_of<'t>(&self, retry_topic: &'t str) -> Option<&'t str> {
+        let (main, tier) = retry_topic.rsplit_once(self.retry_suffix.as_str())?;
+        (!main.is_empty() && !tier.is_empty() && tier.bytes().all(|b| b.is_ascii_digit()))
+            .then_some(main)
+    }
+
+    /// The longest a retry waits (its tier's delay); `kafkit.retry.not-before`
+    /// is never honoured beyond it, so a skewed clock cannot hold a tier.
+    pub fn longest_delay(&self) -> Duration {
+        self.delays.iter().max().copied().unwrap_or_default()
+    }
+
     /// Where a record goes after failing with `kind`, having now been tried
     /// `attempts` times. Outages are handled in place and never routed.
     pub fn route(&self, kind: FailureKind, attempts: u32) -> Route {
@@ -89,6 +108,10 @@ pub type HeaderView<'a> = [(&'a str, &'a [u8])];
 /// A consumed record that failed, with everything a hop needs.
 #[derive(Debug, Clone)]
 pub struct FailedRecord<'a> {
+    /// True on the consumer's own retry topics: its `kafkit.*` headers were
+    /// written by a kafkit hop and say where it comes from. Elsewhere they
+    /// are ignored (forged, or forwarded from another system).
+    pub trusted: bool,
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
@@ -130,11 +153,60 @@ pub fn not_before_ms<N: AsRef<str>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> Optio
     header_number(headers, headers::RETRY_NOT_BEFORE)
 }
 
-/// The topic the record was first consumed from (its own topic on a first delivery).
-pub fn original_topic<'a>(record: &FailedRecord<'a>) -> String {
-    header(record.headers, headers::ORIGINAL_TOPIC)
+/// The main topic the record belongs to: its own topic on a first
+/// delivery, the tier's main topic (by the configured suffix) on a retry.
+pub fn original_topic(record: &FailedRecord<'_>, policy: &RetryPolicy) -> String {
+    let own = record.topic;
+    let main = if record.trusted {
+        policy.main_topic_of(own).unwrap_or(own)
+    } else {
+        own
+    };
+    main.to_owned()
+}
+
+/// Namespace of event ids derived from a record's coordinates.
+const DERIVED_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6b61_666b_6974_2d64_6572_6976_6564_6964);
+
+/// The event id of a record that has no `ce_id` (a plain Confluent
+/// serializer, Kafka Connect, another team's producer): a UUID v5 of where
+/// it was first written, so a redelivery or a retry gets the same id.
+pub fn derived_event_id(topic: &str, partition: i32, offset: i64) -> String {
+    let name = format!("{topic}/{partition}/{offset}");
+    uuid::Uuid::new_v5(&DERIVED_ID_NAMESPACE, name.as_bytes()).to_string()
+}
+
+/// Where a record was first written: its own coordinates, or on a retry
+/// topic the origin its (trusted) headers carry.
+pub fn origin<'a>(record: &FailedRecord<'a>) -> (String, i32, i64) {
+    let own = (record.topic.to_owned(), record.partition, record.offset);
+    if !record.trusted {
+        return own;
+    }
+    let topic = header(record.headers, headers::ORIGINAL_TOPIC)
         .and_then(|v| std::str::from_utf8(v).ok())
-        .map_or_else(|| record.topic.to_owned(), str::to_owned)
+        .map(str::to_owned);
+    let partition = header_number(record.headers, headers::ORIGINAL_PARTITION)
+        .and_then(|p| i32::try_from(p).ok());
+    let offset = header_number(record.headers, headers::ORIGINAL_OFFSET);
+    match (topic, partition, offset) {
+        (Some(topic), Some(partition), Some(offset)) => (topic, partition, offset),
+        _ => own,
+    }
+}
+
+/// How much of a failed record its copy carries. A copy the broker refuses
+/// (too large, invalid) is sent again smaller, never retried as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyForm {
+    /// Key, value, headers, failure headers bounded to `MAX_DETAIL_BYTES`.
+    Full,
+    /// The same with the error message and detail cut to `TRIMMED_DETAIL_BYTES`.
+    Trimmed,
+    /// No value, no headers but kafkit's: where it came from, why it died,
+    /// and `kafkit.value.dropped` with the size left out.
+    Reference,
 }
 
 fn bounded(text: &str, max: usize) -> &str {
@@ -149,7 +221,8 @@ fn bounded(text: &str, max: usize) -> &str {
 }
 
 /// The copy of `record` for `destination`: original key, value and
-/// non-kafkit headers untouched; kafkit's headers replaced.
+/// non-kafkit headers untouched; kafkit's headers replaced (the origin kept
+/// from a trusted record's headers). `form` says how much to carry.
 pub fn hop(
     record: &FailedRecord<'_>,
     failure: &Failure,
@@ -157,14 +230,28 @@ pub fn hop(
     destination: &str,
     not_before_ms: Option<i64>,
     now_ms: i64,
+    form: CopyForm,
 ) -> OutgoingRecord {
-    let existing = |name: &str| header(record.headers, name).map(<[u8]>::to_vec);
-    let mut out: Vec<(Cow<'static, str>, Vec<u8>)> = record
-        .headers
-        .iter()
-        .filter(|(n, _)| !headers::ALL.contains(n))
-        .map(|(n, v)| (Cow::Owned((*n).to_owned()), v.to_vec()))
-        .collect();
+    let existing = |name: &str| {
+        record
+            .trusted
+            .then(|| header(record.headers, name).map(<[u8]>::to_vec))
+            .flatten()
+    };
+    let mut out: Vec<(Cow<'static, str>, Vec<u8>)> = if form == CopyForm::Reference {
+        Vec::new()
+    } else {
+        record
+            .headers
+            .iter()
+            .filter(|(n, _)| !headers::ALL.contains(n))
+            .map(|(n, v)| (Cow::Owned((*n).to_owned()), v.to_vec()))
+            .collect()
+    };
+    let detail_bound = match form {
+        CopyForm::Full => headers::MAX_DETAIL_BYTES,
+        CopyForm::Trimmed | CopyForm::Reference => headers::TRIMMED_DETAIL_BYTES,
+    };
     let mut set = |name: &'static str, value: Vec<u8>| out.push((Cow::Borrowed(name), value));
     set(
         headers::ORIGINAL_TOPIC,
@@ -196,26 +283,37 @@ pub fn hop(
     set(headers::ERROR_CLASS, failure.class.as_bytes().to_vec());
     set(
         headers::ERROR_MESSAGE,
-        bounded(&failure.message, headers::MAX_DETAIL_BYTES)
-            .as_bytes()
-            .to_vec(),
+        bounded(&failure.message, detail_bound).as_bytes().to_vec(),
     );
     set(
         headers::ERROR_DETAIL,
-        bounded(&failure.detail, headers::MAX_DETAIL_BYTES)
-            .as_bytes()
-            .to_vec(),
+        bounded(&failure.detail, detail_bound).as_bytes().to_vec(),
     );
     set(
         headers::FAILURE_FIRST,
         existing(headers::FAILURE_FIRST).unwrap_or_else(|| now_ms.to_string().into_bytes()),
     );
     set(headers::FAILURE_LAST, now_ms.to_string().into_bytes());
+    let (key, payload) = match form {
+        CopyForm::Full | CopyForm::Trimmed => (
+            record.key.map(<[u8]>::to_vec),
+            record.payload.map(<[u8]>::to_vec),
+        ),
+        CopyForm::Reference => {
+            let dropped = record.payload.map_or(0, <[u8]>::len);
+            set(headers::VALUE_DROPPED, dropped.to_string().into_bytes());
+            // A key too large to matter for partitioning is dropped too.
+            (
+                record.key.filter(|k| k.len() <= 1024).map(<[u8]>::to_vec),
+                None,
+            )
+        }
+    };
     OutgoingRecord {
         topic: destination.to_owned(),
         partition: None,
-        key: record.key.map(<[u8]>::to_vec),
-        payload: record.payload.map(<[u8]>::to_vec),
+        key,
+        payload,
         headers: out,
     }
 }
@@ -282,6 +380,7 @@ mod tests {
             .map(|(n, v)| (n.as_str(), v.as_slice()))
             .collect();
         let record = FailedRecord {
+            trusted: true,
             topic: "orders.retry.1",
             partition: 0,
             offset: 3,
@@ -292,7 +391,15 @@ mod tests {
             group: "g",
         };
         let failure = Failure::transient("timeout", "x".repeat(10_000));
-        let copy = hop(&record, &failure, 2, "orders.retry.2", Some(5000), 2000);
+        let copy = hop(
+            &record,
+            &failure,
+            2,
+            "orders.retry.2",
+            Some(5000),
+            2000,
+            CopyForm::Full,
+        );
         assert_eq!(copy.topic, "orders.retry.2");
         assert_eq!(
             (copy.key.as_deref(), copy.payload.as_deref()),

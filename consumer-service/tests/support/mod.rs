@@ -469,3 +469,49 @@ impl TestService {
         telemetry::metrics::sum(&text, name, labels)
     }
 }
+
+impl Feeder {
+    /// Produces exactly these bytes and headers (nothing added) to one
+    /// partition of `topic`; returns the offset.
+    pub async fn send_exactly(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        payload: Option<Vec<u8>>,
+        headers: Vec<(&'static str, Vec<u8>)>,
+    ) -> i64 {
+        let record = OutgoingRecord {
+            topic: topic.to_owned(),
+            partition: Some(partition),
+            key: Some(key.to_vec()),
+            payload,
+            headers: headers.into_iter().map(|(n, v)| (n.into(), v)).collect(),
+        };
+        self.publisher.publish(&record).await.unwrap().offset
+    }
+
+    /// An encoded order with its CloudEvents headers plus `extra` headers.
+    pub async fn send_with_headers(
+        &self,
+        topic: &str,
+        partition: i32,
+        order: &OrderPlaced,
+        extra: Vec<(&'static str, Vec<u8>)>,
+    ) -> (String, i64) {
+        let headers = EventHeaders::new::<OrderPlaced>("/test");
+        let payload = self.codec.encode(topic, order).await.unwrap();
+        let mut all = headers.to_pairs();
+        all.extend(extra);
+        let offset = self
+            .send_exactly(
+                topic,
+                partition,
+                order.order_id.as_bytes(),
+                Some(payload),
+                all,
+            )
+            .await;
+        (headers.id, offset)
+    }
+}

@@ -6,7 +6,7 @@
 //! tools work on dead-letter topics other stacks filled.
 
 use messaging::headers as h;
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -74,14 +74,9 @@ fn be_int(bytes: &[u8]) -> Option<i64> {
 
 impl DeadLetter {
     pub fn from_message(message: &OwnedMessage) -> Self {
-        let headers: Vec<(String, Vec<u8>)> = message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|hd| (hd.key.to_owned(), hd.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // A header name that is not UTF-8 ends the reading of its headers,
+        // not the command.
+        let headers = messaging::headers::read_all(message).unwrap_or_else(|read| read);
         let number = |name: &str| text(&headers, name).and_then(|t| t.trim().parse::<i64>().ok());
         let (convention, original_topic, original_partition, original_offset, attempt, class, msg) =
             if text(&headers, h::ERROR_CLASS).is_some()

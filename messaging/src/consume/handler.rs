@@ -10,6 +10,11 @@ use std::future::Future;
 #[derive(Debug)]
 pub struct Input<E> {
     pub event: E,
+    /// The event's id: its `ce_id`, or for a record without one (a plain
+    /// Confluent serializer, Kafka Connect) a UUID derived from where it was
+    /// first written, the same on every redelivery and retry. Derive output
+    /// ids from it and downstream can drop duplicates.
+    pub event_id: String,
     /// CloudEvents attributes, when the record carries valid ones.
     pub headers: Option<EventHeaders>,
     pub topic: String,

@@ -251,6 +251,10 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                 settling.outcome = outcome;
                 self.await_acks(settling, deliveries);
             }
+            Step::Refused { error, outcome } => {
+                settling.outcome = outcome;
+                self.refused(settling, &error);
+            }
             Step::Outage => {
                 let delay = self.next_backoff();
                 self.worker.observe(
@@ -294,22 +298,8 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                 );
                 self.window.settle(settling.record.offset);
             }
-            // An output the broker will never take is the record's fault:
-            // dead-letter the input with the reason.
-            Err(e) if !e.is_transient() && matches!(settling.outcome, Outcome::Handled) => {
-                tracing::warn!(error = %e, offset = settling.record.offset, "the broker refused a handler output; dead-lettering the input");
-                let failure =
-                    crate::Failure::permanent("output-rejected", e.to_string()).with_detail(&e);
-                let step = {
-                    let headers = settling.record.header_view();
-                    let attempts = crate::routing::attempts_so_far(&headers);
-                    settling.span.in_scope(|| {
-                        self.worker
-                            .route(&settling.record, &headers, failure, attempts)
-                    })
-                };
-                self.processed(settling, step);
-            }
+            // Refused because of the record: never tried again as it was.
+            Err(error) if !error.is_transient() => self.refused(settling, &error),
             Err(e) => {
                 tracing::warn!(
                     error = %e,
@@ -327,6 +317,19 @@ impl<E: Event + 'static, H: super::Handler<E> + 'static> Lane<E, H> {
                 self.hold(at, delay, "outage");
             }
         }
+    }
+
+    /// Something the record produced was refused because of the record: the
+    /// worker picks what to send instead (see `Worker::refused`).
+    fn refused(&mut self, settling: Settling, error: &PublishError) {
+        let step = {
+            let headers = settling.record.header_view();
+            settling.span.in_scope(|| {
+                self.worker
+                    .refused(&settling.record, &headers, &settling.outcome, error)
+            })
+        };
+        self.processed(settling, step);
     }
 
     /// Holds the lane for `delay` from `at`, or from an earlier record not

@@ -24,6 +24,9 @@ pub struct ConsumeMetrics {
     pub(super) retries: Counter<u64>,
     /// `kafkit.dead_letters{error.type}`: records sent to the DLQ
     pub(super) dead_letters: Counter<u64>,
+    /// `kafkit.dead_letters.reduced{kafkit.copy.form}`: dead letters sent
+    /// smaller because the broker refused the full copy
+    pub(super) reduced_dead_letters: Counter<u64>,
     /// `kafkit.partition.holds{kafkit.hold.reason}`: not due yet, or an outage
     pub(super) holds: Counter<u64>,
     /// Lag per assigned partition, read by the `kafkit.consumer.lag` gauge.
@@ -85,6 +88,13 @@ impl ConsumeMetrics {
                 .u64_counter("kafkit.dead_letters")
                 .with_unit("{message}")
                 .with_description("Records sent to the dead-letter topic")
+                .build(),
+            reduced_dead_letters: meter
+                .u64_counter("kafkit.dead_letters.reduced")
+                .with_unit("{message}")
+                .with_description(
+                    "Dead letters sent trimmed or as a reference: the broker refused the full copy",
+                )
                 .build(),
             holds: meter
                 .u64_counter("kafkit.partition.holds")

@@ -11,14 +11,15 @@
 //! | `Transient` failure, attempts left | `Sent` with the copy for the retry tier |
 //! | `Permanent` failure, undecodable bytes, attempts used up, handler panic | `Sent` with the copy for the DLQ |
 //! | registry, dependency or producer unavailable (`Outage`) | `Outage`: hold the partition here |
+//! | an output or copy the broker refuses (too large, invalid) | [`Worker::refused`]: the input dead-lettered, a copy sent smaller |
 
 use super::ConsumeSettings;
 use super::handler::{Handler, Input, Outbox};
 use super::metrics::ConsumeMetrics;
 use super::record::Record;
 use crate::failure::{Failure, FailureKind};
-use crate::publisher::{OutgoingRecord, PendingDelivery, Publisher};
-use crate::routing::{self, FailedRecord, HeaderView, Route};
+use crate::publisher::{OutgoingRecord, PendingDelivery, PublishError, Publisher};
+use crate::routing::{self, CopyForm, FailedRecord, HeaderView, Route};
 use futures::FutureExt;
 use opentelemetry::KeyValue;
 use shared_events::{DecodeError, Event, EventCodec, EventHeaders};
@@ -38,6 +39,12 @@ pub(super) enum Step {
     /// Not the record's fault (registry, a dependency or the producer is
     /// unavailable): hold the partition at this record and try again later.
     Outage,
+    /// The producer refused a send because of the record (too large,
+    /// invalid): see [`Worker::refused`].
+    Refused {
+        error: PublishError,
+        outcome: Outcome,
+    },
 }
 
 /// How a record ends once its deliveries are acknowledged.
@@ -54,6 +61,7 @@ pub(super) enum Outcome {
         class: String,
         to: String,
         attempts: u32,
+        form: CopyForm,
     },
 }
 
@@ -98,13 +106,19 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
     /// Decodes and handles `message`, then hands its outputs, or its
     /// retry/DLQ copy, to the producer.
     pub async fn process(&self, message: &Record, headers: &HeaderView<'_>) -> Step {
-        let attempts = routing::attempts_so_far(headers);
+        // kafkit's headers count only on our own retry topics.
+        let trusted = self.trusted();
+        let attempts = if trusted {
+            routing::attempts_so_far(headers)
+        } else {
+            0
+        };
         if message.unreadable_headers {
             let failure = Failure::permanent(
                 "unreadable-header",
                 "a header name is not valid UTF-8, so the record's headers could not be read",
             );
-            return self.route(message, headers, failure, attempts);
+            return self.route(message, headers, failure, attempts, CopyForm::Full);
         }
         let decoded = AssertUnwindSafe(self.codec.decode::<E>(message.payload()))
             .catch_unwind()
@@ -122,14 +136,17 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
                 );
                 return Step::Outage;
             }
-            Ok(Err(e)) => return self.route(message, headers, undecodable(&e), attempts),
+            Ok(Err(e)) => {
+                return self.route(message, headers, undecodable(&e), attempts, CopyForm::Full);
+            }
             Err(panic) => {
                 let failure = Failure::permanent("decode-panic", panic_message(panic.as_ref()));
-                return self.route(message, headers, failure, attempts);
+                return self.route(message, headers, failure, attempts, CopyForm::Full);
             }
         };
         let input = Input {
             event,
+            event_id: self.event_id(message, headers),
             headers: EventHeaders::from_pairs(headers.iter().map(|(n, v)| (*n, Some(*v)))).ok(),
             topic: message.topic.to_string(),
             partition: message.partition,
@@ -161,7 +178,38 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
                 );
                 Step::Outage
             }
-            Err(failure) => self.route(message, headers, failure, attempts),
+            Err(failure) => self.route(message, headers, failure, attempts, CopyForm::Full),
+        }
+    }
+
+    /// True on the consumer's own retry topics, where kafkit's headers were
+    /// written by a kafkit hop.
+    fn trusted(&self) -> bool {
+        self.settings.stage == super::Stage::Retry
+    }
+
+    /// The record's `ce_id`, or one derived from where it was first written.
+    fn event_id(&self, message: &Record, headers: &HeaderView<'_>) -> String {
+        if let Some(id) =
+            header_text(headers, shared_events::headers::CE_ID).filter(|id| !id.is_empty())
+        {
+            return id.to_owned();
+        }
+        let (topic, partition, offset) = routing::origin(&self.failed(message, headers));
+        routing::derived_event_id(&topic, partition, offset)
+    }
+
+    fn failed<'a>(&'a self, message: &'a Record, headers: &'a HeaderView<'a>) -> FailedRecord<'a> {
+        FailedRecord {
+            trusted: self.trusted(),
+            topic: &message.topic,
+            partition: message.partition,
+            offset: message.offset,
+            timestamp_ms: message.timestamp_ms,
+            key: message.key(),
+            payload: message.payload(),
+            headers,
+            group: &self.settings.group_id,
         }
     }
 
@@ -171,6 +219,9 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
         for record in records {
             match self.publisher.enqueue(record) {
                 Ok(delivery) => deliveries.push(delivery),
+                Err(error) if !error.is_transient() => {
+                    return Step::Refused { error, outcome };
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, topic = record.topic, "the producer did not take a record; holding");
                     return Step::Outage;
@@ -183,6 +234,62 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
         }
     }
 
+    /// The broker (or the producer, before sending) refused something this
+    /// record produced, because of the record: it is never tried again as
+    /// it was. Refused outputs: the input is dead-lettered
+    /// (`output-rejected`). A refused copy: a smaller copy goes to the DLQ,
+    /// its failure headers trimmed, then without its value (a reference).
+    /// Only a reference refused too is an outage.
+    pub fn refused(
+        &self,
+        message: &Record,
+        headers: &HeaderView<'_>,
+        outcome: &Outcome,
+        error: &PublishError,
+    ) -> Step {
+        let attempts = if self.trusted() {
+            routing::attempts_so_far(headers)
+        } else {
+            0
+        };
+        let (class, form) = match outcome {
+            Outcome::Handled => {
+                tracing::warn!(%error, offset = message.offset, "the broker refused a handler output; dead-lettering the input");
+                let failure =
+                    Failure::permanent("output-rejected", error.to_string()).with_detail(error);
+                return self.route(message, headers, failure, attempts, CopyForm::Full);
+            }
+            Outcome::Retried { class, .. } => (class, CopyForm::Trimmed),
+            Outcome::DeadLettered {
+                class,
+                form: CopyForm::Full,
+                ..
+            } => (class, CopyForm::Trimmed),
+            Outcome::DeadLettered {
+                class,
+                form: CopyForm::Trimmed,
+                ..
+            } => (class, CopyForm::Reference),
+            Outcome::DeadLettered {
+                form: CopyForm::Reference,
+                ..
+            } => {
+                tracing::warn!(%error, offset = message.offset, "the broker refused even a reference dead letter; holding");
+                return Step::Outage;
+            }
+        };
+        tracing::warn!(%error, offset = message.offset, ?form, "the broker refused a copy of a failed record; dead-lettering it smaller");
+        let failure = Failure::permanent(
+            class.clone(),
+            format!(
+                "{class}; its copy was refused by the broker ({error}), so this dead letter is {form:?}"
+            ),
+        );
+        // Straight to the DLQ: a copy that did not fit will not fit a tier.
+        let attempts = attempts.max(self.settings.policy.max_attempts);
+        self.route(message, headers, failure, attempts, form)
+    }
+
     /// Sends a copy of a failed record to its retry tier or the DLQ.
     pub fn route(
         &self,
@@ -190,26 +297,23 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
         headers: &HeaderView<'_>,
         failure: Failure,
         attempts_before: u32,
+        form: CopyForm,
     ) -> Step {
         let attempts = attempts_before.saturating_add(1);
-        let record = FailedRecord {
-            topic: &message.topic,
-            partition: message.partition,
-            offset: message.offset,
-            timestamp_ms: message.timestamp_ms,
-            key: message.key(),
-            payload: message.payload(),
-            headers,
-            group: &self.settings.group_id,
-        };
-        let original = routing::original_topic(&record);
-        let now = now_ms();
+        let record = self.failed(message, headers);
         let policy = &self.settings.policy;
-        let (copy, outcome) = match policy.route(failure.kind, attempts) {
+        let original = routing::original_topic(&record, policy);
+        let now = now_ms();
+        let kind = if form == CopyForm::Full {
+            failure.kind
+        } else {
+            FailureKind::Permanent
+        };
+        let (copy, outcome) = match policy.route(kind, attempts) {
             Route::Retry { tier, delay } => {
                 let due = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
                 let to = policy.retry_topic(&original, tier);
-                let copy = routing::hop(&record, &failure, attempts, &to, Some(due), now);
+                let copy = routing::hop(&record, &failure, attempts, &to, Some(due), now, form);
                 let outcome = Outcome::Retried {
                     tier,
                     class: failure.class,
@@ -220,11 +324,12 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
             }
             Route::DeadLetter => {
                 let to = policy.dlq_topic(&original);
-                let copy = routing::hop(&record, &failure, attempts, &to, None, now);
+                let copy = routing::hop(&record, &failure, attempts, &to, None, now, form);
                 let outcome = Outcome::DeadLettered {
                     class: failure.class,
                     to,
                     attempts,
+                    form,
                 };
                 (copy, outcome)
             }
@@ -242,7 +347,14 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
             .trim()
             .parse::<i64>()
             .ok()?;
-        let wait = not_before.saturating_sub(now_ms());
+        // Never later than the longest tier after the copy was written: one
+        // skewed clock or forged header cannot hold a retry partition for
+        // hours. (Without a timestamp, due now.)
+        let latest = message.timestamp_ms.map_or(i64::MIN, |written| {
+            let longest = self.settings.policy.longest_delay().as_millis();
+            written.saturating_add(i64::try_from(longest).unwrap_or(i64::MAX))
+        });
+        let wait = not_before.min(latest).saturating_sub(now_ms());
         (wait > 0).then(|| Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
     }
 
@@ -346,11 +458,22 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
                 class,
                 to,
                 attempts,
+                form,
             }) => {
                 metrics.dead_letters.add(
                     1,
                     &metrics.with(&[KeyValue::new("error.type", class.clone())]),
                 );
+                if *form != CopyForm::Full {
+                    let form = if *form == CopyForm::Trimmed {
+                        "trimmed"
+                    } else {
+                        "reference"
+                    };
+                    metrics
+                        .reduced_dead_letters
+                        .add(1, &metrics.with(&[KeyValue::new("kafkit.copy.form", form)]));
+                }
                 (to, attempts)
             }
             _ => return,
