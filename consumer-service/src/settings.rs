@@ -42,6 +42,17 @@ pub struct Settings {
     /// Consumer group of the main consumer; the retry consumer uses `<group>-retry`.
     #[arg(long, env = "CONSUMER_GROUP", default_value = "consumer-service")]
     pub group: String,
+    /// Static group membership: this member's `group.instance.id` (each
+    /// consumer adds `-main` or `-retry`). A member restarted with the same
+    /// id gets its partitions back at once, without a rebalance. Default:
+    /// the host name and the ops port, stable across restarts on one host;
+    /// in Kubernetes, the pod name.
+    #[arg(long, env = "KAFKA_GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
+    /// How long the group waits for a member that stopped answering before
+    /// its partitions go to the others (`session.timeout.ms`).
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub session_timeout_ms: u64,
     /// Delay of each retry tier, in milliseconds, comma separated.
     #[arg(
         long,

@@ -80,13 +80,28 @@ impl Application {
             faults: settings.faults.clone(),
             source: settings.event_source.clone(),
         };
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", settings.listen))?;
+        // Static membership: stable across restarts on one host (the ops
+        // port tells two local replicas apart), or what the deployment says.
+        let instance = settings.group_instance_id.clone().unwrap_or_else(|| {
+            let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+            format!("{}-{port}", host_name())
+        });
         let metrics = MetricsPipeline::new("consumer-service")?;
         let meter = metrics.meter("consumer-service");
         let mut loops = Vec::new();
         let mut add = |stage: Stage, group: String, topics: Vec<String>| -> anyhow::Result<()> {
             let consume_metrics = ConsumeMetrics::new(&meter, stage, &group);
+            let stage_name = match stage {
+                Stage::Main => "main",
+                Stage::Retry => "retry",
+            };
             let consume = ConsumeSettings {
                 group_id: group,
+                group_instance_id: Some(format!("{instance}-{stage_name}")),
+                session_timeout: Duration::from_millis(settings.session_timeout_ms),
                 topics,
                 stage,
                 policy: policy.clone(),
@@ -120,9 +135,6 @@ impl Application {
                 policy.retry_topics(&settings.topic),
             )?;
         }
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("failed to listen on {}", settings.listen))?;
         let ops = Ops {
             publisher,
             codec: Arc::clone(&codec),
@@ -184,6 +196,16 @@ impl Application {
         pipeline.shutdown();
         flushed
     }
+}
+
+/// This machine's name (a container's or pod's in a deployment).
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 async fn readyz(State(ops): State<Ops>) -> Response {

@@ -511,6 +511,8 @@ async fn consume_loop_rate<H: Handler<OrderPlaced> + 'static>(
     let metrics = ConsumeMetrics::new(&pipeline.meter("bench"), Stage::Main, &group_id);
     let settings = ConsumeSettings {
         group_id,
+        group_instance_id: None,
+        session_timeout: Duration::from_secs(10),
         topics: vec![topic.to_owned()],
         stage: Stage::Main,
         policy: RetryPolicy::default(),

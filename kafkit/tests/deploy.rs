@@ -258,10 +258,16 @@ fn kubernetes_manifests_validate_against_kubernetes_1_33() {
     }
     let docs = rendered("deploy/k8s/overlays/example");
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
-    for kind in ["Deployment", "Service", "ConfigMap", "PodDisruptionBudget"] {
+    for kind in [
+        "Deployment",
+        "StatefulSet",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+    ] {
         assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
     }
-    for deployment in docs.iter().filter(|d| d["kind"] == "Deployment") {
+    for deployment in workloads(&docs) {
         let name = deployment["metadata"]["name"].as_str().unwrap();
         let pod = &deployment["spec"]["template"]["spec"];
         let container = &pod["containers"][0];
@@ -291,6 +297,27 @@ fn kubernetes_manifests_validate_against_kubernetes_1_33() {
             pod["volumes"][0]["secret"]["secretName"],
             "kafkit-kafka-tls"
         );
+        if container["command"][0] == "consumer-service" {
+            // Static membership: a StatefulSet's pod name, stable across
+            // restarts, is the group member id.
+            assert_eq!(deployment["kind"], "StatefulSet", "{name}");
+            let instance = container["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == "KAFKA_GROUP_INSTANCE_ID");
+            assert_eq!(
+                instance.map(|e| &e["valueFrom"]["fieldRef"]["fieldPath"]),
+                Some(&Value::from("metadata.name")),
+                "{name}"
+            );
+            let governing = &deployment["spec"]["serviceName"];
+            assert!(
+                docs.iter()
+                    .any(|d| d["kind"] == "Service" && d["metadata"]["name"] == *governing),
+                "{name}: no Service {governing}"
+            );
+        }
     }
 }
 
@@ -313,7 +340,7 @@ fn every_image_is_pinned() {
         assert!(pinned(image), "{line}");
     }
     for dir in ["deploy/k8s/base", "deploy/k8s/overlays/example"] {
-        for doc in rendered(dir).iter().filter(|d| d["kind"] == "Deployment") {
+        for doc in workloads(&rendered(dir)) {
             let image = doc["spec"]["template"]["spec"]["containers"][0]["image"]
                 .as_str()
                 .unwrap();
@@ -406,7 +433,7 @@ fn kubernetes_settings_are_accepted_by_the_services_own_loaders() {
         );
     }
     let mut checked = 0;
-    for deployment in docs.iter().filter(|d| d["kind"] == "Deployment") {
+    for deployment in workloads(&docs) {
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         let program = container["command"][0].as_str().unwrap();
         let command = if program == "producer-service" {
@@ -421,8 +448,9 @@ fn kubernetes_settings_are_accepted_by_the_services_own_loaders() {
             .collect();
         for var in container["env"].as_array().unwrap() {
             let name = var["name"].as_str().unwrap().to_owned();
-            // Secret references get a stand-in value; literal ones their own.
-            let value = var["value"].as_str().unwrap_or("from-a-secret").to_owned();
+            // Secret and pod-field references get a stand-in value; literal
+            // ones their own.
+            let value = var["value"].as_str().unwrap_or("from-the-pod").to_owned();
             env.insert(name, value);
         }
         // The TLS file settings name files mounted in the pod: the loader
@@ -431,6 +459,14 @@ fn kubernetes_settings_are_accepted_by_the_services_own_loaders() {
         checked += 1;
     }
     assert_eq!(checked, 3);
+}
+
+/// The pods' templates: Deployments (producer-service) and StatefulSets
+/// (the consumers, whose pod names are their static group member ids).
+fn workloads(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .filter(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
+        .collect()
 }
 
 fn port_of(address: &str) -> u16 {
@@ -541,7 +577,7 @@ fn ports_and_topic_names_agree_with_the_code() {
 
     // Kubernetes: container ports and listen addresses, topic names.
     let docs = rendered("deploy/k8s/base");
-    for deployment in docs.iter().filter(|d| d["kind"] == "Deployment") {
+    for deployment in workloads(&docs) {
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         let port = container["ports"][0]["containerPort"].as_u64().unwrap();
         let want = if container["command"][0] == "producer-service" {

@@ -107,6 +107,17 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
         if config.get("fetch.wait.max.ms").is_none() {
             config.set("fetch.wait.max.ms", "100");
         }
+        if config.get("session.timeout.ms").is_none() {
+            config.set(
+                "session.timeout.ms",
+                settings.session_timeout.as_millis().to_string(),
+            );
+        }
+        if let Some(id) = &settings.group_instance_id
+            && config.get("group.instance.id").is_none()
+        {
+            config.set("group.instance.id", id);
+        }
         let (polled_to, polled) = mpsc::channel(16);
         let relay = RebalanceRelay::new(polled_to, settings.drain_timeout);
         let consumer: KafkaConsumer = config

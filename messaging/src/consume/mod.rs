@@ -119,6 +119,11 @@ impl From<&PipelineArgs> for Pipeline {
 #[derive(Debug, Clone)]
 pub struct ConsumeSettings {
     pub group_id: String,
+    /// Static membership (`group.instance.id`): a restarted member with the
+    /// same id gets its partitions back without a rebalance.
+    pub group_instance_id: Option<String>,
+    /// `session.timeout.ms`, unless the pass-through properties set it.
+    pub session_timeout: Duration,
     pub topics: Vec<String>,
     pub stage: Stage,
     pub policy: RetryPolicy,
