@@ -50,8 +50,9 @@ pub struct Settings {
     #[arg(long, env = "KAFKA_GROUP_INSTANCE_ID")]
     pub group_instance_id: Option<String>,
     /// How long the group waits for a member that stopped answering before
-    /// its partitions go to the others (`session.timeout.ms`).
-    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    /// its partitions go to the others (`session.timeout.ms`; Kafka's own
+    /// default). A static member restarted within it gets them back at once.
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]
     pub session_timeout_ms: u64,
     /// Delay of each retry tier, in milliseconds, comma separated.
     #[arg(

@@ -40,7 +40,7 @@ async fn while_the_registry_is_down_nothing_is_dead_lettered_and_all_is_processe
         sent.insert(feeder.send(&names.topic, &order("BOOK-1", "EUR")).await);
     }
     // Held as an outage, once the consumer has its partitions (a static
-    // member's first join takes Tansu about 3 s).
+    // member's join and sync take Tansu about 6 s).
     let outage = [("kafkit_hold_reason", "outage"), ("kafkit_stage", "main")];
     let main = [("kafkit_stage", "main")];
     for _ in 0..150 {

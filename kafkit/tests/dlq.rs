@@ -107,11 +107,10 @@ async fn spawn_consumer(
         registry,
         "--faults",
         faults,
-        // A member that left is noticed within the session timeout.
-        "-X",
-        "session.timeout.ms=6000",
-        "-X",
-        "heartbeat.interval.ms=1000",
+        // Each consumer of a test is the same static member restarted (as
+        // a deployment's pod is): it gets the partitions back at once.
+        "--group-instance-id",
+        group,
     ]);
     let app = consumer_service::Application::build(settings)
         .await
