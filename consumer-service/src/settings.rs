@@ -49,6 +49,11 @@ pub struct Settings {
     /// in Kubernetes, the pod name.
     #[arg(long, env = "KAFKA_GROUP_INSTANCE_ID")]
     pub group_instance_id: Option<String>,
+    /// `false`: join as a dynamic member (no `group.instance.id`): a
+    /// stopped member's partitions move at once, a restarted one rebalances
+    /// the group. Tansu holds every static join and sync about 3 s.
+    #[arg(long, env = "KAFKA_STATIC_MEMBERSHIP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub static_membership: bool,
     /// How long the group waits for a member that stopped answering before
     /// its partitions go to the others (`session.timeout.ms`; Kafka's own
     /// default). A static member restarted within it gets them back at once.

@@ -85,9 +85,11 @@ impl Application {
             .with_context(|| format!("failed to listen on {}", settings.listen))?;
         // Static membership: stable across restarts on one host (the ops
         // port tells two local replicas apart), or what the deployment says.
-        let instance = settings.group_instance_id.clone().unwrap_or_else(|| {
-            let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-            format!("{}-{port}", host_name())
+        let instance = settings.static_membership.then(|| {
+            settings.group_instance_id.clone().unwrap_or_else(|| {
+                let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+                format!("{}-{port}", host_name())
+            })
         });
         let metrics = MetricsPipeline::new("consumer-service")?;
         let meter = metrics.meter("consumer-service");
@@ -100,7 +102,7 @@ impl Application {
             };
             let consume = ConsumeSettings {
                 group_id: group,
-                group_instance_id: Some(format!("{instance}-{stage_name}")),
+                group_instance_id: instance.as_ref().map(|i| format!("{i}-{stage_name}")),
                 session_timeout: Duration::from_millis(settings.session_timeout_ms),
                 topics,
                 stage,

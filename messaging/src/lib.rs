@@ -25,8 +25,8 @@ pub use consume::{
 };
 pub use failure::{Failure, FailureKind};
 pub use publisher::{
-    Delivered, EventPublisher, OutgoingRecord, PendingDelivery, PublishError, PublishEventError,
-    Publisher,
+    BrokerState, BrokerWatch, Delivered, EventPublisher, OutgoingRecord, PendingDelivery,
+    PublishError, PublishEventError, Publisher, PublisherContext,
 };
 pub use routing::{RetryPolicy, Route};
 pub use shutdown::shutdown_signal;

@@ -7,11 +7,11 @@
 //! will never be taken, e.g. too large).
 
 use crate::config::{KafkaSettings, ProducerSettings};
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, ClientContext};
 use shared_events::{EncodeError, Event, EventCodec, EventHeaders};
 use std::borrow::Cow;
 use std::future::Future;
@@ -20,7 +20,26 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use telemetry::context::{TRACEPARENT, TRACESTATE};
+use tokio::sync::{Notify, watch};
 use tracing::Span;
+
+/// The producer's client context: librdkafka's global errors are logged,
+/// and "all brokers down" wakes the [`BrokerWatch`] at once.
+#[derive(Debug, Clone, Default)]
+pub struct PublisherContext {
+    brokers_lost: Arc<Notify>,
+}
+
+impl ClientContext for PublisherContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_lost.notify_one();
+        }
+        tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+    }
+}
+
+type KafkitProducer = FutureProducer<PublisherContext>;
 
 /// A producer span named after the semantic conventions for messaging,
 /// built only when spans are exported (a span per record costs throughput).
@@ -89,7 +108,7 @@ pub struct PendingDelivery {
     delivery: DeliveryFuture,
     topic: String,
     generation: u64,
-    producer: FutureProducer,
+    producer: KafkitProducer,
     publisher: Publisher,
     span: Span,
 }
@@ -202,9 +221,10 @@ impl PublishError {
 /// flight on the old instance fail and are reported as such.
 #[derive(Clone)]
 pub struct Publisher {
-    current: Arc<RwLock<(u64, FutureProducer)>>,
+    current: Arc<RwLock<(u64, KafkitProducer)>>,
     /// Shared: a clone of the publisher travels with every pending delivery.
     config: Arc<ClientConfig>,
+    context: PublisherContext,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -218,15 +238,17 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     pub fn new(kafka: &KafkaSettings, settings: &ProducerSettings) -> Result<Self, KafkaError> {
         let config = settings.client_config(kafka);
-        let producer = config.create()?;
+        let context = PublisherContext::default();
+        let producer = config.create_with_context(context.clone())?;
         Ok(Self {
             current: Arc::new(RwLock::new((0, producer))),
             config: Arc::new(config),
+            context,
         })
     }
 
     /// The producer in use and its generation.
-    fn producer(&self) -> (u64, FutureProducer) {
+    fn producer(&self) -> (u64, KafkitProducer) {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -240,7 +262,7 @@ impl Publisher {
     /// too, and a new producer id starts clean. Seen with Tansu 0.6.0's SQLite
     /// storage after its connections were cut: every later send of the old
     /// producer failed that way.
-    fn recover_from_fatal(&self, failed: u64, producer: &FutureProducer, error: &KafkaError) {
+    fn recover_from_fatal(&self, failed: u64, producer: &KafkitProducer, error: &KafkaError) {
         let fenced = matches!(
             error.rdkafka_error_code(),
             Some(
@@ -263,7 +285,7 @@ impl Publisher {
         if current.0 != failed {
             return;
         }
-        match self.config.create::<FutureProducer>() {
+        match self.config.create_with_context(self.context.clone()) {
             Ok(fresh) => {
                 tracing::warn!(%code, reason, generation = failed + 1, "replaced a producer that hit a fatal error");
                 *current = (failed + 1, fresh);
@@ -358,18 +380,125 @@ impl Publisher {
 
     /// Ok when a broker answers a metadata request within `timeout`.
     pub async fn check_broker(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let (_, producer) = self.producer();
-        tokio::task::spawn_blocking(move || {
-            let metadata = producer
-                .client()
-                .fetch_metadata(None, Timeout::After(timeout))?;
-            if metadata.brokers().is_empty() {
-                return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::AllBrokersDown));
+        probe(&self.producer().1, None, timeout).await
+    }
+
+    /// Keeps [`BrokerState`] current in the background: a metadata request
+    /// for `topic` every `every` while brokers answer, every 500 ms while
+    /// none does, and at once when librdkafka reports every broker down.
+    /// The first probe is made before this returns; the task ends when the
+    /// publisher and every watch are gone.
+    pub async fn watch_brokers(&self, topic: &str, every: Duration) -> BrokerWatch {
+        let first = match probe(&self.producer().1, Some(topic), PROBE_TIMEOUT).await {
+            Ok(()) => BrokerState::Reachable,
+            Err(e) => BrokerState::Unreachable(e.to_string()),
+        };
+        let (states, watch) = watch::channel(first);
+        let current = Arc::downgrade(&self.current);
+        let lost = Arc::clone(&self.context.brokers_lost);
+        let topic = topic.to_owned();
+        tokio::spawn(async move {
+            loop {
+                let wait = if states.borrow().is_reachable() {
+                    every
+                } else {
+                    PROBE_TIMEOUT
+                };
+                tokio::select! {
+                    () = lost.notified() => {}
+                    () = tokio::time::sleep(wait) => {}
+                }
+                let Some(producer) = current
+                    .upgrade()
+                    .map(|c| c.read().unwrap_or_else(|p| p.into_inner()).1.clone())
+                else {
+                    return;
+                };
+                let state = match probe(&producer, Some(&topic), PROBE_TIMEOUT).await {
+                    Ok(()) => BrokerState::Reachable,
+                    Err(e) => BrokerState::Unreachable(e.to_string()),
+                };
+                drop(producer);
+                states.send_if_modified(|now| {
+                    let changed = *now != state;
+                    if changed {
+                        match &state {
+                            BrokerState::Reachable => tracing::info!("a broker answers again"),
+                            BrokerState::Unreachable(why) => {
+                                tracing::warn!(reason = why, "no broker answers")
+                            }
+                        }
+                    }
+                    *now = state;
+                    changed
+                });
+                if states.is_closed() {
+                    return;
+                }
             }
-            Ok(())
-        })
-        .await
-        .unwrap_or(Err(KafkaError::Canceled))
+        });
+        BrokerWatch { states: watch }
+    }
+}
+
+/// How long a broker probe waits for a metadata answer.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A metadata request (for `topic`, or every topic) answered within `timeout`.
+async fn probe(
+    producer: &KafkitProducer,
+    topic: Option<&str>,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let producer = producer.clone();
+    let topic = topic.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let metadata = producer
+            .client()
+            .fetch_metadata(topic.as_deref(), Timeout::After(timeout))?;
+        if metadata.brokers().is_empty() {
+            return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::AllBrokersDown));
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))
+}
+
+/// Whether any broker answers, as last probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerState {
+    Reachable,
+    /// No broker answered; why.
+    Unreachable(String),
+}
+
+impl BrokerState {
+    pub fn is_reachable(&self) -> bool {
+        matches!(self, Self::Reachable)
+    }
+}
+
+/// The publisher's view of the brokers, kept current by
+/// [`Publisher::watch_brokers`]: read it before handing a record over, or
+/// wait for it to turn.
+#[derive(Debug, Clone)]
+pub struct BrokerWatch {
+    states: watch::Receiver<BrokerState>,
+}
+
+impl BrokerWatch {
+    pub fn state(&self) -> BrokerState {
+        self.states.borrow().clone()
+    }
+
+    /// Resolves once no broker answers (at once if none does now).
+    pub async fn lost(&self) {
+        let mut states = self.states.clone();
+        if states.wait_for(|s| !s.is_reachable()).await.is_err() {
+            // The watch task ended: nothing will ever say so.
+            std::future::pending::<()>().await;
+        }
     }
 }
 

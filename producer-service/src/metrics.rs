@@ -20,6 +20,8 @@ pub struct Metrics {
     /// `messaging.client.operation.duration{messaging.destination.name}`:
     /// encode + send until the broker's answer, seconds.
     send_duration: Histogram<f64>,
+    /// `kafkit.idempotency.evicted`: remembered answers dropped for room.
+    idempotency_evicted: Counter<u64>,
 }
 
 impl Metrics {
@@ -48,6 +50,13 @@ impl Metrics {
                 .with_unit("s")
                 .with_description("Encode and send one event until the broker answers")
                 .with_boundaries(SECONDS_BUCKETS.to_vec())
+                .build(),
+            idempotency_evicted: meter
+                .u64_counter("kafkit.idempotency.evicted")
+                .with_unit("{answer}")
+                .with_description(
+                    "Idempotency-Key answers dropped before their window ended, to stay within IDEMPOTENCY_MAX_BYTES",
+                )
                 .build(),
             pipeline,
         })
@@ -87,6 +96,12 @@ impl Metrics {
             attributes.push(KeyValue::new("error.type", error));
         }
         self.sent.add(1, &attributes);
+    }
+
+    pub fn idempotency_evicted(&self, count: usize) {
+        if count > 0 {
+            self.idempotency_evicted.add(count as u64, &[]);
+        }
     }
 
     /// Prometheus text exposition format.

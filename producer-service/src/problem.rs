@@ -1,6 +1,7 @@
 //! Errors as `application/problem+json` (RFC 9457), in one place.
 
 use crate::domain::FieldError;
+use crate::idempotency::{Finality, StoredAnswer};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -17,7 +18,14 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// Seconds, for 503: when trying again makes sense.
     pub retry_after: Option<u64>,
+    /// The problem type (RFC 9457 `type`); `about:blank` when the status says it all.
+    pub kind: &'static str,
 }
+
+/// The event may or may not be in Kafka: no answer came in time.
+pub const OUTCOME_UNKNOWN: &str = "urn:kafkit:problem:outcome-unknown";
+/// Nothing was published: no broker or registry could take the event now.
+pub const NOT_TAKEN: &str = "urn:kafkit:problem:unavailable";
 
 impl Problem {
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
@@ -27,6 +35,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
+            kind: "about:blank",
         }
     }
 
@@ -42,6 +51,7 @@ impl Problem {
     pub fn unavailable(detail: impl Into<String>, retry_after: u64) -> Self {
         Self {
             retry_after: Some(retry_after),
+            kind: NOT_TAKEN,
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Event not accepted, try again",
@@ -50,9 +60,49 @@ impl Problem {
         }
     }
 
+    /// No answer in time: the event may still be stored. Whether a retry is
+    /// safe depends on the caller having sent an `Idempotency-Key`.
+    pub fn outcome_unknown(waited: std::time::Duration, keyed: bool, retry_after: u64) -> Self {
+        let retry = if keyed {
+            "Sending the same request with the same Idempotency-Key is safe: it gets the real \
+             answer (the same order id), never a second event."
+        } else {
+            "A retry without an Idempotency-Key may store it twice: send one to retry safely."
+        };
+        Self {
+            retry_after: Some(retry_after),
+            kind: OUTCOME_UNKNOWN,
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Outcome unknown",
+                format!(
+                    "the event was handed to Kafka but no acknowledgement came within {} ms; \
+                     it may still be stored. {retry}",
+                    waited.as_millis()
+                ),
+            )
+        }
+    }
+
+    /// As an answer the idempotency store keeps: a 5xx published nothing
+    /// (a later try must run again), anything else is final.
+    pub fn stored(&self) -> StoredAnswer {
+        StoredAnswer {
+            status: self.status,
+            content_type: PROBLEM_JSON,
+            body: self.body().to_string().into(),
+            retry_after: self.retry_after,
+            finality: if self.status.is_server_error() {
+                Finality::NotTaken
+            } else {
+                Finality::Final
+            },
+        }
+    }
+
     pub fn body(&self) -> serde_json::Value {
         let mut body = json!({
-            "type": "about:blank",
+            "type": self.kind,
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,

@@ -2,14 +2,17 @@
 //!
 //! Each request is read with a size limit, checked for its content type,
 //! optionally deduplicated by `Idempotency-Key`, validated into a
-//! `NewOrder`, and published. A 202 is sent only with the broker's
-//! acknowledgement in hand; anything that kept the event out of Kafka is a
-//! 503 with `Retry-After`.
+//! `NewOrder`, and published in a task of its own (a caller that hangs up
+//! cannot cancel a publish half way). A 202 is sent only with the broker's
+//! acknowledgement in hand; an event kept out of Kafka is a 503 with
+//! `Retry-After` (at once when no broker is reachable); no answer by the
+//! deadline (`PRODUCE_TIMEOUT_MS` + 0.4 s) or brokers lost meanwhile is a 503
+//! `outcome-unknown`, and the key's entry keeps the real answer for the retry.
 
 use crate::domain::{FieldError, NewOrder, validate_order};
-use crate::idempotency::{Begin, IdempotencyStore, StoredAnswer};
+use crate::idempotency::{Begin, Finality, IdempotencyStore, StoredAnswer};
 use crate::metrics::Metrics;
-use crate::problem::{PROBLEM_JSON, Problem};
+use crate::problem::Problem;
 use crate::settings::Settings;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -18,17 +21,26 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use messaging::{EventPublisher, PublishError, PublishEventError};
+use http_body_util::BodyExt;
+use messaging::{BrokerState, BrokerWatch, EventPublisher, PublishError, PublishEventError};
 use serde::Serialize;
 use serde_json::{Value, json};
 use shared_events::{EventHeaders, OrderItem, OrderPlaced};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
 use tracing::Instrument;
 
 const JSON: &str = "application/json";
 /// Seconds a caller should wait before sending a 503'd request again.
 const RETRY_AFTER_SECS: u64 = 2;
+
+/// A body past the limit is still read (and thrown away) up to this many
+/// bytes, so a client that sends it all before reading gets its 413.
+const DRAIN_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// And for at most this long.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -37,6 +49,11 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub idempotency: Arc<IdempotencyStore>,
     pub metrics: Metrics,
+    /// Whether a broker answers, probed in the background.
+    pub brokers: BrokerWatch,
+    /// Whether the schema registry gave the event's schema id, refreshed in
+    /// the background (Err: why not).
+    pub registry: watch::Receiver<Result<(), String>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -152,21 +169,57 @@ async fn read_body(settings: &Settings, headers: &HeaderMap, body: Body) -> Resu
             format!("send Content-Type: application/json (got {shown})"),
         ));
     }
-    axum::body::to_bytes(body, settings.max_body_bytes)
-        .await
-        .map_err(|e| {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Request body too large",
-                    format!("the body may be at most {} bytes", settings.max_body_bytes),
-                )
-            } else {
-                Problem::new(StatusCode::BAD_REQUEST, "Unreadable body", e.to_string())
+    let limit = settings.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large",
+            format!("the body may be at most {limit} bytes"),
+        )
+    };
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    // A client that waits for 100 Continue (curl) reads the 413 before
+    // sending; one that sends first (urllib, most scripts) must be read to
+    // the end or it sees a broken pipe instead of the answer.
+    if declared.is_some_and(|n| n > limit && (expects_continue || n > DRAIN_MAX_BYTES)) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut kept = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut seen = 0usize;
+    let started = Instant::now();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(_) if seen > limit => return Err(too_large()),
+            Err(e) => {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "Unreadable body",
+                    e.to_string(),
+                ));
             }
-        })
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        } else if seen > DRAIN_MAX_BYTES || started.elapsed() > DRAIN_MAX_TIME {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(kept))
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, Problem> {
@@ -179,8 +232,29 @@ fn parse_json(body: &[u8]) -> Result<Value, Problem> {
     })
 }
 
-/// Runs `handle` once per `Idempotency-Key` and body; replays its answer after.
-async fn idempotent<F, Fut>(
+/// The request's `Idempotency-Key`, if it sent one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match raw.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key)),
+        _ => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid Idempotency-Key",
+            "the key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+/// Runs `handle` in a task of its own and answers with what it returns.
+///
+/// With an `Idempotency-Key`, once per key and body: a repeat gets the first
+/// answer again, or waits for it while the first still runs; a partial
+/// answer is handed to the next run to resume. Without an answer by the
+/// deadline (or with every broker lost meanwhile) the caller gets 503
+/// `outcome-unknown`; the task goes on and the key's entry gets its answer.
+async fn run_request<F, Fut>(
     state: &AppState,
     route: &str,
     headers: &HeaderMap,
@@ -188,70 +262,109 @@ async fn idempotent<F, Fut>(
     handle: F,
 ) -> Response
 where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Response>,
+    F: FnOnce(Option<StoredAnswer>) -> Fut + Send + 'static,
+    Fut: Future<Output = StoredAnswer> + Send + 'static,
 {
-    let Some(raw_key) = headers.get("idempotency-key") else {
-        return handle().await;
+    let key = match idempotency_key(headers) {
+        Ok(key) => key,
+        Err(problem) => return problem.into_response(),
     };
-    let key = match raw_key.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= 255 => key,
-        _ => {
-            return Problem::new(
-                StatusCode::BAD_REQUEST,
-                "Invalid Idempotency-Key",
-                "the key must be 1 to 255 visible ASCII characters",
-            )
-            .into_response();
-        }
+    let Some(key) = key else {
+        let (answer, answers) = watch::channel(None);
+        tokio::spawn(
+            async move {
+                answer.send_replace(Some(handle(None).await));
+            }
+            .in_current_span(),
+        );
+        return await_answer(state, answers, false, false).await;
     };
     match state.idempotency.begin(route, key, body) {
-        Begin::Replay(stored) => {
-            let mut response = (
-                stored.status,
-                [(header::CONTENT_TYPE, stored.content_type)],
-                stored.body,
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            response
-        }
+        Begin::Replay(stored) => respond(stored, true),
         Begin::Mismatch => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Idempotency-Key reused",
             "this key was already used with a different request body",
         )
         .into_response(),
-        Begin::InProgress => Problem::new(
-            StatusCode::CONFLICT,
-            "Request in progress",
-            "a request with this Idempotency-Key is still being processed; retry shortly",
-        )
-        .into_response(),
+        Begin::Wait(answers) => await_answer(state, answers, true, true).await,
         Begin::Run(claim) => {
-            let response = handle().await;
-            let (parts, body) = response.into_parts();
-            // Our own answers are small JSON documents.
-            let bytes = axum::body::to_bytes(body, usize::MAX)
-                .await
-                .unwrap_or_default();
-            let content_type = match parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .map(|v| v.as_bytes())
-            {
-                Some(b"application/problem+json") => PROBLEM_JSON,
-                _ => JSON,
-            };
-            claim.finish(StoredAnswer {
-                status: parts.status,
-                content_type,
-                body: bytes.clone(),
-            });
-            Response::from_parts(parts, Body::from(bytes))
+            let answers = claim.answers();
+            let previous = claim.previous().cloned();
+            let metrics = state.metrics.clone();
+            tokio::spawn(
+                async move {
+                    let answer = handle(previous).await;
+                    metrics.idempotency_evicted(claim.finish(answer));
+                }
+                .in_current_span(),
+            );
+            await_answer(state, answers, false, true).await
         }
+    }
+}
+
+/// The task's answer, or `outcome-unknown` at the deadline or when every
+/// broker is lost while waiting (if one was reachable when it began).
+async fn await_answer(
+    state: &AppState,
+    mut answers: watch::Receiver<Option<StoredAnswer>>,
+    replayed: bool,
+    keyed: bool,
+) -> Response {
+    let deadline = state.settings.answer_deadline();
+    let reachable = state.brokers.state().is_reachable();
+    let lost = async {
+        if reachable {
+            state.brokers.lost().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let answer = tokio::select! {
+        biased;
+        answer = answers.wait_for(Option::is_some) => answer.ok().and_then(|a| a.clone()),
+        () = tokio::time::sleep(deadline) => None,
+        () = lost => None,
+    };
+    match answer {
+        Some(answer) => respond(answer, replayed),
+        None => {
+            tracing::warn!(keyed, "no answer from Kafka in time: outcome unknown");
+            Problem::outcome_unknown(deadline, keyed, RETRY_AFTER_SECS).into_response()
+        }
+    }
+}
+
+/// An answer as a response; `replayed` marks a repeat of an earlier one.
+fn respond(stored: StoredAnswer, replayed: bool) -> Response {
+    let mut response = (
+        stored.status,
+        [(header::CONTENT_TYPE, stored.content_type)],
+        stored.body,
+    )
+        .into_response();
+    if let Some(seconds) = stored.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// A JSON answer to keep.
+fn stored(status: StatusCode, body: &Value, finality: Finality) -> StoredAnswer {
+    StoredAnswer {
+        status,
+        content_type: JSON,
+        body: body.to_string().into(),
+        retry_after: None,
+        finality,
     }
 }
 
@@ -260,16 +373,17 @@ async fn place_order(State(state): State<AppState>, headers: HeaderMap, body: Bo
         Ok(body) => body,
         Err(problem) => return problem.into_response(),
     };
-    idempotent(&state, "/v1/orders", &headers, &body, || async {
-        let order = match parse_json(&body)
+    let (task_state, task_body) = (state.clone(), body.clone());
+    run_request(&state, "/v1/orders", &headers, &body, move |_| async move {
+        let order = match parse_json(&task_body)
             .and_then(|v| validate_order(&v, "").map_err(Problem::invalid))
         {
             Ok(order) => order,
-            Err(problem) => return problem.into_response(),
+            Err(problem) => return problem.stored(),
         };
-        match accept(&state, order).await {
-            Ok(accepted) => answer(StatusCode::ACCEPTED, json!(accepted)),
-            Err(problem) => problem.into_response(),
+        match accept(&task_state, order).await {
+            Ok(accepted) => stored(StatusCode::ACCEPTED, &json!(accepted), Finality::Final),
+            Err(problem) => problem.stored(),
         }
     })
     .await
@@ -300,6 +414,15 @@ async fn accept(state: &AppState, order: NewOrder) -> Result<Accepted, Problem> 
         note: order.note,
     };
     let topic = &state.settings.topic;
+    if let BrokerState::Unreachable(why) = state.brokers.state() {
+        state
+            .metrics
+            .event_sent(topic, Some("unavailable"), Duration::ZERO);
+        return Err(Problem::unavailable(
+            format!("no Kafka broker is reachable ({why}); nothing was published"),
+            RETRY_AFTER_SECS,
+        ));
+    }
     let started = std::time::Instant::now();
     let result = state
         .events
@@ -384,12 +507,21 @@ async fn place_batch(State(state): State<AppState>, headers: HeaderMap, body: Bo
         Ok(body) => body,
         Err(problem) => return problem.into_response(),
     };
-    idempotent(&state, "/v1/orders/batch", &headers, &body, || async {
-        match parse_json(&body).and_then(|v| batch_items(&v, state.settings.max_batch_orders)) {
-            Ok(items) => run_batch(&state, items).await,
-            Err(problem) => problem.into_response(),
-        }
-    })
+    let (task_state, task_body) = (state.clone(), body.clone());
+    run_request(
+        &state,
+        "/v1/orders/batch",
+        &headers,
+        &body,
+        move |previous| async move {
+            match parse_json(&task_body)
+                .and_then(|v| batch_items(&v, task_state.settings.max_batch_orders))
+            {
+                Ok(items) => run_batch(&task_state, items, previous).await,
+                Err(problem) => problem.stored(),
+            }
+        },
+    )
     .await
 }
 
@@ -424,68 +556,87 @@ fn batch_items(body: &Value, max: usize) -> Result<Vec<Value>, Problem> {
 }
 
 /// Valid items are published concurrently; invalid ones do not block them.
-async fn run_batch(state: &AppState, items: Vec<Value>) -> Response {
-    let checked: Vec<Result<NewOrder, Vec<FieldError>>> = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| validate_order(item, &format!("orders[{i}]")))
-        .collect();
-    let results: Vec<ItemResult> = futures::future::join_all(checked.into_iter().enumerate().map(
-        |(index, item)| async move {
-            match item {
-                Err(errors) => ItemResult::Invalid { index, errors },
-                Ok(order) => match accept(state, order).await {
-                    Ok(accepted) => ItemResult::Accepted { index, accepted },
-                    Err(problem) if problem.status == StatusCode::SERVICE_UNAVAILABLE => {
-                        ItemResult::Unavailable {
+/// Resuming a partial answer (`previous`), only its unavailable items run
+/// again; the others keep their first result (and order id).
+async fn run_batch(
+    state: &AppState,
+    items: Vec<Value>,
+    previous: Option<StoredAnswer>,
+) -> StoredAnswer {
+    let earlier: Vec<Value> = previous
+        .and_then(|p| serde_json::from_slice::<Value>(&p.body).ok())
+        .and_then(|mut body| body.get_mut("results").map(Value::take))
+        .and_then(|results| serde_json::from_value(results).ok())
+        .unwrap_or_default();
+    let settled = |index: usize| {
+        earlier
+            .get(index)
+            .filter(|r| r["index"] == index && r["status"] != "unavailable")
+            .cloned()
+    };
+    let results: Vec<Value> =
+        futures::future::join_all(items.iter().enumerate().map(|(index, item)| {
+            let kept = settled(index);
+            async move {
+                if let Some(kept) = kept {
+                    return kept;
+                }
+                let result = match validate_order(item, &format!("orders[{index}]")) {
+                    Err(errors) => ItemResult::Invalid { index, errors },
+                    Ok(order) => match accept(state, order).await {
+                        Ok(accepted) => ItemResult::Accepted { index, accepted },
+                        Err(problem) if problem.status == StatusCode::SERVICE_UNAVAILABLE => {
+                            ItemResult::Unavailable {
+                                index,
+                                detail: problem.detail,
+                            }
+                        }
+                        Err(problem) => ItemResult::Rejected {
                             index,
                             detail: problem.detail,
-                        }
-                    }
-                    Err(problem) => ItemResult::Rejected {
-                        index,
-                        detail: problem.detail,
+                        },
                     },
-                },
+                };
+                json!(result)
             }
-        },
-    ))
-    .await;
-    let count = |f: fn(&ItemResult) -> bool| results.iter().filter(|r| f(r)).count();
-    let accepted = count(|r| matches!(r, ItemResult::Accepted { .. }));
-    let unavailable = count(|r| matches!(r, ItemResult::Unavailable { .. }));
-    let status = if accepted == results.len() {
-        StatusCode::ACCEPTED
+        }))
+        .await;
+    let count = |status: &str| results.iter().filter(|r| r["status"] == status).count();
+    let accepted = count("accepted");
+    let unavailable = count("unavailable");
+    let (status, finality) = if accepted == results.len() {
+        (StatusCode::ACCEPTED, Finality::Final)
     } else if accepted == 0 && unavailable > 0 {
-        StatusCode::SERVICE_UNAVAILABLE
+        // Nothing published: a retry runs the whole batch again.
+        (StatusCode::SERVICE_UNAVAILABLE, Finality::NotTaken)
+    } else if unavailable > 0 {
+        // Some published: a retry with the key runs the rest only.
+        (StatusCode::MULTI_STATUS, Finality::Partial)
     } else {
-        StatusCode::MULTI_STATUS
+        (StatusCode::MULTI_STATUS, Finality::Final)
     };
     let body = json!({
         "accepted": accepted,
-        "invalid": count(|r| matches!(r, ItemResult::Invalid { .. })),
+        "invalid": count("invalid"),
         "unavailable": unavailable,
-        "rejected": count(|r| matches!(r, ItemResult::Rejected { .. })),
+        "rejected": count("rejected"),
         "results": results,
     });
-    let mut response = answer(status, body);
-    if unavailable > 0 {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    StoredAnswer {
+        retry_after: (unavailable > 0).then_some(RETRY_AFTER_SECS),
+        ..stored(status, &body, finality)
     }
-    response
 }
 
+/// Ready means "can publish now": a broker answers and the event's schema
+/// id is known. Both are kept current in the background, so the probe gets
+/// its answer at once.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let timeout = Duration::from_secs(2);
-    let kafka = state
-        .events
-        .publisher()
-        .check_broker(timeout)
-        .await
-        .map_err(|e| e.to_string());
-    let registry = state.events.codec().check_registry().await;
+    let kafka = match state.brokers.state() {
+        BrokerState::Reachable => Ok(()),
+        BrokerState::Unreachable(why) => Err(why),
+    };
+    let registry = state.registry.borrow().clone();
     match (kafka, registry) {
         (Ok(()), Ok(())) => answer(
             StatusCode::OK,

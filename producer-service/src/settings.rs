@@ -48,6 +48,11 @@ pub struct Settings {
     /// How long an Idempotency-Key answer is remembered.
     #[arg(long, env = "IDEMPOTENCY_WINDOW_SECS", default_value_t = 24 * 60 * 60)]
     pub idempotency_window_secs: u64,
+    /// Memory for remembered Idempotency-Key answers; the oldest go first
+    /// past it (counted by `kafkit_idempotency_evicted_total`). 64 MiB is a
+    /// quarter of a 256 MiB pod: about 150,000 single-order answers.
+    #[arg(long, env = "IDEMPOTENCY_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub idempotency_max_bytes: usize,
     /// On shutdown, longest wait for in-flight records to be acknowledged.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -76,5 +81,11 @@ impl Settings {
 
     pub fn produce_timeout(&self) -> Duration {
         Duration::from_millis(self.produce_timeout_ms)
+    }
+
+    /// How long a request waits for its event's fate before answering
+    /// `outcome-unknown`: the produce timeout and a little for the rest.
+    pub fn answer_deadline(&self) -> Duration {
+        self.produce_timeout() + Duration::from_millis(400)
     }
 }

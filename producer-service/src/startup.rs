@@ -11,12 +11,47 @@ use crate::routes::{AppState, router};
 use crate::settings::Settings;
 use anyhow::Context;
 use messaging::{EventPublisher, Publisher, TopicSpec, ensure_topics};
-use shared_events::EventCodec;
+use shared_events::{EventCodec, OrderPlaced};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How often brokers are probed while they answer (every 500 ms while not).
+const BROKER_PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How often the registry is asked for the event's schema id (answered from
+/// the cache once known, so this costs nothing after the first success).
+const REGISTRY_PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps "the event's schema id is known" current for `/readyz` (asked
+/// once before this returns), until nobody reads it any more.
+async fn watch_registry(
+    codec: Arc<EventCodec>,
+    topic: String,
+) -> watch::Receiver<Result<(), String>> {
+    let ask = move || {
+        let (codec, topic) = (Arc::clone(&codec), topic.clone());
+        async move {
+            match tokio::time::timeout(REGISTRY_PROBE_EVERY, codec.schema_id::<OrderPlaced>(&topic))
+                .await
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {REGISTRY_PROBE_EVERY:?}")),
+            }
+        }
+    };
+    let (states, state) = watch::channel(ask().await);
+    tokio::spawn(async move {
+        while !states.is_closed() {
+            tokio::time::sleep(REGISTRY_PROBE_EVERY).await;
+            let _previous = states.send_replace(ask().await);
+        }
+    });
+    state
+}
 
 #[derive(Debug)]
 pub struct Application {
@@ -41,11 +76,19 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("failed to listen on {}", settings.listen))?;
+        let codec = Arc::new(codec);
+        let (brokers, registry) = tokio::join!(
+            publisher.watch_brokers(&settings.topic, BROKER_PROBE_EVERY),
+            watch_registry(Arc::clone(&codec), settings.topic.clone())
+        );
         let state = AppState {
-            events: EventPublisher::new(publisher, Arc::new(codec)),
-            idempotency: IdempotencyStore::new(Duration::from_secs(
-                settings.idempotency_window_secs,
-            )),
+            events: EventPublisher::new(publisher, codec),
+            idempotency: IdempotencyStore::new(
+                Duration::from_secs(settings.idempotency_window_secs),
+                settings.idempotency_max_bytes,
+            ),
+            brokers,
+            registry,
             metrics: Metrics::new().context("failed to set up metrics")?,
             settings: Arc::new(settings),
         };

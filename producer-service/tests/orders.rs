@@ -197,6 +197,33 @@ async fn malformed_json_oversize_bodies_and_wrong_content_types_are_refused() {
     );
 }
 
+/// A client that writes its whole body before reading (Python's `urllib`,
+/// most scripts) reads the 413: the service reads what it refuses, instead
+/// of closing the connection under the client's feet (a broken pipe).
+#[tokio::test]
+async fn a_5_mb_body_sent_in_full_before_reading_gets_its_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = Stack::start().await;
+    let app = spawn_app(stack.kafka.bootstrap_servers(), &stack.registry.url, &[]).await;
+    let address = app.url.trim_start_matches("http://").to_owned();
+    let body = vec![b' '; 5 * 1024 * 1024];
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/orders HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket
+        .write_all(&body)
+        .await
+        .expect("the whole body is taken, not cut off by an early close");
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("at most 262144 bytes"), "{answer}");
+}
+
 #[tokio::test]
 async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() {
     let stack = Stack::start().await;

@@ -96,6 +96,11 @@ pub fn service_args(
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
+    // Dynamic members unless the test is about static ones: Tansu holds
+    // each static join and sync ~3 s, which only those tests should pay.
+    if !extra.contains(&"--group-instance-id") {
+        args.extend(["--static-membership".to_owned(), "false".to_owned()]);
+    }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     args
 }

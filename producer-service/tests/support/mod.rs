@@ -6,7 +6,7 @@ use clap::Parser;
 use devstack::TestKafka;
 use producer_service::{Application, Settings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schema_registry::{
@@ -236,6 +236,11 @@ impl TestApp {
     /// reading them all (Tansu 0.6.0's high watermark undercounts records
     /// that arrived in one multi-record batch, so watermarks are not used).
     pub async fn records_on_topic(&self) -> i64 {
+        i64::try_from(self.keys_on_topic().await.len()).unwrap()
+    }
+
+    /// The key (the order id) of every record on the topic, in no order.
+    pub async fn keys_on_topic(&self) -> Vec<String> {
         let (bootstrap, topic) = (self.bootstrap.clone(), self.topic.clone());
         tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer = ClientConfig::new()
@@ -254,18 +259,20 @@ impl TestApp {
             }
             consumer.assign(&assignment).unwrap();
             // Acknowledged records are already stored: stop after 1.5 s without one.
-            let (mut count, mut idle) = (0, 0);
+            let (mut keys, mut idle) = (Vec::new(), 0);
             while idle < 3 {
                 match consumer.poll(Duration::from_millis(500)) {
                     Some(message) => {
-                        message.unwrap();
-                        count += 1;
+                        let message = message.unwrap();
+                        keys.push(
+                            String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+                        );
                         idle = 0;
                     }
                     None => idle += 1,
                 }
             }
-            count
+            keys
         })
         .await
         .unwrap()
