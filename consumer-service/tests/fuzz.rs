@@ -153,7 +153,11 @@ async fn hostile_records_among_valid_orders_are_dead_lettered_byte_for_byte_and_
             }
         }
     }
-    eprintln!("{} hostile records, {} valid orders", hostile.len(), valid.len());
+    eprintln!(
+        "{} hostile records, {} valid orders",
+        hostile.len(),
+        valid.len()
+    );
 
     let wait = Duration::from_secs(60);
     let dead = read_topic(stack.bootstrap(), &names.dlq(), hostile.len(), wait).await;
@@ -163,12 +167,19 @@ async fn hostile_records_among_valid_orders_are_dead_lettered_byte_for_byte_and_
         .into_iter()
         .map(|c| c.source_event_id)
         .collect();
-    assert_eq!(confirmed, valid, "every valid order confirmed, and only those");
+    assert_eq!(
+        confirmed, valid,
+        "every valid order confirmed, and only those"
+    );
 
     let mut seen = HashSet::new();
     for record in &dead {
         let at = (
-            record.header(h::ORIGINAL_PARTITION).unwrap().parse().unwrap(),
+            record
+                .header(h::ORIGINAL_PARTITION)
+                .unwrap()
+                .parse()
+                .unwrap(),
             record.header(h::ORIGINAL_OFFSET).unwrap().parse().unwrap(),
         );
         let (kind, value) = hostile
