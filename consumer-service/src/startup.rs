@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use telemetry::metrics::MetricsPipeline;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 type OrderLoop = ConsumeLoop<OrderPlaced, OrderHandler>;
 
@@ -42,6 +43,58 @@ struct Ops {
     publisher: Publisher,
     codec: Arc<EventCodec>,
     metrics: MetricsPipeline,
+    /// Destination topics the cluster does not have, checked in the background.
+    missing: watch::Receiver<Vec<String>>,
+}
+
+/// How often the destination topics are looked for.
+const DESTINATIONS_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps the list of missing destination topics current (checked once
+/// before this returns) and logs the fix when one goes missing: the records
+/// routed there are held (an outage, nothing is lost) until it exists.
+async fn watch_destinations(
+    publisher: Publisher,
+    destinations: Vec<String>,
+) -> watch::Receiver<Vec<String>> {
+    let check = move || {
+        let (publisher, destinations) = (publisher.clone(), destinations.clone());
+        async move {
+            publisher
+                .missing_topics(&destinations, Duration::from_secs(2))
+                .await
+                .ok()
+        }
+    };
+    let (states, state) = watch::channel(Vec::new());
+    let report = move |states: &watch::Sender<Vec<String>>, missing: Vec<String>| {
+        states.send_if_modified(|now| {
+            let changed = *now != missing;
+            if changed && !missing.is_empty() {
+                tracing::error!(
+                    missing = ?missing,
+                    "destination topics do not exist: records routed there are held until they do; create them (kafkit topics create <main topic> ..., or start with CREATE_TOPICS=true)"
+                );
+            } else if changed {
+                tracing::info!("every destination topic exists");
+            }
+            *now = missing;
+            changed
+        });
+    };
+    if let Some(missing) = check().await {
+        report(&states, missing);
+    }
+    tokio::spawn(async move {
+        while !states.is_closed() {
+            tokio::time::sleep(DESTINATIONS_EVERY).await;
+            // A failed look (no broker) says nothing about the topics.
+            if let Some(missing) = check().await {
+                report(&states, missing);
+            }
+        }
+    });
+    state
 }
 
 impl Application {
@@ -137,7 +190,14 @@ impl Application {
                 policy.retry_topics(&settings.topic),
             )?;
         }
+        let mut destinations = vec![
+            settings.output_topic.clone(),
+            policy.dlq_topic(&settings.topic),
+        ];
+        destinations.extend(policy.retry_topics(&settings.topic));
+        let missing = watch_destinations(publisher.clone(), destinations).await;
         let ops = Ops {
+            missing,
             publisher,
             codec: Arc::clone(&codec),
             metrics,
@@ -221,7 +281,16 @@ async fn readyz(State(ops): State<Ops>) -> Response {
         .check_registry()
         .await
         .map_err(|e| format!("schema registry: {e}"));
-    let failures: Vec<String> = [kafka, registry]
+    let missing = ops.missing.borrow().clone();
+    let destinations = if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "destination topics missing: {}; records routed there are held until they exist (kafkit topics create, or CREATE_TOPICS=true)",
+            missing.join(", ")
+        ))
+    };
+    let failures: Vec<String> = [kafka, registry, destinations]
         .into_iter()
         .filter_map(Result::err)
         .collect();

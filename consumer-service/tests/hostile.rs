@@ -259,3 +259,83 @@ async fn a_dead_letter_too_large_for_the_broker_goes_as_a_reference_and_the_part
     );
     service.stop().await;
 }
+
+/// A destination that does not exist is an outage, not the record's fault:
+/// the record waits (its offset, and those behind it, are not committed),
+/// `/readyz` says which topic is missing, and once it exists everything
+/// goes on, nothing lost.
+#[tokio::test]
+async fn a_missing_dead_letter_topic_holds_the_record_turns_readyz_503_and_then_it_goes() {
+    let stack = Stack::start().await;
+    let names = Names::new();
+    let bootstrap = stack.bootstrap().to_owned();
+    let present = [
+        names.topic.clone(),
+        names.output.clone(),
+        names.retry(1),
+        names.retry(2),
+    ];
+    tokio::task::spawn_blocking(move || {
+        for topic in present {
+            devstack::ensure_topic(&bootstrap, &topic, 3).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let service = spawn_service(
+        &names,
+        stack.bootstrap(),
+        &stack.registry.url,
+        &["--create-topics", "false"],
+    )
+    .await;
+    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    // Refused by the rules: its copy goes to the DLQ, which is missing.
+    let (refused, _) = feeder
+        .send_with_headers(&names.topic, 0, &order("BOOK-1", "JPY"), vec![])
+        .await;
+    let (behind, _) = feeder
+        .send_with_headers(&names.topic, 0, &order("BOOK-1", "EUR"), vec![])
+        .await;
+    let readyz = || async {
+        let answer = reqwest::get(format!("{}/readyz", service.ops_url))
+            .await
+            .unwrap();
+        (answer.status().as_u16(), answer.text().await.unwrap())
+    };
+    let (status, detail) = readyz().await;
+    assert_eq!(status, 503, "{detail}");
+    assert!(
+        detail.contains(&names.dlq()),
+        "names the missing topic: {detail}"
+    );
+    let bootstrap = stack.bootstrap().to_owned();
+    let dlq = names.dlq();
+    tokio::task::spawn_blocking(move || devstack::ensure_topic(&bootstrap, &dlq, 3).unwrap())
+        .await
+        .unwrap();
+    let dead = read_topic(stack.bootstrap(), &names.dlq(), 1, WAIT).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].header("ce_id"), Some(refused));
+    // The order behind it may have been answered before the hold and again
+    // after the rewind: the same confirmation each time.
+    let out = read_topic(stack.bootstrap(), &names.output, 1, WAIT).await;
+    let out = confirmations(&stack.registry.url, &out).await;
+    assert!(!out.is_empty());
+    assert!(out.iter().all(|c| c.source_event_id == behind));
+    assert!(out.iter().all(|c| c.event_id == confirmation_id(&behind)));
+    let mut ready = readyz().await;
+    for _ in 0..50 {
+        if ready.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ready = readyz().await;
+    }
+    assert_eq!(
+        ready.0, 200,
+        "ready again once the topic exists: {}",
+        ready.1
+    );
+    service.stop().await;
+}

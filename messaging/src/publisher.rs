@@ -441,6 +441,32 @@ impl Publisher {
     }
 }
 
+impl Publisher {
+    /// Which of `topics` the cluster does not have (one metadata request for
+    /// every topic: asking for a missing one by name could create it).
+    pub async fn missing_topics(
+        &self,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<String>, KafkaError> {
+        let producer = self.producer().1;
+        let topics = topics.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let metadata = producer
+                .client()
+                .fetch_metadata(None, Timeout::After(timeout))?;
+            let known: std::collections::HashSet<&str> =
+                metadata.topics().iter().map(|t| t.name()).collect();
+            Ok(topics
+                .into_iter()
+                .filter(|t| !known.contains(t.as_str()))
+                .collect())
+        })
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
+    }
+}
+
 /// How long a broker probe waits for a metadata answer.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
