@@ -21,6 +21,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use support::{Feeder, Names, Stack, confirmations, order, read_topic, spawn_service};
 
+/// Partition and offset of a record on the main topic.
+type Coordinates = (i32, i64);
+
 /// splitmix64: small, seedable, good enough to pick cases.
 struct Dice(u64);
 
@@ -124,7 +127,7 @@ async fn hostile_records_among_valid_orders_are_dead_lettered_byte_for_byte_and_
         .unwrap();
 
     // (partition, offset) → (kind, value) of each hostile record.
-    let mut hostile: HashMap<(i32, i64), (&str, Option<Vec<u8>>)> = HashMap::new();
+    let mut hostile: HashMap<Coordinates, (&str, Option<Vec<u8>>)> = HashMap::new();
     let mut valid = HashSet::new();
     for _ in 0..per_partition * 2 {
         for partition in 0..3 {
