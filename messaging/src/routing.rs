@@ -365,6 +365,86 @@ mod tests {
         assert_eq!(p.dlq_topic("orders"), "orders.dlq");
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Header names: kafkit's own, CloudEvents, anything.
+        fn names() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(headers::ALL.to_vec()).prop_map(str::to_owned),
+                Just("ce_id".to_owned()),
+                ".{0,12}",
+            ]
+        }
+
+        /// Values: numbers of any size and sign, text, bytes that are not UTF-8.
+        fn values() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                any::<i128>().prop_map(|n| n.to_string().into_bytes()),
+                ".{0,40}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ]
+        }
+
+        proptest! {
+            /// Whatever headers a record carries, reading them never panics
+            /// or overflows, and a hop's copy carries each kafkit header at
+            /// most once, the attempt it was given, and on a first delivery
+            /// (untrusted) the record's own origin.
+            #[test]
+            fn any_headers_hop_without_panic_and_a_first_delivery_keeps_its_own_origin(
+                pairs in proptest::collection::vec((names(), values()), 0..12),
+                trusted in any::<bool>(),
+                attempts in 0u32..10,
+                now in any::<i64>(),
+            ) {
+                let view: Vec<(&str, &[u8])> =
+                    pairs.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+                let _ = attempts_so_far(&view);
+                let _ = not_before_ms(&view);
+                let record = FailedRecord {
+                    trusted,
+                    topic: "orders.retry.1",
+                    partition: 2,
+                    offset: 9,
+                    timestamp_ms: Some(now),
+                    key: None,
+                    payload: Some(b"v"),
+                    headers: &view,
+                    group: "g",
+                };
+                let (topic, partition, offset) = origin(&record);
+                let policy = policy();
+                let _ = original_topic(&record, &policy);
+                for form in [CopyForm::Full, CopyForm::Trimmed, CopyForm::Reference] {
+                    let copy = hop(
+                        &record,
+                        &Failure::transient("x", "y"),
+                        attempts,
+                        "orders.dlq",
+                        Some(now),
+                        now,
+                        form,
+                    );
+                    for name in headers::ALL {
+                        prop_assert!(copy.headers.iter().filter(|(n, _)| n == name).count() <= 1);
+                    }
+                    prop_assert_eq!(attempts_so_far(&copy.headers), attempts);
+                    if !trusted {
+                        let own = |name: &str| header(&copy.headers, name).map(<[u8]>::to_vec);
+                        prop_assert_eq!(own(headers::ORIGINAL_TOPIC), Some(b"orders.retry.1".to_vec()));
+                        prop_assert_eq!(own(headers::ORIGINAL_PARTITION), Some(b"2".to_vec()));
+                        prop_assert_eq!(own(headers::ORIGINAL_OFFSET), Some(b"9".to_vec()));
+                    }
+                }
+                if !trusted {
+                    prop_assert_eq!((topic.as_str(), partition, offset), ("orders.retry.1", 2, 9));
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_hop_replaces_kafkit_headers_and_keeps_the_rest_and_the_origin() {
         let incoming = [

@@ -239,6 +239,88 @@ mod tests {
         }
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn orders() -> impl Strategy<Value = OrderPlaced> {
+            let item = (".{0,20}", any::<i32>(), any::<i64>()).prop_map(
+                |(sku, quantity, unit_price_cents)| OrderItem {
+                    sku,
+                    quantity,
+                    unit_price_cents,
+                },
+            );
+            (
+                any::<u128>(),
+                ".{0,30}",
+                proptest::collection::vec(item, 0..5),
+                ".{0,4}",
+                any::<i64>(),
+                proptest::option::of(".{0,40}"),
+            )
+                .prop_map(|(id, customer_id, items, currency, placed_at, note)| {
+                    OrderPlaced {
+                        order_id: uuid::Uuid::from_u128(id).to_string(),
+                        customer_id,
+                        items,
+                        currency,
+                        placed_at,
+                        note,
+                    }
+                })
+        }
+
+        proptest! {
+            /// Any order passes whole; cut anywhere or padded with anything, it fails.
+            #[test]
+            fn whole_orders_pass_and_cut_or_padded_ones_fail(
+                order in orders(),
+                cut in any::<prop::sample::Index>(),
+                junk in proptest::collection::vec(any::<u8>(), 1..8),
+            ) {
+                let schema = OrderPlaced::schema();
+                let resolved = ResolvedSchema::try_from(schema).unwrap();
+                let names = resolved.get_names();
+                let body = encoded(&order);
+                prop_assert_eq!(check(schema, names, &body), Ok(()));
+                let cut = cut.index(body.len());
+                prop_assert!(check(schema, names, &body[..cut]).is_err());
+                let mut padded = body.clone();
+                padded.extend(junk);
+                prop_assert!(check(schema, names, &padded).is_err());
+            }
+
+            /// Whatever the bytes (random, or an order with one byte
+            /// changed), the check answers without a panic, and what it lets
+            /// through apache-avro reads as exactly one whole datum.
+            #[test]
+            fn whatever_passes_the_check_decodes_whole(
+                random in proptest::collection::vec(any::<u8>(), 0..200),
+                order in orders(),
+                at in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+            ) {
+                let schema = OrderPlaced::schema();
+                let resolved = ResolvedSchema::try_from(schema).unwrap();
+                let names = resolved.get_names();
+                let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+                    .build()
+                    .unwrap();
+                let mut mutated = encoded(&order);
+                let at = at.index(mutated.len());
+                mutated[at] = byte;
+                for bytes in [random, mutated] {
+                    if check(schema, names, &bytes).is_ok() {
+                        let mut rest = &bytes[..];
+                        prop_assert!(reader.read_value(&mut rest).is_ok());
+                        prop_assert!(rest.is_empty());
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_string_that_is_not_a_uuid_or_not_utf8_and_a_bad_union_index_are_refused() {
         let schema = OrderPlaced::schema();
