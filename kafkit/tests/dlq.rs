@@ -8,6 +8,7 @@ use support::kafkit;
 
 use clap::Parser;
 use devstack::TestKafka;
+use messaging::headers as h;
 use messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -17,6 +18,7 @@ use schema_registry::{
     Application as Registry, KafkaStoreSettings, RegistrySettings, StorageSettings,
 };
 use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderItem, OrderPlaced};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -436,4 +438,150 @@ async fn watch_shows_dead_letters_of_every_convention_that_arrive_after_it_start
     assert_eq!(lines[2]["convention"], "kafka-connect");
     assert_eq!(lines[2]["original_topic"], "sink-in");
     assert_eq!(lines[2]["error_message"], "bad json");
+}
+
+/// Writes `count` kafkit dead letters of `topic` to `<topic>.dlq`, one
+/// partition; returns their DLQ coordinates as `replay.from` writes them.
+async fn park(bootstrap: &str, topic: &str, count: usize) -> Vec<String> {
+    let dlq = format!("{topic}.dlq");
+    let (b, t, d) = (bootstrap.to_owned(), topic.to_owned(), dlq.clone());
+    tokio::task::spawn_blocking(move || {
+        devstack::ensure_topic(&b, &t, 1).unwrap();
+        devstack::ensure_topic(&b, &d, 1).unwrap();
+    })
+    .await
+    .unwrap();
+    let publisher =
+        Publisher::new(&KafkaSettings::new(bootstrap), &ProducerSettings::default()).unwrap();
+    let mut parked = Vec::new();
+    for i in 0..count {
+        let record = OutgoingRecord {
+            topic: dlq.clone(),
+            partition: Some(0),
+            key: Some(format!("key-{i}").into_bytes()),
+            payload: Some(format!("value-{i}").into_bytes()),
+            headers: vec![
+                (h::ORIGINAL_TOPIC.into(), topic.as_bytes().to_vec()),
+                (h::ORIGINAL_PARTITION.into(), b"0".to_vec()),
+                (h::ORIGINAL_OFFSET.into(), i.to_string().into_bytes()),
+                (h::ERROR_CLASS.into(), b"parked".to_vec()),
+            ],
+        };
+        let at = publisher.publish(&record).await.unwrap();
+        parked.push(format!("{dlq}/0/{}", at.offset));
+    }
+    parked
+}
+
+/// The offset `group` committed on partition 0 of `topic` (0 if none).
+async fn remembered(bootstrap: &str, group: &str, topic: &str) -> i64 {
+    let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .create()
+            .unwrap();
+        let mut partitions = TopicPartitionList::new();
+        partitions.add_partition(&topic, 0);
+        consumer
+            .committed_offsets(partitions, Timeout::After(Duration::from_secs(5)))
+            .ok()
+            .and_then(|c| c.elements().first().map(|e| e.offset()))
+            .and_then(|o| match o {
+                Offset::Offset(n) => Some(n),
+                _ => None,
+            })
+            .unwrap_or(0)
+    })
+    .await
+    .unwrap()
+}
+
+/// How often each dead letter arrived back on `topic`.
+async fn replayed(bootstrap: &str, topic: &str, want: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for record in read(bootstrap, topic, want, Duration::from_secs(20)).await {
+        *seen
+            .entry(header(&record, "kafkit.replay.from").unwrap())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+/// A replay stopped half way, by Ctrl-C or by SIGKILL, and run again sends
+/// every dead letter, and sends again nothing the broker had acknowledged
+/// and the replay had remembered (a SIGKILL between the two can repeat the
+/// one record in between; Ctrl-C stops between records).
+#[tokio::test]
+async fn an_interrupted_replay_run_again_goes_on_where_it_stopped() {
+    let kafka = TestKafka::start();
+    let bootstrap = kafka.bootstrap_servers().to_owned();
+    for signal in ["TERM", "KILL"] {
+        let topic = name("parked");
+        let parked = park(&bootstrap, &topic, 30).await;
+        let group = name("replay");
+        let args = [
+            "dlq",
+            "replay",
+            &format!("{topic}.dlq"),
+            "--group",
+            &group,
+            "--bootstrap-servers",
+            &bootstrap,
+        ];
+        // Slowly, so it is stopped half way; the pace is not part of what
+        // the replay remembers (topic, filter, destination are).
+        let first = std::process::Command::new(env!("CARGO_BIN_EXE_kafkit"))
+            .args(args)
+            .args(["--rate", "2"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Stopped once some, not all, went back.
+        let started = Instant::now();
+        while remembered(&bootstrap, &group, &format!("{topic}.dlq")).await < 5 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the first replay sent nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("{signal} sent {:?} after the start", started.elapsed());
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &first.id().to_string()])
+            .status()
+            .unwrap();
+        let output = first.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).into_owned();
+        let before = replayed(&bootstrap, &topic, 0).await;
+        assert!(
+            before.len() < parked.len(),
+            "{signal}: stopped before the end; it said: {said}"
+        );
+        if signal == "TERM" {
+            assert!(said.contains("stopped after"), "{said}");
+        }
+
+        let (ok, text) = kafkit(&args);
+        assert!(ok, "{text}");
+        let after = replayed(&bootstrap, &topic, parked.len()).await;
+        let mut keys: Vec<&String> = after.keys().collect();
+        keys.sort();
+        let mut want: Vec<&String> = parked.iter().collect();
+        want.sort();
+        assert_eq!(keys, want, "{signal}: every dead letter went back");
+        let twice: Vec<_> = after.iter().filter(|(_, n)| **n > 1).collect();
+        let allowed = if signal == "TERM" { 0 } else { 1 };
+        assert!(
+            twice.len() <= allowed,
+            "{signal}: sent twice {twice:?} (the second run said: {text})"
+        );
+        eprintln!(
+            "{signal}: {} sent before the stop, {} sent twice",
+            before.len(),
+            twice.len()
+        );
+    }
 }

@@ -9,7 +9,8 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use record::{ClassSummary, DeadLetter, Filter};
-use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 use tracing::Instrument;
 
@@ -159,6 +160,12 @@ fn assigned(
             .committed_offsets(assignment.clone(), Timeout::After(Duration::from_secs(10)))?;
         for element in stored.elements() {
             if let Offset::Offset(offset) = element.offset() {
+                let (log_start, _) = consumer.fetch_watermarks(
+                    topic,
+                    element.partition(),
+                    Timeout::After(Duration::from_secs(10)),
+                )?;
+                let offset = resume_at(group, topic, element.partition(), offset, log_start)?;
                 assignment.set_partition_offset(
                     topic,
                     element.partition(),
@@ -169,6 +176,29 @@ fn assigned(
     }
     consumer.assign(&assignment)?;
     Ok(consumer)
+}
+
+/// Where a replay group goes on in a partition: where it stopped, unless
+/// the log no longer starts there (retention deleted dead letters it never
+/// sent): then an error that says so and what to do, never a silent
+/// jump to the end.
+fn resume_at(
+    group: &str,
+    topic: &str,
+    partition: i32,
+    committed: i64,
+    log_start: i64,
+) -> anyhow::Result<i64> {
+    if committed < log_start {
+        bail!(
+            "replay group {group} stopped at offset {committed} of {topic}[{partition}], but the \
+             topic now starts at {log_start}: the dead letters at {committed}..{} were deleted \
+             (retention) before they were replayed and cannot be sent. To replay what is left, \
+             run again with --group {group}-from-{log_start} (a new group starts at the beginning)",
+            log_start - 1
+        );
+    }
+    Ok(committed)
 }
 
 /// Reads until nothing arrives for `idle` (watermarks are not trusted: Tansu
@@ -320,8 +350,6 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
     read_until_idle(&consumer, IDLE, |letter| letters.push(letter)).await?;
 
     let mut summary = ReplaySummary::default();
-    // Per partition: the offset to remember, up to the first failure.
-    let mut remember: BTreeMap<i32, i64> = BTreeMap::new();
     let mut blocked: std::collections::BTreeSet<i32> = std::collections::BTreeSet::new();
     let pace = args
         .rate
@@ -329,7 +357,20 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
     let verb = if args.dry_run { "would move" } else { "moved" };
     let mut progress =
         crate::term::Progress::new(format!("replaying {}", args.topic), letters.len());
+    // Ctrl-C (or SIGTERM) stops between records, after what was sent is
+    // remembered: the same command again goes on from there.
+    let stop = Arc::new(AtomicBool::new(false));
+    let signalled = Arc::clone(&stop);
+    let watcher = tokio::spawn(async move {
+        messaging::shutdown_signal().await;
+        signalled.store(true, Ordering::SeqCst);
+    });
+    let mut stopped = false;
     for letter in &letters {
+        if !args.dry_run && stop.load(Ordering::SeqCst) {
+            stopped = true;
+            break;
+        }
         if !args.dry_run {
             progress.advance();
         }
@@ -373,10 +414,20 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
         match publisher.publish(&record).instrument(span).await {
             Ok(_) => {
                 summary.moved += 1;
-                // Remember what was sent, unless something before it in the
-                // partition failed: then the next run must see that one again.
+                // Remember what was sent as soon as the broker has it, so an
+                // interrupted replay run again does not send it twice;
+                // unless something before it in the partition failed: then
+                // the next run must see that one again.
                 if !blocked.contains(&letter.dlq_partition) {
-                    remember.insert(letter.dlq_partition, letter.dlq_offset + 1);
+                    let mut done = TopicPartitionList::new();
+                    done.add_partition_offset(
+                        &args.topic,
+                        letter.dlq_partition,
+                        Offset::Offset(letter.dlq_offset + 1),
+                    )?;
+                    consumer
+                        .commit(&done, CommitMode::Sync)
+                        .context("could not record what was replayed")?;
                 }
             }
             Err(e) => {
@@ -389,14 +440,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
         }
     }
     progress.finish();
-    if !args.dry_run && !remember.is_empty() {
-        let mut done = TopicPartitionList::new();
-        for (partition, offset) in &remember {
-            done.add_partition_offset(&args.topic, *partition, Offset::Offset(*offset))?;
-        }
-        consumer
-            .commit(&done, CommitMode::Sync)
-            .context("could not record what was replayed")?;
+    watcher.abort();
+    if stopped {
+        println!(
+            "{}: stopped after {} moved; what was sent is remembered: run the same command again to go on",
+            args.topic, summary.moved
+        );
+        return Ok(summary);
     }
     println!(
         "{}: {} {verb}, {} skipped (filtered out or over the limit), {} failed",
@@ -414,4 +464,20 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
         println!("  failed {id}: {reason}");
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::resume_at;
+
+    #[test]
+    fn a_replay_goes_on_where_it_stopped_unless_the_log_no_longer_starts_there() {
+        assert_eq!(resume_at("g", "t.dlq", 0, 7, 0).unwrap(), 7);
+        assert_eq!(resume_at("g", "t.dlq", 0, 7, 7).unwrap(), 7);
+        let error = resume_at("g", "t.dlq", 2, 7, 12).unwrap_err().to_string();
+        assert!(error.contains("stopped at offset 7 of t.dlq[2]"), "{error}");
+        assert!(error.contains("7..11 were deleted"), "{error}");
+        assert!(error.contains("--group g-from-12"), "{error}");
+    }
 }
