@@ -23,6 +23,11 @@ pub enum LogRecord {
     },
     /// A subject's compatibility level was removed.
     ConfigTombstone { subject: Option<String> },
+    /// Every id up to `max_id` was handed out once (kafkit's own key type,
+    /// `ID_FLOOR`). Written with each permanent deletion: compaction then
+    /// drops the deleted schema's record, and without this a restarted
+    /// registry would hand its id out again.
+    IdFloor { max_id: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +51,14 @@ enum Key {
     },
     #[serde(rename = "CONFIG")]
     Config { subject: Option<String>, magic: u8 },
+    #[serde(rename = "ID_FLOOR")]
+    IdFloor { magic: u8 },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct IdFloorValue {
+    #[serde(rename = "maxId")]
+    max_id: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,7 +111,21 @@ impl LogRecord {
                 }),
                 None,
             ),
+            Self::IdFloor { max_id } => (
+                json(&Key::IdFloor { magic: 0 }),
+                Some(json(&IdFloorValue { max_id: *max_id })),
+            ),
         }
+    }
+
+    /// What an unreadable record still tells: the id in its value, if any
+    /// (a schema record this registry cannot read still took its id).
+    pub fn id_in_unreadable(value: Option<&[u8]>) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_slice(value?).ok()?;
+        let id = value.get("id")?.as_u64()?;
+        Some(Self::IdFloor {
+            max_id: u32::try_from(id).unwrap_or(u32::MAX),
+        })
     }
 
     /// Reads a record; `Ok(None)` for key types this registry does not use
@@ -108,7 +135,7 @@ impl LogRecord {
             .map_err(|e| RecordError(format!("key is not JSON: {e}")))?;
         if !matches!(
             raw.get("keytype").and_then(|k| k.as_str()),
-            Some("SCHEMA" | "CONFIG")
+            Some("SCHEMA" | "CONFIG" | "ID_FLOOR")
         ) {
             return Ok(None);
         }
@@ -130,6 +157,14 @@ impl LogRecord {
                     .map_err(|e| RecordError(format!("config value: {e}")))?;
                 let level = value.compatibility_level.parse().map_err(RecordError)?;
                 Self::Config { subject, level }
+            }
+            (Key::IdFloor { .. }, None) => return Ok(None),
+            (Key::IdFloor { .. }, Some(value)) => {
+                let value: IdFloorValue = serde_json::from_slice(value)
+                    .map_err(|e| RecordError(format!("id floor value: {e}")))?;
+                Self::IdFloor {
+                    max_id: value.max_id,
+                }
             }
         }))
     }
@@ -166,6 +201,7 @@ mod tests {
             LogRecord::ConfigTombstone {
                 subject: Some("orders-value".into()),
             },
+            LogRecord::IdFloor { max_id: 41 },
         ];
         for record in records {
             let (key, value) = record.to_kafka();

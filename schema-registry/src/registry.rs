@@ -50,6 +50,22 @@ impl Registry {
     }
 
     async fn commit(&self, records: &[LogRecord]) -> Result<(), ApiError> {
+        // A permanent deletion takes the floor of ids with it: compaction
+        // will drop the deleted record, never the id it used.
+        let floor;
+        let records = if records
+            .iter()
+            .any(|r| matches!(r, LogRecord::SchemaTombstone { .. }))
+        {
+            let mut with_floor = records.to_vec();
+            with_floor.push(LogRecord::IdFloor {
+                max_id: self.read().max_id(),
+            });
+            floor = with_floor;
+            &floor[..]
+        } else {
+            records
+        };
         self.store
             .append(records)
             .await

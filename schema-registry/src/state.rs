@@ -129,7 +129,13 @@ impl State {
             } => {
                 self.subject_levels.remove(subject);
             }
+            LogRecord::IdFloor { max_id } => self.max_id = self.max_id.max(*max_id),
         }
+    }
+
+    /// The highest id ever handed out (deleted schemas included).
+    pub fn max_id(&self) -> u32 {
+        self.max_id
     }
 
     /// Ids stay unique forever (`max_id` is kept), but a schema no version

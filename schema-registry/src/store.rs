@@ -257,7 +257,9 @@ fn replay(settings: &KafkaStoreSettings) -> Result<Vec<LogRecord>, StoreError> {
                     Ok(Some(record)) => records.push(record),
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::warn!(offset = message.offset(), error = %e, "skipped an unreadable _schemas record")
+                        tracing::warn!(offset = message.offset(), error = %e, "skipped an unreadable _schemas record");
+                        // Its id, if it names one, is never handed out again.
+                        records.extend(LogRecord::id_in_unreadable(message.payload()));
                     }
                 }
                 reached_high |= message.offset() >= high - 1;

@@ -174,3 +174,133 @@ async fn replay_reads_every_record_of_a_multi_record_batch() {
         4
     );
 }
+
+/// Compaction keeps the last record of each key and, after a while, drops
+/// tombstones with the records they delete. Tansu does not compact, so the
+/// test does it: the registry's topic is copied as compaction would leave it
+/// and a registry started on the copy. The id of a permanently deleted
+/// schema is still never handed out again; nor is the id an unreadable
+/// record names.
+#[tokio::test]
+async fn ids_of_deleted_and_unreadable_schemas_are_not_reused_after_compaction() {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let kafka = TestKafka::start();
+    let bootstrap = kafka.bootstrap_servers().to_owned();
+    let topic = random_name("_schemas");
+    let app = spawn_on_kafka(&kafka, &topic).await;
+    let kept = app
+        .register_ok(
+            "kept-value",
+            &record("Kept", r#"{"name":"k","type":"string"}"#),
+        )
+        .await;
+    let gone = app
+        .register_ok(
+            "gone-value",
+            &record("Gone", r#"{"name":"g","type":"string"}"#),
+        )
+        .await;
+    app.delete("/subjects/gone-value").await;
+    assert_eq!(
+        app.delete("/subjects/gone-value?permanent=true")
+            .await
+            .status,
+        200
+    );
+    app.stop().await;
+
+    // Read the whole topic, keep the last value of each key, drop tombstones.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", random_name("compactor"))
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let mut last: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut quiet = 0;
+    while quiet < 4 {
+        match consumer.poll(Duration::from_millis(300)) {
+            Some(message) => {
+                let message = message.unwrap();
+                let key = message.key().unwrap().to_vec();
+                last.retain(|(k, _)| *k != key);
+                last.push((key, message.payload().map(<[u8]>::to_vec)));
+                quiet = 0;
+            }
+            None => quiet += 1,
+        }
+    }
+    let compacted = random_name("_schemas-compacted");
+    devstack::ensure_topic(&bootstrap, &compacted, 1).unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let mut copied = 0;
+    for (key, value) in last.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))) {
+        let message = FutureRecord::to(&compacted)
+            .partition(0)
+            .key(key)
+            .payload(value);
+        producer
+            .send(message, Duration::from_secs(5))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        copied += 1;
+    }
+    eprintln!(
+        "{} records on the topic, {copied} left by compaction",
+        last.len()
+    );
+
+    let restarted = spawn_on_kafka(&kafka, &compacted).await;
+    assert_eq!(restarted.get("/subjects").await.body, json!(["kept-value"]));
+    let next = restarted
+        .register_ok("new-value", &record("New", r#"{"name":"x","type":"long"}"#))
+        .await;
+    assert!(
+        next > gone && next > kept,
+        "{next} must be above {gone} (deleted) and {kept}"
+    );
+    restarted.stop().await;
+
+    // And a schema record from some future layout this registry cannot read.
+    let future_id = next + 5;
+    let unreadable =
+        serde_json::json!({"subject": "future-value", "id": future_id, "schemaType": 7});
+    producer
+        .send(
+            FutureRecord::to(&compacted)
+                .partition(0)
+                .key(
+                    br#"{"keytype":"SCHEMA","subject":"future-value","version":"one","magic":1}"#
+                        .as_slice(),
+                )
+                .payload(&serde_json::to_vec(&unreadable).unwrap()),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let restarted = spawn_on_kafka(&kafka, &compacted).await;
+    let after = restarted
+        .register_ok(
+            "newer-value",
+            &record("Newer", r#"{"name":"y","type":"long"}"#),
+        )
+        .await;
+    assert!(
+        after > future_id,
+        "{after} must be above {future_id}, named by a record this registry cannot read"
+    );
+}
