@@ -50,6 +50,8 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("Error while storing to the _schemas topic: {0}")]
     Store(String),
+    #[error("{0}")]
+    Fenced(String),
 }
 
 impl ApiError {
@@ -70,6 +72,7 @@ impl ApiError {
             Self::Incompatible { .. } => StatusCode::CONFLICT,
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Fenced(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -91,6 +94,8 @@ impl ApiError {
             Self::Incompatible { .. } => 409,
             Self::MalformedJson(_) => 400,
             Self::Store(_) => 50001,
+            // Confluent's "error while forwarding to the leader": not the writer.
+            Self::Fenced(_) => 50003,
         }
     }
 }

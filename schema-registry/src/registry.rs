@@ -49,6 +49,26 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Applies what was written since this instance last looked (a write
+    /// whose acknowledgement was lost included), so a change is planned on
+    /// the whole state; refused once another instance claimed the topic.
+    async fn catch_up(&self) -> Result<(), ApiError> {
+        let records = self.store.catch_up().await.map_err(|e| match e {
+            crate::store::StoreError::Fenced(_) => ApiError::Fenced(e.to_string()),
+            e => ApiError::Store(e.to_string()),
+        })?;
+        if !records.is_empty() {
+            let mut state = self
+                .state
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for record in &records {
+                state.apply(record);
+            }
+        }
+        Ok(())
+    }
+
     async fn commit(&self, records: &[LogRecord]) -> Result<(), ApiError> {
         // A permanent deletion takes the floor of ids with it: compaction
         // will drop the deleted record, never the id it used.
@@ -82,6 +102,7 @@ impl Registry {
 
     pub async fn register(&self, subject: &str, schema: &ValidSchema) -> Result<u32, ApiError> {
         let _writing = self.writer.lock().await;
+        self.catch_up().await?;
         let (id, record) = self.read().register(subject, schema)?;
         if let Some(record) = record {
             self.commit(&[record]).await?;
@@ -96,6 +117,7 @@ impl Registry {
         permanent: bool,
     ) -> Result<Vec<u32>, ApiError> {
         let _writing = self.writer.lock().await;
+        self.catch_up().await?;
         let (versions, records) = self.read().delete_subject(subject, permanent)?;
         self.commit(&records).await?;
         tracing::info!(subject, permanent, ?versions, "deleted a subject");
@@ -109,6 +131,7 @@ impl Registry {
         permanent: bool,
     ) -> Result<u32, ApiError> {
         let _writing = self.writer.lock().await;
+        self.catch_up().await?;
         let (version, record) = self.read().delete_version(subject, spec, permanent)?;
         self.commit(&[record]).await?;
         tracing::info!(subject, version, permanent, "deleted a schema version");
@@ -121,6 +144,7 @@ impl Registry {
         level: CompatibilityLevel,
     ) -> Result<(), ApiError> {
         let _writing = self.writer.lock().await;
+        self.catch_up().await?;
         self.commit(&[LogRecord::Config {
             subject: subject.map(str::to_owned),
             level,
@@ -134,6 +158,7 @@ impl Registry {
         subject: &str,
     ) -> Result<CompatibilityLevel, ApiError> {
         let _writing = self.writer.lock().await;
+        self.catch_up().await?;
         let level = self
             .read()
             .subject_level(subject)

@@ -304,3 +304,85 @@ async fn ids_of_deleted_and_unreadable_schemas_are_not_reused_after_compaction()
         "{after} must be above {future_id}, named by a record this registry cannot read"
     );
 }
+
+/// A second registry on the same topic claims it: the first one is fenced
+/// (refuses writes with 503 / 50003 naming the other, `/readyz` 503, reads
+/// still answered), the second writes with ids above the first's.
+#[tokio::test]
+async fn a_second_instance_on_the_same_topic_fences_the_first() {
+    let kafka = TestKafka::start();
+    let topic = random_name("_schemas");
+    let first = spawn_on_kafka(&kafka, &topic).await;
+    let one = first
+        .register_ok("a-value", &record("A", r#"{"name":"a","type":"string"}"#))
+        .await;
+    let second = spawn_on_kafka(&kafka, &topic).await;
+    let refused = first
+        .register("b-value", &record("B", r#"{"name":"b","type":"string"}"#))
+        .await;
+    let message = refused.assert_error(503, 50003);
+    assert!(message.contains("fenced"), "{message}");
+    assert!(message.contains("claimed the topic after it"), "{message}");
+    assert_eq!(first.get("/readyz").await.status, 503);
+    assert_eq!(
+        first.get("/subjects").await.body,
+        json!(["a-value"]),
+        "reads still answered"
+    );
+    let two = second
+        .register_ok("b-value", &record("B", r#"{"name":"b","type":"string"}"#))
+        .await;
+    assert!(two > one, "{two} after {one}");
+    assert_eq!(second.get("/readyz").await.status, 200);
+    first.stop().await;
+    second.stop().await;
+}
+
+/// A record on the topic this instance has not applied (its own write whose
+/// acknowledgement was lost looks exactly like this) is read back before
+/// the next change is planned: the next id is above the one it took.
+#[tokio::test]
+async fn a_record_written_behind_the_registrys_back_is_read_before_the_next_id() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use schema_registry::records::{LogRecord, SchemaRecord};
+
+    let kafka = TestKafka::start();
+    let topic = random_name("_schemas");
+    let app = spawn_on_kafka(&kafka, &topic).await;
+    let first = app
+        .register_ok("a-value", &record("A", r#"{"name":"a","type":"string"}"#))
+        .await;
+    let landed = LogRecord::Schema(SchemaRecord {
+        subject: "lost-ack-value".into(),
+        version: 1,
+        id: u32::try_from(first).unwrap() + 1,
+        schema: record("Lost", r#"{"name":"l","type":"string"}"#),
+        deleted: false,
+    });
+    let (key, value) = landed.to_kafka();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic)
+                .partition(0)
+                .key(&key)
+                .payload(value.as_ref().unwrap()),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let next = app
+        .register_ok("b-value", &record("B", r#"{"name":"b","type":"string"}"#))
+        .await;
+    assert_eq!(next, first + 2, "not {} again", first + 1);
+    assert_eq!(
+        app.get("/subjects").await.body,
+        json!(["a-value", "b-value", "lost-ack-value"])
+    );
+    app.stop().await;
+}
