@@ -99,6 +99,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let registry = Registry::build(RegistrySettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         storage: StorageSettings::Kafka(store),
+        users: Default::default(),
     })
     .await?
     .spawn();

@@ -170,6 +170,7 @@ async fn orders_survive_five_consumer_kills_and_a_producer_kill() {
             topic: name("_schemas"),
             ..KafkaStoreSettings::new(&bootstrap)
         }),
+        users: Default::default(),
     })
     .await
     .unwrap()

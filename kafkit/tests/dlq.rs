@@ -148,6 +148,7 @@ async fn dead_letters_are_inspected_by_class_and_replayed_once_byte_for_byte() {
     let registry = Registry::build(RegistrySettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         storage: StorageSettings::Kafka(store),
+        users: Default::default(),
     })
     .await
     .unwrap()
@@ -306,6 +307,7 @@ async fn watch_shows_dead_letters_of_every_convention_that_arrive_after_it_start
     let registry = Registry::build(RegistrySettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         storage: StorageSettings::Kafka(store),
+        users: Default::default(),
     })
     .await
     .unwrap()

@@ -16,6 +16,7 @@ async fn schemas_register_list_show_and_check_gates_an_incompatible_change() {
     let registry = Registry::build(RegistrySettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         storage: StorageSettings::Memory,
+        users: Default::default(),
     })
     .await
     .unwrap()

@@ -261,6 +261,7 @@ async fn a_dead_lettered_and_replayed_order_is_one_trace_with_otlp_metrics_and_l
     let registry = Registry::build(RegistrySettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         storage: StorageSettings::Memory,
+        users: Default::default(),
     })
     .await
     .unwrap()

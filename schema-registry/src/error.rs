@@ -52,6 +52,12 @@ pub enum ApiError {
     Store(String),
     #[error("{0}")]
     Fenced(String),
+    #[error("Subject {0} is in read-only mode")]
+    ReadOnlyMode(String),
+    #[error("{0}")]
+    InvalidMode(String),
+    #[error("Subject '{0}' does not have subject-level mode configured")]
+    SubjectModeNotConfigured(String),
 }
 
 impl ApiError {
@@ -64,11 +70,14 @@ impl ApiError {
             | Self::SubjectNotSoftDeleted(_)
             | Self::VersionSoftDeleted { .. }
             | Self::VersionNotSoftDeleted { .. }
-            | Self::SubjectLevelNotConfigured(_) => StatusCode::NOT_FOUND,
+            | Self::SubjectLevelNotConfigured(_)
+            | Self::SubjectModeNotConfigured(_) => StatusCode::NOT_FOUND,
             Self::InvalidSchema(_)
             | Self::InvalidVersion(_)
             | Self::InvalidCompatibilityLevel(_)
-            | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::Unprocessable(_)
+            | Self::ReadOnlyMode(_)
+            | Self::InvalidMode(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Incompatible { .. } => StatusCode::CONFLICT,
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,6 +105,9 @@ impl ApiError {
             Self::Store(_) => 50001,
             // Confluent's "error while forwarding to the leader": not the writer.
             Self::Fenced(_) => 50003,
+            Self::ReadOnlyMode(_) => 42205,
+            Self::InvalidMode(_) => 42204,
+            Self::SubjectModeNotConfigured(_) => 40409,
         }
     }
 }

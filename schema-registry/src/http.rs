@@ -6,6 +6,7 @@
 
 use crate::compatibility::CompatibilityLevel;
 use crate::error::{ApiError, CONTENT_TYPE};
+use crate::records::Mode;
 use crate::registry::Registry;
 use crate::state::{SubjectVersion, ValidSchema, VersionSpec};
 use axum::Router;
@@ -58,6 +59,13 @@ pub fn router(registry: Arc<Registry>) -> Router {
             get(get_subject_config)
                 .put(put_subject_config)
                 .delete(delete_subject_config),
+        )
+        .route("/mode", get(get_global_mode).put(put_global_mode))
+        .route(
+            "/mode/{subject}",
+            get(get_subject_mode)
+                .put(put_subject_mode)
+                .delete(delete_subject_mode),
         )
         .route(
             "/healthz",
@@ -341,6 +349,57 @@ async fn put_subject_config(
 async fn delete_subject_config(State(registry): Shared, Path(subject): Path<String>) -> Answer {
     let previous = registry.delete_subject_level(&subject).await?;
     Ok(reply(json!({"compatibilityLevel": previous.to_string()})))
+}
+
+/// `{"mode": "READONLY"}` from a PUT body.
+fn mode_from_body(body: &[u8]) -> Result<Mode, ApiError> {
+    #[derive(Deserialize)]
+    struct ModeRequest {
+        mode: String,
+    }
+    let request: ModeRequest = serde_json::from_slice(body).map_err(body_error)?;
+    request.mode.parse().map_err(ApiError::InvalidMode)
+}
+
+async fn get_global_mode(State(registry): Shared) -> Answer {
+    Ok(reply(
+        json!({"mode": registry.read().global_mode().to_string()}),
+    ))
+}
+
+async fn put_global_mode(State(registry): Shared, body: Bytes) -> Answer {
+    let mode = mode_from_body(&body)?;
+    registry.set_mode(None, mode).await?;
+    Ok(reply(json!({"mode": mode.to_string()})))
+}
+
+async fn get_subject_mode(
+    State(registry): Shared,
+    Path(subject): Path<String>,
+    Query(params): Params,
+) -> Answer {
+    let state = registry.read();
+    let mode = match state.subject_mode(&subject) {
+        Some(mode) => mode,
+        None if flag(&params, "defaultToGlobal") => state.global_mode(),
+        None => return Err(ApiError::SubjectModeNotConfigured(subject)),
+    };
+    Ok(reply(json!({"mode": mode.to_string()})))
+}
+
+async fn put_subject_mode(
+    State(registry): Shared,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let mode = mode_from_body(&body)?;
+    registry.set_mode(Some(&subject), mode).await?;
+    Ok(reply(json!({"mode": mode.to_string()})))
+}
+
+async fn delete_subject_mode(State(registry): Shared, Path(subject): Path<String>) -> Answer {
+    let previous = registry.delete_subject_mode(&subject).await?;
+    Ok(reply(json!({"mode": previous.to_string()})))
 }
 
 async fn readyz(State(registry): Shared) -> Response {

@@ -7,6 +7,7 @@
 //! In production, point kafkit at Confluent Schema Registry, Karapace,
 //! Redpanda or Apicurio instead.
 
+pub mod auth;
 pub mod compatibility;
 pub mod error;
 pub mod http;
@@ -16,6 +17,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 
+pub use auth::Users;
 pub use compatibility::CompatibilityLevel;
 pub use startup::{
     Application, RegistryArgs, RegistrySettings, RunningRegistry, StartError, StorageSettings,

@@ -28,6 +28,41 @@ pub enum LogRecord {
     /// drops the deleted schema's record, and without this a restarted
     /// registry would hand its id out again.
     IdFloor { max_id: u32 },
+    /// A mode was set (Confluent's `MODE` key), globally or for a subject.
+    Mode { subject: Option<String>, mode: Mode },
+    /// A subject's mode was removed.
+    ModeTombstone { subject: Option<String> },
+}
+
+/// Confluent's modes this registry keeps: `READONLY` refuses registrations
+/// and deletions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    ReadWrite,
+    ReadOnly,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ReadWrite => "READWRITE",
+            Self::ReadOnly => "READONLY",
+        })
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "READWRITE" => Ok(Self::ReadWrite),
+            "READONLY" => Ok(Self::ReadOnly),
+            other => Err(format!(
+                "Invalid mode {other:?}: this registry knows READWRITE and READONLY"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +88,13 @@ enum Key {
     Config { subject: Option<String>, magic: u8 },
     #[serde(rename = "ID_FLOOR")]
     IdFloor { magic: u8 },
+    #[serde(rename = "MODE")]
+    Mode { subject: Option<String>, magic: u8 },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ModeValue {
+    mode: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -115,6 +157,22 @@ impl LogRecord {
                 json(&Key::IdFloor { magic: 0 }),
                 Some(json(&IdFloorValue { max_id: *max_id })),
             ),
+            Self::Mode { subject, mode } => (
+                json(&Key::Mode {
+                    subject: subject.clone(),
+                    magic: 0,
+                }),
+                Some(json(&ModeValue {
+                    mode: mode.to_string(),
+                })),
+            ),
+            Self::ModeTombstone { subject } => (
+                json(&Key::Mode {
+                    subject: subject.clone(),
+                    magic: 0,
+                }),
+                None,
+            ),
         }
     }
 
@@ -135,7 +193,7 @@ impl LogRecord {
             .map_err(|e| RecordError(format!("key is not JSON: {e}")))?;
         if !matches!(
             raw.get("keytype").and_then(|k| k.as_str()),
-            Some("SCHEMA" | "CONFIG" | "ID_FLOOR")
+            Some("SCHEMA" | "CONFIG" | "ID_FLOOR" | "MODE")
         ) {
             return Ok(None);
         }
@@ -159,6 +217,16 @@ impl LogRecord {
                 Self::Config { subject, level }
             }
             (Key::IdFloor { .. }, None) => return Ok(None),
+            (Key::Mode { subject, .. }, None) => Self::ModeTombstone { subject },
+            (Key::Mode { subject, .. }, Some(value)) => {
+                let value: ModeValue = serde_json::from_slice(value)
+                    .map_err(|e| RecordError(format!("mode value: {e}")))?;
+                // A mode this registry does not know (IMPORT) writes nothing it must refuse.
+                match value.mode.parse() {
+                    Ok(mode) => Self::Mode { subject, mode },
+                    Err(_) => return Ok(None),
+                }
+            }
             (Key::IdFloor { .. }, Some(value)) => {
                 let value: IdFloorValue = serde_json::from_slice(value)
                     .map_err(|e| RecordError(format!("id floor value: {e}")))?;
@@ -202,6 +270,13 @@ mod tests {
                 subject: Some("orders-value".into()),
             },
             LogRecord::IdFloor { max_id: 41 },
+            LogRecord::Mode {
+                subject: None,
+                mode: Mode::ReadOnly,
+            },
+            LogRecord::ModeTombstone {
+                subject: Some("orders-value".into()),
+            },
         ];
         for record in records {
             let (key, value) = record.to_kafka();
@@ -226,6 +301,12 @@ mod tests {
         assert_eq!(
             LogRecord::from_kafka(br#"{"keytype":"NOOP","magic":0}"#, None).unwrap(),
             None
+        );
+        let (key, _) = LogRecord::ModeTombstone { subject: None }.to_kafka();
+        assert_eq!(
+            String::from_utf8(key).unwrap(),
+            r#"{"keytype":"MODE","subject":null,"magic":0}"#,
+            "Confluent's MODE key"
         );
         assert!(LogRecord::from_kafka(b"not json", None).is_err());
     }

@@ -8,7 +8,7 @@
 
 use crate::compatibility::CompatibilityLevel;
 use crate::error::ApiError;
-use crate::records::LogRecord;
+use crate::records::{LogRecord, Mode};
 use crate::state::{State, ValidSchema, VersionSpec};
 use crate::store::Store;
 use std::sync::{RwLock, RwLockReadGuard};
@@ -103,7 +103,15 @@ impl Registry {
     pub async fn register(&self, subject: &str, schema: &ValidSchema) -> Result<u32, ApiError> {
         let _writing = self.writer.lock().await;
         self.catch_up().await?;
-        let (id, record) = self.read().register(subject, schema)?;
+        let (id, record) = {
+            let state = self.read();
+            let planned = state.register(subject, schema)?;
+            // Registering what is already there changes nothing: allowed.
+            if planned.1.is_some() {
+                state.check_writable(subject)?;
+            }
+            planned
+        };
         if let Some(record) = record {
             self.commit(&[record]).await?;
             tracing::info!(subject, id, "registered a schema");
@@ -118,6 +126,7 @@ impl Registry {
     ) -> Result<Vec<u32>, ApiError> {
         let _writing = self.writer.lock().await;
         self.catch_up().await?;
+        self.read().check_writable(subject)?;
         let (versions, records) = self.read().delete_subject(subject, permanent)?;
         self.commit(&records).await?;
         tracing::info!(subject, permanent, ?versions, "deleted a subject");
@@ -132,6 +141,7 @@ impl Registry {
     ) -> Result<u32, ApiError> {
         let _writing = self.writer.lock().await;
         self.catch_up().await?;
+        self.read().check_writable(subject)?;
         let (version, record) = self.read().delete_version(subject, spec, permanent)?;
         self.commit(&[record]).await?;
         tracing::info!(subject, version, permanent, "deleted a schema version");
@@ -150,6 +160,32 @@ impl Registry {
             level,
         }])
         .await
+    }
+
+    /// Sets the mode, globally (`subject: None`) or for a subject.
+    pub async fn set_mode(&self, subject: Option<&str>, mode: Mode) -> Result<(), ApiError> {
+        let _writing = self.writer.lock().await;
+        self.catch_up().await?;
+        self.commit(&[LogRecord::Mode {
+            subject: subject.map(str::to_owned),
+            mode,
+        }])
+        .await
+    }
+
+    /// Removes a subject's mode; returns the mode it had.
+    pub async fn delete_subject_mode(&self, subject: &str) -> Result<Mode, ApiError> {
+        let _writing = self.writer.lock().await;
+        self.catch_up().await?;
+        let mode = self
+            .read()
+            .subject_mode(subject)
+            .ok_or_else(|| ApiError::SubjectModeNotConfigured(subject.to_owned()))?;
+        self.commit(&[LogRecord::ModeTombstone {
+            subject: Some(subject.to_owned()),
+        }])
+        .await?;
+        Ok(mode)
     }
 
     /// Removes a subject's level; returns the level it had.

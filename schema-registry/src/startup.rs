@@ -5,6 +5,7 @@
 //! shutdown future resolves, so tests pass any future and `main` passes
 //! Ctrl-C / SIGTERM.
 
+use crate::auth::{Credentials, Users};
 use crate::http::router;
 use crate::registry::Registry;
 use crate::store::{KafkaStore, KafkaStoreSettings, Store, StoreError};
@@ -43,6 +44,13 @@ pub struct RegistryArgs {
     /// Extra librdkafka property as key=value (TLS, SASL, ...); repeatable.
     #[arg(short = 'X', long = "kafka-property", value_parser = parse_property)]
     pub kafka_properties: Vec<(String, String)>,
+    /// Users for HTTP basic authentication, `user:password,...`; with none
+    /// (and no users file) the registry is open.
+    #[arg(long, env = "SCHEMA_REGISTRY_USERS", value_parser = crate::auth::parse_user_list, hide_env_values = true)]
+    pub users: Option<crate::auth::UserList>,
+    /// A file of users, one `user:password` a line.
+    #[arg(long, env = "SCHEMA_REGISTRY_USERS_FILE")]
+    pub users_file: Option<std::path::PathBuf>,
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -56,6 +64,8 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 pub struct RegistrySettings {
     pub listen: SocketAddr,
     pub storage: StorageSettings,
+    /// HTTP basic authentication; none configured: open.
+    pub users: Users,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +88,10 @@ impl From<RegistryArgs> for RegistrySettings {
         Self {
             listen: args.listen,
             storage,
+            users: Users {
+                inline: args.users.map(|u| u.0).unwrap_or_default(),
+                file: args.users_file,
+            },
         }
     }
 }
@@ -92,6 +106,8 @@ pub enum StartError {
     },
     #[error("could not load the registry's state: {0}")]
     Store(#[from] StoreError),
+    #[error("could not load the users: {0}")]
+    Users(String),
 }
 
 /// A registry that is bound and loaded, ready to serve.
@@ -99,10 +115,12 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     registry: Arc<Registry>,
+    credentials: Credentials,
 }
 
 impl Application {
     pub async fn build(settings: RegistrySettings) -> Result<Self, StartError> {
+        let credentials = Credentials::load(&settings.users).map_err(StartError::Users)?;
         let (store, replayed) = match settings.storage {
             StorageSettings::Memory => (Store::Memory, Vec::new()),
             StorageSettings::Kafka(kafka) => {
@@ -122,6 +140,7 @@ impl Application {
         Ok(Self {
             listener,
             registry: Arc::new(Registry::new(store, &replayed)),
+            credentials,
         })
     }
 
@@ -138,7 +157,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "schema registry listening");
-        axum::serve(self.listener, router(self.registry))
+        let app = router(self.registry).layer(axum::middleware::from_fn_with_state(
+            self.credentials,
+            crate::auth::require_user,
+        ));
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
     }

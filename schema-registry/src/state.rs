@@ -8,7 +8,7 @@
 
 use crate::compatibility::CompatibilityLevel;
 use crate::error::ApiError;
-use crate::records::{LogRecord, SchemaRecord};
+use crate::records::{LogRecord, Mode, SchemaRecord};
 use apache_avro::Schema;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -79,6 +79,8 @@ pub struct State {
     subjects: BTreeMap<String, BTreeMap<u32, VersionEntry>>,
     global_level: Option<CompatibilityLevel>,
     subject_levels: BTreeMap<String, CompatibilityLevel>,
+    global_mode: Option<Mode>,
+    subject_modes: BTreeMap<String, Mode>,
     max_id: u32,
 }
 
@@ -130,6 +132,22 @@ impl State {
                 self.subject_levels.remove(subject);
             }
             LogRecord::IdFloor { max_id } => self.max_id = self.max_id.max(*max_id),
+            LogRecord::Mode {
+                subject: None,
+                mode,
+            } => self.global_mode = Some(*mode),
+            LogRecord::Mode {
+                subject: Some(subject),
+                mode,
+            } => {
+                self.subject_modes.insert(subject.clone(), *mode);
+            }
+            LogRecord::ModeTombstone { subject: None } => self.global_mode = None,
+            LogRecord::ModeTombstone {
+                subject: Some(subject),
+            } => {
+                self.subject_modes.remove(subject);
+            }
         }
     }
 
@@ -148,6 +166,25 @@ impl State {
             .collect();
         self.schemas.retain(|id, _| referenced.contains(id));
         self.ids_by_text.retain(|_, id| referenced.contains(id));
+    }
+
+    pub fn global_mode(&self) -> Mode {
+        self.global_mode.unwrap_or_default()
+    }
+
+    pub fn subject_mode(&self, subject: &str) -> Option<Mode> {
+        self.subject_modes.get(subject).copied()
+    }
+
+    /// Refuses a change to `subject` while it (or the registry) is `READONLY`.
+    pub fn check_writable(&self, subject: &str) -> Result<(), ApiError> {
+        match self
+            .subject_mode(subject)
+            .unwrap_or_else(|| self.global_mode())
+        {
+            Mode::ReadOnly => Err(ApiError::ReadOnlyMode(subject.to_owned())),
+            Mode::ReadWrite => Ok(()),
+        }
     }
 
     pub fn global_level(&self) -> CompatibilityLevel {

@@ -376,3 +376,99 @@ async fn metrics_count_api_requests_but_not_health_checks() {
         metrics.text
     );
 }
+
+/// Confluent's `/mode`: `READONLY` (global or per subject) refuses new
+/// versions and deletions with 42205; registering what is already there and
+/// reading still work; modes this registry does not know are 42204.
+#[tokio::test]
+async fn read_only_mode_refuses_changes_per_subject_and_globally() {
+    let app = spawn_app().await;
+    let a = record("A", r#"{"name":"a","type":"string"}"#);
+    let a2 = record(
+        "A",
+        r#"{"name":"a","type":"string"},{"name":"b","type":"int","default":0}"#,
+    );
+    let b = record("B", r#"{"name":"b","type":"string"}"#);
+    app.register_ok("a-value", &a).await;
+    assert_eq!(app.get("/mode").await.body, json!({"mode": "READWRITE"}));
+    assert_eq!(
+        app.put("/mode/a-value", json!({"mode": "READONLY"}))
+            .await
+            .body,
+        json!({"mode": "READONLY"})
+    );
+    app.register("a-value", &a2).await.assert_error(422, 42205);
+    assert_eq!(
+        app.register_ok("a-value", &a).await,
+        1,
+        "what is already there is answered"
+    );
+    app.delete("/subjects/a-value")
+        .await
+        .assert_error(422, 42205);
+    app.register_ok("b-value", &b).await;
+    assert_eq!(
+        app.get("/mode/a-value").await.body,
+        json!({"mode": "READONLY"})
+    );
+    app.get("/mode/b-value").await.assert_error(404, 40409);
+    assert_eq!(
+        app.get("/mode/b-value?defaultToGlobal=true").await.body,
+        json!({"mode": "READWRITE"})
+    );
+    app.put("/mode", json!({"mode": "IMPORT"}))
+        .await
+        .assert_error(422, 42204);
+    app.put("/mode", json!({"mode": "READONLY"})).await;
+    app.register("c-value", &b).await.assert_error(422, 42205);
+    assert_eq!(
+        app.get("/subjects").await.body,
+        json!(["a-value", "b-value"])
+    );
+    app.put("/mode", json!({"mode": "READWRITE"})).await;
+    assert_eq!(
+        app.delete("/mode/a-value").await.body,
+        json!({"mode": "READONLY"})
+    );
+    assert_eq!(app.register_ok("a-value", &a2).await, 3);
+}
+
+/// With users configured, every API request needs one's HTTP basic
+/// credentials (401 with `WWW-Authenticate` otherwise); the probes do not.
+#[tokio::test]
+async fn with_users_configured_requests_need_their_credentials() {
+    let users = schema_registry::Users {
+        inline: vec![("alice".into(), "s3cret".into())],
+        file: None,
+    };
+    let app = support::spawn_with_users(schema_registry::StorageSettings::Memory, users).await;
+    let client = reqwest::Client::new();
+    let get = |user: Option<(&str, &str)>| {
+        let mut request = client.get(format!("{}/subjects", app.url));
+        if let Some((user, password)) = user {
+            request = request.basic_auth(user, Some(password));
+        }
+        request.send()
+    };
+    let refused = get(None).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        "Basic realm=\"schema-registry\""
+    );
+    assert_eq!(
+        refused.json::<serde_json::Value>().await.unwrap()["error_code"],
+        40101
+    );
+    assert_eq!(get(Some(("alice", "wrong"))).await.unwrap().status(), 401);
+    assert_eq!(get(Some(("bob", "s3cret"))).await.unwrap().status(), 401);
+    assert_eq!(get(Some(("alice", "s3cret"))).await.unwrap().status(), 200);
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        let answer = client
+            .get(format!("{}{open}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{open}");
+    }
+}

@@ -46,6 +46,7 @@ impl Registry {
         let settings = RegistrySettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             storage: StorageSettings::Kafka(store),
+            users: Default::default(),
         };
         let own = Application::build(settings).await.unwrap().spawn();
         Self {
@@ -379,4 +380,39 @@ async fn subject_strategies_decide_where_the_schema_is_registered() {
         .await
         .unwrap_err();
     assert!(!err.is_transient(), "{err}");
+}
+
+/// kafkit's codec sends the configured basic credentials to a registry that
+/// asks for them (as hosted registries do): encode and decode work with
+/// them; without them the registry's refusal is the error.
+#[tokio::test]
+async fn the_codec_authenticates_to_a_registry_that_asks_for_credentials() {
+    let registry = Application::build(RegistrySettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        storage: StorageSettings::Memory,
+        users: schema_registry::Users {
+            inline: vec![("svc".into(), "pw".into())],
+            file: None,
+        },
+    })
+    .await
+    .unwrap()
+    .spawn();
+    let topic = name("orders");
+    let authenticated = EventCodec::new(CodecSettings {
+        basic_auth: Some(("svc".into(), "pw".into())),
+        ..CodecSettings::new(registry.url.clone())
+    })
+    .unwrap();
+    let placed = order();
+    let bytes = authenticated.encode(&topic, &placed).await.unwrap();
+    let decoded = authenticated
+        .decode::<OrderPlaced>(Some(&bytes))
+        .await
+        .unwrap();
+    assert_eq!(decoded.event, placed);
+    let anonymous = EventCodec::new(CodecSettings::new(registry.url.clone())).unwrap();
+    let refused = anonymous.encode(&topic, &placed).await.unwrap_err();
+    assert!(refused.to_string().contains("401"), "{refused}");
+    registry.stop().await.unwrap();
 }

@@ -31,6 +31,7 @@ pub async fn start_registry(bootstrap: &str, topic: &str, listen: SocketAddr) ->
     Registry::build(RegistrySettings {
         listen,
         storage: StorageSettings::Kafka(store),
+        users: Default::default(),
     })
     .await
     .unwrap()

@@ -30,6 +30,7 @@ pub async fn start_registry(bootstrap: &str) -> RunningRegistry {
     let settings = RegistrySettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         storage: StorageSettings::Kafka(store),
+        users: Default::default(),
     };
     Registry::build(settings).await.unwrap().spawn()
 }

@@ -58,9 +58,15 @@ pub fn random_name(prefix: &str) -> String {
 }
 
 pub async fn spawn_with(storage: StorageSettings) -> TestApp {
+    spawn_with_users(storage, schema_registry::Users::default()).await
+}
+
+/// A registry that asks for HTTP basic credentials of `users`.
+pub async fn spawn_with_users(storage: StorageSettings, users: schema_registry::Users) -> TestApp {
     let settings = RegistrySettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         storage,
+        users,
     };
     let server = Application::build(settings).await.unwrap().spawn();
     TestApp {
