@@ -78,6 +78,12 @@ impl BrokerProxy {
         Ok(())
     }
 
+    /// The delay of every broker answer on connections accepted from the
+    /// next `restore` on.
+    pub fn set_response_delay(&mut self, delay: Duration) {
+        self.response_delay = delay;
+    }
+
     /// Refuses new connections and drops the open ones.
     pub async fn cut(&mut self) {
         if let Some((accept, connections)) = self.tasks.take() {

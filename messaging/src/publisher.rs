@@ -384,8 +384,9 @@ impl Publisher {
     }
 
     /// Keeps [`BrokerState`] current in the background: a metadata request
-    /// for `topic` every `every` while brokers answer, every 500 ms while
-    /// none does, and at once when librdkafka reports every broker down.
+    /// for `topic` every `every` while brokers answer (unreachable if none
+    /// answers within 2 s), every 500 ms while none does; unreachable at once
+    /// when librdkafka reports every broker connection down.
     /// The first probe is made before this returns; the task ends when the
     /// publisher and every watch are gone.
     pub async fn watch_brokers(&self, topic: &str, every: Duration) -> BrokerWatch {
@@ -402,11 +403,25 @@ impl Publisher {
                 let wait = if states.borrow().is_reachable() {
                     every
                 } else {
-                    PROBE_TIMEOUT
+                    RETRY_WHILE_DOWN
                 };
-                tokio::select! {
-                    () = lost.notified() => {}
-                    () = tokio::time::sleep(wait) => {}
+                let all_down = tokio::select! {
+                    () = lost.notified() => true,
+                    () = tokio::time::sleep(wait) => false,
+                };
+                if all_down {
+                    // librdkafka's word is enough to stop handing records
+                    // over now; the probe below says when one answers again.
+                    states.send_if_modified(|now| {
+                        let changed = now.is_reachable();
+                        if changed {
+                            tracing::warn!("every broker connection is down");
+                            *now = BrokerState::Unreachable(
+                                "every broker connection is down".to_owned(),
+                            );
+                        }
+                        changed
+                    });
                 }
                 let Some(producer) = current
                     .upgrade()
@@ -467,8 +482,11 @@ impl Publisher {
     }
 }
 
-/// How long a broker probe waits for a metadata answer.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a broker probe waits for a metadata answer: a slow network is
+/// not an outage (librdkafka's "all brokers down" is what says so at once).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often brokers are probed while none answers.
+const RETRY_WHILE_DOWN: Duration = Duration::from_millis(500);
 
 /// A metadata request (for `topic`, or every topic) answered within `timeout`.
 async fn probe(

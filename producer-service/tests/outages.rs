@@ -140,3 +140,63 @@ async fn an_unreachable_registry_gives_503_and_produces_nothing() {
     assert_eq!(app.get("/readyz").await.status, 503);
     assert_eq!(app.records_on_topic().await, 0);
 }
+
+/// A caller that hangs up while its order is being published does not
+/// cancel the publish: the order is stored once, and the same request again
+/// (same Idempotency-Key) gets that order's 202, marked as a replay.
+#[tokio::test]
+async fn a_caller_that_hangs_up_mid_publish_cancels_nothing_and_its_retry_gets_the_answer() {
+    use tokio::io::AsyncWriteExt;
+    let dir = std::env::temp_dir().join(random_name("kafkit-broker"));
+    let proxy_port = free_port_outside_ephemeral_range().unwrap();
+    let options = BrokerOptions {
+        port: free_port().unwrap(),
+        storage: Storage::Memory,
+        dir: dir.clone(),
+        detach: false,
+        advertised_port: Some(proxy_port),
+    };
+    let broker = Broker::start(options.clone()).unwrap_or_else(|e| panic!("{e}"));
+    // Every broker answer 0.8 s late: a publish takes at least that long
+    // (and a probe, connection set-up included, well under its 2 s).
+    let _proxy =
+        BrokerProxy::with_response_delay(proxy_port, options.port, Duration::from_millis(800))
+            .await
+            .unwrap();
+    let registry = start_registry(&format!("127.0.0.1:{}", options.port)).await;
+    let app = spawn_app(broker.bootstrap_servers(), &registry.url, &[]).await;
+    assert_eq!(
+        app.get("/readyz").await.status,
+        200,
+        "a slow broker is not a lost one"
+    );
+
+    let body = valid_order().to_string();
+    let address = app.url.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!(
+        "POST /v1/orders HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nIdempotency-Key: hung-up\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(socket);
+
+    // The same request again, from a caller that waits for its answer.
+    let again = app.post_order_with_key(&valid_order(), "hung-up").await;
+    assert_eq!(again.status, 202, "{again:?}");
+    assert_eq!(
+        again.header("idempotent-replayed"),
+        Some("true"),
+        "{again:?}"
+    );
+    // Read through the slow proxy: its first answer comes late.
+    let stored = app.read_keys(1, Duration::from_secs(30)).await;
+    assert_eq!(
+        stored,
+        vec![again.body["order_id"].as_str().unwrap().to_owned()],
+        "one event, the first request's"
+    );
+    drop(broker);
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -242,6 +242,12 @@ impl TestApp {
 
     /// The key (the order id) of every record on the topic, in no order.
     pub async fn keys_on_topic(&self) -> Vec<String> {
+        self.read_keys(0, Duration::ZERO).await
+    }
+
+    /// Like [`TestApp::keys_on_topic`], waiting up to `within` for `want`
+    /// records before it counts the quiet time (a slow broker answers late).
+    pub async fn read_keys(&self, want: usize, within: Duration) -> Vec<String> {
         let (bootstrap, topic) = (self.bootstrap.clone(), self.topic.clone());
         tokio::task::spawn_blocking(move || {
             let consumer: BaseConsumer = ClientConfig::new()
@@ -261,7 +267,8 @@ impl TestApp {
             consumer.assign(&assignment).unwrap();
             // Acknowledged records are already stored: stop after 1.5 s without one.
             let (mut keys, mut idle) = (Vec::new(), 0);
-            while idle < 3 {
+            let deadline = std::time::Instant::now() + within;
+            while idle < 3 || (keys.len() < want && std::time::Instant::now() < deadline) {
                 match consumer.poll(Duration::from_millis(500)) {
                     Some(message) => {
                         let message = message.unwrap();
