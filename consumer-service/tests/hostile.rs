@@ -339,3 +339,53 @@ async fn a_missing_dead_letter_topic_holds_the_record_turns_readyz_503_and_then_
     );
     service.stop().await;
 }
+
+/// A header name that is not UTF-8 (the protocol allows it; rdkafka's
+/// reader panics on it, and its writer cannot send it, so the record is
+/// written with a hand-made Produce request): the record is dead-lettered,
+/// byte for byte, as `unreadable-header`, and the order behind it is
+/// confirmed.
+#[tokio::test]
+async fn a_header_name_that_is_not_utf8_is_dead_lettered_and_the_partition_goes_on() {
+    let stack = Stack::start().await;
+    let names = Names::new();
+    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &[]).await;
+    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let placed = order("BOOK-1", "EUR");
+    let payload = feeder.codec.encode(&names.topic, &placed).await.unwrap();
+    let mut headers: Vec<(Vec<u8>, Vec<u8>)> =
+        shared_events::EventHeaders::new::<shared_events::OrderPlaced>("/raw")
+            .to_pairs()
+            .into_iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v))
+            .collect();
+    headers.push((b"x-\xff\xfe-name".to_vec(), b"value".to_vec()));
+    let record = devstack::raw::RawRecord {
+        key: Some(placed.order_id.clone().into_bytes()),
+        value: Some(payload.clone()),
+        headers,
+    };
+    let (bootstrap, topic) = (stack.bootstrap().to_owned(), names.topic.clone());
+    let offset =
+        tokio::task::spawn_blocking(move || devstack::raw::produce(&bootstrap, &topic, 0, &record))
+            .await
+            .unwrap()
+            .unwrap();
+    let (behind, _) = feeder
+        .send_with_headers(&names.topic, 0, &order("BOOK-1", "EUR"), vec![])
+        .await;
+
+    let dead = read_topic(stack.bootstrap(), &names.dlq(), 1, WAIT).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].header(h::ERROR_CLASS).as_deref(),
+        Some("unreadable-header")
+    );
+    assert_eq!(dead[0].header(h::ORIGINAL_OFFSET), Some(offset.to_string()));
+    assert_eq!(dead[0].message.payload(), Some(payload.as_slice()));
+    let out = read_topic(stack.bootstrap(), &names.output, 1, WAIT).await;
+    let out = confirmations(&stack.registry.url, &out).await;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].source_event_id, behind, "the order behind it");
+    service.stop().await;
+}

@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod proxy;
+pub mod raw;
 pub mod tansu;
 
 pub use broker::{

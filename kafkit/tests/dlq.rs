@@ -587,3 +587,61 @@ async fn an_interrupted_replay_run_again_goes_on_where_it_stopped() {
         );
     }
 }
+
+/// A record whose header name is not UTF-8 (written by hand: rdkafka cannot
+/// write one, and its reader panics on one) does not crash `tail`,
+/// `dlq inspect` or `dlq replay` (nor print a panic): each reads on, and a
+/// replay moves the record byte for byte. (`dlq watch` reads records with
+/// the same function as `inspect`.)
+#[tokio::test]
+async fn a_header_name_that_is_not_utf8_crashes_no_command() {
+    let kafka = TestKafka::start();
+    let bootstrap = kafka.bootstrap_servers().to_owned();
+    let topic = name("parked");
+    let dlq = format!("{topic}.dlq");
+    let (b, t, d) = (bootstrap.clone(), topic.clone(), dlq.clone());
+    tokio::task::spawn_blocking(move || {
+        devstack::ensure_topic(&b, &t, 1).unwrap();
+        devstack::ensure_topic(&b, &d, 1).unwrap();
+        let record = devstack::raw::RawRecord {
+            key: Some(b"k".to_vec()),
+            value: Some(b"the value".to_vec()),
+            headers: vec![
+                (h::ORIGINAL_TOPIC.as_bytes().to_vec(), t.as_bytes().to_vec()),
+                (h::ERROR_CLASS.as_bytes().to_vec(), b"parked".to_vec()),
+                (b"x-\xff-name".to_vec(), b"v".to_vec()),
+            ],
+        };
+        devstack::raw::produce(&b, &d, 0, &record).unwrap();
+    })
+    .await
+    .unwrap();
+    let (ok, text) = kafkit(&[
+        "tail",
+        &dlq,
+        "--idle-exit-secs",
+        "3",
+        "--bootstrap-servers",
+        &bootstrap,
+    ]);
+    assert!(ok, "tail: {text}");
+    assert!(!text.contains("panicked"), "tail: {text}");
+    let (ok, text) = kafkit(&[
+        "dlq",
+        "inspect",
+        &dlq,
+        "--output",
+        "json",
+        "--bootstrap-servers",
+        &bootstrap,
+    ]);
+    assert!(ok, "inspect: {text}");
+    assert!(!text.contains("panicked"), "inspect: {text}");
+    assert!(text.contains("\"total\":1"), "inspect: {text}");
+    let (ok, text) = kafkit(&["dlq", "replay", &dlq, "--bootstrap-servers", &bootstrap]);
+    assert!(ok, "replay: {text}");
+    assert!(text.contains("1 moved"), "replay: {text}");
+    let back = read(&bootstrap, &topic, 1, Duration::from_secs(20)).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].payload(), Some(&b"the value"[..]));
+}

@@ -57,16 +57,39 @@ pub fn read_all<M: rdkafka::Message>(message: &M) -> Result<OwnedPairs, OwnedPai
         return Ok(Vec::new());
     };
     let mut read = Vec::with_capacity(headers.count());
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let result = catch_quietly(|| {
         for header in headers.iter() {
             read.push((
                 header.key.to_owned(),
                 header.value.unwrap_or_default().to_vec(),
             ));
         }
-    }));
+    });
     match result {
         Ok(()) => Ok(read),
         Err(_) => Err(read),
     }
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` and catches its panic without printing it: rdkafka's header
+/// reader panics on a name that is not UTF-8 (every accessor unwraps), and
+/// the caller reports that itself. Other threads' panics print as before.
+pub fn catch_quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    result
 }

@@ -9,7 +9,6 @@
 use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Headers};
 use std::ops::Range;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -59,14 +58,14 @@ impl Record {
         if let Some(headers) = message.headers() {
             let mut spans = Vec::with_capacity(headers.count());
             let (data, names) = (&mut record.data, &mut record.names);
-            let read = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let read = crate::headers::catch_quietly(|| {
                 for header in headers.iter() {
                     let start = names.len();
                     names.push_str(header.key);
                     let value = header.value.map(|v| push(data, v));
                     spans.push((start..names.len(), value));
                 }
-            }));
+            });
             record.headers = spans;
             record.unreadable_headers = read.is_err();
         }
