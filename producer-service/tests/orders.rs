@@ -399,3 +399,70 @@ async fn shutdown_lets_in_flight_orders_finish_and_every_202_is_on_the_topic() {
         "every 202 is on the topic, nothing else"
     );
 }
+
+/// A batch of which only part could be published (here the producer's
+/// local queue holds 5 records, so the rest of a 20-order batch is
+/// unavailable) answers 207; the same batch again with the same
+/// Idempotency-Key runs only what was unavailable, keeps the accepted
+/// orders' ids, and ends in one 202 with every order stored exactly once.
+#[tokio::test]
+async fn a_partly_unavailable_batch_resumed_with_its_key_publishes_each_order_once() {
+    let stack = Stack::start().await;
+    let app = spawn_app(
+        stack.kafka.bootstrap_servers(),
+        &stack.registry.url,
+        &["-X", "queue.buffering.max.messages=5"],
+    )
+    .await;
+    let body = json!({"orders": vec![valid_order(); 20]})
+        .to_string()
+        .into_bytes();
+    let post = || {
+        app.send(
+            "/v1/orders/batch",
+            "application/json",
+            body.clone(),
+            Some("batch-1"),
+        )
+    };
+    let first = post().await;
+    assert_eq!(first.status, 207, "{first:?}");
+    let unavailable = first.body["unavailable"].as_u64().unwrap();
+    assert!(unavailable > 0, "{first:?}");
+    let kept: Vec<(usize, String)> = first.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r["status"] == "accepted")
+        .map(|(i, r)| (i, r["order_id"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut last = first;
+    for _ in 0..30 {
+        if last.status == 202 {
+            break;
+        }
+        assert_eq!(last.status, 207, "{last:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        last = post().await;
+    }
+    assert_eq!(last.status, 202, "{last:?}");
+    let results = last.body["results"].as_array().unwrap();
+    for (index, order_id) in &kept {
+        assert_eq!(
+            results[*index]["order_id"], *order_id,
+            "item {index} keeps the order id of its first run"
+        );
+    }
+    let mut stored = app.read_keys(20, std::time::Duration::from_secs(30)).await;
+    stored.sort();
+    let mut answered: Vec<String> = results
+        .iter()
+        .map(|r| r["order_id"].as_str().unwrap().to_owned())
+        .collect();
+    answered.sort();
+    assert_eq!(stored, answered, "each order once, none twice");
+    let replay = post().await;
+    assert_eq!(replay.status, 202);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+}
