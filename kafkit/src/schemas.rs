@@ -34,6 +34,7 @@ pub enum SchemasCommand {
     },
 }
 
+/// Where the registry is, and the credentials a hosted one asks for.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
     #[arg(
@@ -42,6 +43,80 @@ pub struct RegistryArgs {
         default_value = "http://127.0.0.1:8081"
     )]
     pub registry_url: String,
+    /// HTTP basic authentication user of the registry.
+    #[arg(long, env = "SCHEMA_REGISTRY_BASIC_AUTH_USER")]
+    pub registry_user: Option<String>,
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD",
+        hide_env_values = true
+    )]
+    pub registry_password: Option<messaging::Secret>,
+}
+
+impl RegistryArgs {
+    /// The user and password, when a user is set.
+    pub fn basic_auth(&self) -> Option<(String, String)> {
+        self.registry_user.clone().map(|user| {
+            let password = self
+                .registry_password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default();
+            (user, password)
+        })
+    }
+
+    /// The codec's settings for this registry.
+    pub fn codec_settings(&self) -> shared_events::CodecSettings {
+        shared_events::CodecSettings {
+            basic_auth: self.basic_auth(),
+            ..shared_events::CodecSettings::new(self.registry_url.clone())
+        }
+    }
+
+    pub fn client(&self) -> Registry {
+        Registry {
+            client: reqwest::Client::new(),
+            base: self.registry_url.trim_end_matches('/').to_owned(),
+            auth: self.basic_auth(),
+        }
+    }
+}
+
+/// HTTP requests to one registry, with its credentials.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    client: reqwest::Client,
+    base: String,
+    auth: Option<(String, String)>,
+}
+
+impl Registry {
+    /// No credentials (the local stack's registry).
+    pub fn at(url: &str) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            base: url.trim_end_matches('/').to_owned(),
+            auth: None,
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        match &self.auth {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        }
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -127,19 +202,25 @@ async fn call(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<(u1
             format!("could not reach the schema registry at {url}; is it running? (kafkit dev up)")
         })?;
     let status = response.status().as_u16();
+    if status == 401 {
+        bail!(
+            "the schema registry at {url} asks for credentials: pass --registry-user and \
+             --registry-password (SCHEMA_REGISTRY_BASIC_AUTH_USER, SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD)"
+        );
+    }
     Ok((status, response.json().await.unwrap_or(Value::Null)))
 }
 
-/// Registers `schema` under `subject` at the registry `base`; (version, id).
+/// Registers `schema` under `subject`; (version, id).
 pub async fn register(
-    client: &reqwest::Client,
-    base: &str,
+    registry: &Registry,
     subject: &str,
     schema: &str,
 ) -> anyhow::Result<(Value, Value)> {
+    let base = &registry.base;
     let (status, body) = call(
-        client
-            .post(format!("{base}/subjects/{subject}/versions"))
+        registry
+            .post(&format!("/subjects/{subject}/versions"))
             .body(json!({"schema": schema}).to_string()),
         base,
     )
@@ -148,8 +229,8 @@ pub async fn register(
         bail!("the registry refused {subject}: {}", body["message"]);
     }
     let (_, latest) = call(
-        client
-            .post(format!("{base}/subjects/{subject}"))
+        registry
+            .post(&format!("/subjects/{subject}"))
             .body(json!({"schema": schema}).to_string()),
         base,
     )
@@ -162,12 +243,11 @@ fn name_of(path: &Path) -> String {
 }
 
 pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
     match command {
         SchemasCommand::Register(args) => {
-            let base = args.registry.registry_url.trim_end_matches('/');
+            let registry = args.registry.client();
             for (file, subject, text) in local_schemas(&args)? {
-                let (version, id) = register(&client, base, &subject, &text)
+                let (version, id) = register(&registry, &subject, &text)
                     .await
                     .with_context(|| name_of(&file))?;
                 println!(
@@ -178,13 +258,15 @@ pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SchemasCommand::Check(args) => {
-            let base = args.registry.registry_url.trim_end_matches('/');
+            let registry = args.registry.client();
             let mut incompatible = 0;
             for (file, subject, text) in local_schemas(&args)? {
-                let url = format!("{base}/compatibility/subjects/{subject}/versions?verbose=true");
+                let path = format!("/compatibility/subjects/{subject}/versions?verbose=true");
                 let (status, body) = call(
-                    client.post(url).body(json!({"schema": text}).to_string()),
-                    base,
+                    registry
+                        .post(&path)
+                        .body(json!({"schema": text}).to_string()),
+                    &registry.base,
                 )
                 .await?;
                 match (status, body["is_compatible"].as_bool()) {
@@ -208,9 +290,10 @@ pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        SchemasCommand::List(registry) => {
-            let base = registry.registry_url.trim_end_matches('/');
-            let (_, subjects) = call(client.get(format!("{base}/subjects")), base).await?;
+        SchemasCommand::List(args) => {
+            let registry = args.client();
+            let base = &registry.base;
+            let (_, subjects) = call(registry.get("/subjects"), base).await?;
             for subject in subjects
                 .as_array()
                 .into_iter()
@@ -218,7 +301,7 @@ pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
                 .filter_map(Value::as_str)
             {
                 let (_, latest) = call(
-                    client.get(format!("{base}/subjects/{subject}/versions/latest")),
+                    registry.get(&format!("/subjects/{subject}/versions/latest")),
                     base,
                 )
                 .await?;
@@ -234,11 +317,11 @@ pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
             version,
             registry,
         } => {
-            let base = registry.registry_url.trim_end_matches('/');
+            let registry = registry.client();
             let version = version.unwrap_or_else(|| "latest".into());
             let (status, body) = call(
-                client.get(format!("{base}/subjects/{subject}/versions/{version}")),
-                base,
+                registry.get(&format!("/subjects/{subject}/versions/{version}")),
+                &registry.base,
             )
             .await?;
             if status != 200 {

@@ -220,3 +220,38 @@ fn an_unreachable_broker_is_named_with_what_to_run() {
         );
     }
 }
+
+/// A registry that asks for credentials (as hosted ones do): `kafkit
+/// schemas` sends them from `--registry-user`/`--registry-password` (or
+/// `SCHEMA_REGISTRY_BASIC_AUTH_*`), and without them says which flags to pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_commands_send_the_registry_credentials() {
+    let registry = Registry::build(RegistrySettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        storage: StorageSettings::Memory,
+        users: schema_registry::Users {
+            inline: vec![("ci".into(), "pw".into())],
+            file: None,
+        },
+    })
+    .await
+    .unwrap()
+    .spawn();
+    let url = registry.url.clone();
+    let (ok, text) = kafkit(&["schemas", "list", "--registry-url", &url]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("--registry-user"), "{text}");
+    let with = [
+        "--registry-url",
+        url.as_str(),
+        "--registry-user",
+        "ci",
+        "--registry-password",
+        "pw",
+    ];
+    let (ok, text) = kafkit(&[&["schemas", "register", "--dir", SCHEMAS][..], &with].concat());
+    assert!(ok && text.contains("orders-value  version 1"), "{text}");
+    let (ok, text) = kafkit(&[&["schemas", "list"][..], &with].concat());
+    assert!(ok && text.contains("orders-value  version 1"), "{text}");
+    registry.stop().await.unwrap();
+}

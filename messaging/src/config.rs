@@ -39,9 +39,30 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_SSL_KEY_LOCATION")]
     pub ssl_key_location: Option<String>,
     /// Extra librdkafka property as key=value; repeatable. `KAFKA_PROPERTIES`
-    /// takes several, comma separated.
-    #[arg(short = 'X', long = "kafka-property", env = "KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property)]
-    pub properties: Vec<(String, String)>,
+    /// takes several, comma separated; a value may hold commas itself
+    /// (`-X debug=broker,topic`, as kcat takes it).
+    #[arg(short = 'X', long = "kafka-property", env = "KAFKA_PROPERTIES", value_parser = parse_properties)]
+    pub properties: Vec<Properties>,
+}
+
+/// One `-X` value (or `KAFKA_PROPERTIES`): one or more `key=value` pairs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Properties(pub Vec<(String, String)>);
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may hold credentials: keys only.
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl KafkaArgs {
+    /// Every pass-through property, in the order given.
+    pub fn properties(&self) -> Vec<(String, String)> {
+        self.properties.iter().flat_map(|p| p.0.clone()).collect()
+    }
 }
 
 impl fmt::Debug for KafkaArgs {
@@ -57,17 +78,38 @@ impl fmt::Debug for KafkaArgs {
             )
             .field(
                 "properties",
-                &self.properties.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                &self
+                    .properties()
+                    .iter()
+                    .map(|(k, _)| k.clone())
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
 }
 
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+/// `a=1,b=2` is two properties; a piece without `=` belongs to the value
+/// before it, so `debug=broker,topic` is one.
+fn parse_properties(s: &str) -> Result<Properties, String> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for piece in s.split(',') {
+        match piece.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                pairs.push((key.trim().to_owned(), value.trim().to_owned()));
+            }
+            _ => match pairs.last_mut() {
+                Some((_, value)) => {
+                    value.push(',');
+                    value.push_str(piece.trim());
+                }
+                None => return Err(format!("expected key=value, got {s:?}")),
+            },
+        }
+    }
+    if pairs.is_empty() {
+        return Err(format!("expected key=value, got {s:?}"));
+    }
+    Ok(Properties(pairs))
 }
 
 /// Flags and environment of the schema registry client, shared by the services.
@@ -150,6 +192,7 @@ impl KafkaSettings {
 
 impl From<KafkaArgs> for KafkaSettings {
     fn from(args: KafkaArgs) -> Self {
+        let passed = args.properties();
         let mut properties = Vec::new();
         let mut set = |key: &str, value: Option<String>| {
             if let Some(value) = value {
@@ -163,7 +206,7 @@ impl From<KafkaArgs> for KafkaSettings {
         set("ssl.ca.location", args.ssl_ca_location);
         set("ssl.certificate.location", args.ssl_certificate_location);
         set("ssl.key.location", args.ssl_key_location);
-        properties.extend(args.properties);
+        properties.extend(passed);
         Self {
             bootstrap_servers: args.bootstrap_servers,
             properties,
@@ -296,6 +339,26 @@ mod tests {
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         let shown = format!("{:?} {settings:?}", cli.kafka);
         assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn a_property_value_may_hold_commas_and_several_properties_may_share_one_value() {
+        let cli = Cli::parse_from([
+            "x",
+            "-X",
+            "debug=broker,topic,msg",
+            "-X",
+            "client.id=a, linger.ms=5",
+        ]);
+        assert_eq!(
+            cli.kafka.properties(),
+            vec![
+                ("debug".to_owned(), "broker,topic,msg".to_owned()),
+                ("client.id".to_owned(), "a".to_owned()),
+                ("linger.ms".to_owned(), "5".to_owned()),
+            ]
+        );
+        assert!(Cli::try_parse_from(["x", "-X", "no-equals-sign"]).is_err());
     }
 
     #[test]

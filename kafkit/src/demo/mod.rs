@@ -98,12 +98,11 @@ async fn with_stack(
         "kafka {}, schema registry {}",
         stack.bootstrap_servers, stack.registry_url
     ));
-    let client = reqwest::Client::new();
+    let registry = crate::schemas::Registry::at(&stack.registry_url);
     for (_, full_name, schema) in shared_events::events::all_schemas() {
         let topic = crate::schemas::default_topic(full_name).unwrap_or("orders");
         let subject = format!("{topic}-value");
-        let (version, id) =
-            crate::schemas::register(&client, &stack.registry_url, &subject, schema).await?;
+        let (version, id) = crate::schemas::register(&registry, &subject, schema).await?;
         screen.line(&format!(
             "registered {full_name} as {subject} version {version} id {id}"
         ));

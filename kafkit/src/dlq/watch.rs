@@ -13,7 +13,7 @@ use crate::term::{BOLD, DIM, RED, Style};
 use anyhow::Context;
 use messaging::{KafkaArgs, KafkaSettings};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use shared_events::{CodecSettings, EventCodec};
+use shared_events::EventCodec;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -29,12 +29,8 @@ pub struct WatchArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
     /// Registry to decode values with.
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    pub registry_url: String,
+    #[command(flatten)]
+    pub registry: crate::schemas::RegistryArgs,
     /// Exit after this many seconds without a dead letter (default: until Ctrl-C).
     #[arg(long)]
     pub idle_exit_secs: Option<u64>,
@@ -181,7 +177,7 @@ fn block(style: Style, letter: &DeadLetter, value: &serde_json::Value) -> String
 
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let kafka = KafkaSettings::from(args.kafka.clone());
-    let codec = EventCodec::new(CodecSettings::new(args.registry_url.clone()))?;
+    let codec = EventCodec::new(args.registry.codec_settings())?;
     let consumer: StreamConsumer = kafka
         .client_config()
         .set(
