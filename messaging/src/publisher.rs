@@ -384,9 +384,10 @@ impl Publisher {
     }
 
     /// Keeps [`BrokerState`] current in the background: a metadata request
-    /// for `topic` every `every` while brokers answer (unreachable if none
-    /// answers within 2 s), every 500 ms while none does; unreachable at once
-    /// when librdkafka reports every broker connection down.
+    /// for `topic` every `every` while brokers answer (unreachable after two
+    /// in a row get no answer within 2 s), every 500 ms while none does;
+    /// unreachable at once when librdkafka reports every broker connection
+    /// down.
     /// The first probe is made before this returns; the task ends when the
     /// publisher and every watch are gone.
     pub async fn watch_brokers(&self, topic: &str, every: Duration) -> BrokerWatch {
@@ -429,10 +430,19 @@ impl Publisher {
                 else {
                     return;
                 };
-                let state = match probe(&producer, Some(&topic), PROBE_TIMEOUT).await {
+                let mut state = match probe(&producer, Some(&topic), PROBE_TIMEOUT).await {
                     Ok(()) => BrokerState::Reachable,
                     Err(e) => BrokerState::Unreachable(e.to_string()),
                 };
+                // One slow answer is not an outage: while brokers were
+                // reachable (and librdkafka did not say otherwise), a failed
+                // probe is tried once more before orders are refused.
+                if !state.is_reachable() && !all_down && states.borrow().is_reachable() {
+                    state = match probe(&producer, Some(&topic), PROBE_TIMEOUT).await {
+                        Ok(()) => BrokerState::Reachable,
+                        Err(e) => BrokerState::Unreachable(e.to_string()),
+                    };
+                }
                 drop(producer);
                 states.send_if_modified(|now| {
                     let changed = *now != state;
