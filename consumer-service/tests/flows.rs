@@ -8,17 +8,14 @@ use messaging::headers as h;
 use rdkafka::message::Message;
 use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderConfirmed, OrderPlaced};
 use std::time::Duration;
-use support::{Feeder, Names, Stack, order, read_topic, spawn_service};
+use support::{Feeder, Names, Stack, order, read_topic, spawn_service, started};
 
 const WAIT: Duration = Duration::from_secs(30);
 const BRIEF: Duration = Duration::from_millis(1500);
 
 #[tokio::test]
 async fn a_valid_order_is_confirmed_with_an_id_derived_from_its_event_id() {
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &[]).await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&[]).await;
     let placed = order("BOOK-1", "EUR");
     let event_id = feeder.send(&names.topic, &placed).await;
 
@@ -45,16 +42,7 @@ async fn a_valid_order_is_confirmed_with_an_id_derived_from_its_event_id() {
 
 #[tokio::test]
 async fn a_transient_failure_that_recovers_after_two_attempts_ends_confirmed() {
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(
-        &names,
-        stack.bootstrap(),
-        &stack.registry.url,
-        &["--faults", "FLAKY:transient:2"],
-    )
-    .await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&["--faults", "FLAKY:transient:2"]).await;
     let placed = order("FLAKY-1", "EUR");
     feeder.send(&names.topic, &placed).await;
 
@@ -101,16 +89,7 @@ async fn a_transient_failure_that_recovers_after_two_attempts_ends_confirmed() {
 
 #[tokio::test]
 async fn a_transient_failure_beyond_max_attempts_ends_in_the_dlq_with_every_header() {
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(
-        &names,
-        stack.bootstrap(),
-        &stack.registry.url,
-        &["--faults", "DOOMED:transient:99"],
-    )
-    .await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&["--faults", "DOOMED:transient:99"]).await;
     let placed = order("DOOMED-1", "EUR");
     let event_id = feeder.send(&names.topic, &placed).await;
 
@@ -163,10 +142,7 @@ async fn a_transient_failure_beyond_max_attempts_ends_in_the_dlq_with_every_head
 
 #[tokio::test]
 async fn a_permanent_failure_goes_to_the_dlq_at_once() {
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &[]).await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&[]).await;
     feeder.send(&names.topic, &order("BOOK-1", "JPY")).await;
 
     let dead = read_topic(stack.bootstrap(), &names.dlq(), 1, WAIT).await;
@@ -187,17 +163,8 @@ async fn a_permanent_failure_goes_to_the_dlq_at_once() {
 
 #[tokio::test]
 async fn garbage_bytes_go_to_the_dlq_byte_for_byte_and_the_consumer_keeps_going() {
-    let stack = Stack::start().await;
-    let names = Names::new();
     // One partition, so the good order is read after the garbage.
-    let service = spawn_service(
-        &names,
-        stack.bootstrap(),
-        &stack.registry.url,
-        &["--partitions", "1"],
-    )
-    .await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&["--partitions", "1"]).await;
     let garbage = b"{\"order_id\": \"not avro\"}".to_vec();
     let headers = EventHeaders::new::<OrderPlaced>("/test");
     feeder
@@ -233,10 +200,7 @@ async fn garbage_bytes_go_to_the_dlq_byte_for_byte_and_the_consumer_keeps_going(
 
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &[]).await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&[]).await;
     feeder.send(&names.topic, &order("BOOK-1", "JPY")).await;
     read_topic(stack.bootstrap(), &names.dlq(), 1, WAIT).await;
     let client = reqwest::Client::new();

@@ -19,7 +19,7 @@ use shared_events::EventHeaders;
 use shared_events::OrderPlaced;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use support::{Feeder, Names, Stack, confirmations, order, read_topic, spawn_service};
+use support::{confirmations, order, read_topic, started};
 
 /// Partition and offset of a record on the main topic.
 type Coordinates = (i32, i64);
@@ -116,10 +116,7 @@ async fn hostile_records_among_valid_orders_are_dead_lettered_byte_for_byte_and_
         });
     eprintln!("KAFKIT_FUZZ_SEED={seed} KAFKIT_FUZZ_RECORDS={per_partition}");
     let mut dice = Dice(seed);
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &[]).await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&[]).await;
     let template = feeder
         .codec
         .encode(&names.topic, &order("BOOK-1", "EUR"))

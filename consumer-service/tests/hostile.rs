@@ -10,7 +10,9 @@ use consumer_service::handler::confirmation_id;
 use messaging::headers as h;
 use rdkafka::message::Message;
 use std::time::{Duration, SystemTime};
-use support::{Feeder, Names, Stack, confirmations, order, read_topic, spawn_service};
+use support::{
+    Feeder, Names, Stack, confirmations, create_topics, order, read_topic, spawn_service, started,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -23,16 +25,7 @@ fn now_ms() -> i64 {
 
 #[tokio::test]
 async fn routing_headers_on_a_first_delivery_are_ignored() {
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(
-        &names,
-        stack.bootstrap(),
-        &stack.registry.url,
-        &["--faults", "FLAKY:transient:1"],
-    )
-    .await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&["--faults", "FLAKY:transient:1"]).await;
     let forged = || {
         vec![
             (h::ORIGINAL_TOPIC, b"nope".to_vec()),
@@ -86,11 +79,8 @@ async fn routing_headers_on_a_first_delivery_are_ignored() {
 
 #[tokio::test]
 async fn a_retry_due_in_ten_hours_waits_no_longer_than_the_longest_tier() {
-    let stack = Stack::start().await;
-    let names = Names::new();
     // Tiers of 1 s.
-    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &[]).await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&[]).await;
     let ten_hours = now_ms() + 10 * 3600 * 1000;
     let (event_id, _) = feeder
         .send_with_headers(
@@ -119,16 +109,7 @@ async fn a_retry_due_in_ten_hours_waits_no_longer_than_the_longest_tier() {
 
 #[tokio::test]
 async fn a_record_without_cloudevents_headers_is_confirmed_with_an_id_from_where_it_was_written() {
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(
-        &names,
-        stack.bootstrap(),
-        &stack.registry.url,
-        &["--faults", "FLAKY:transient:1"],
-    )
-    .await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&["--faults", "FLAKY:transient:1"]).await;
     let mut expected = Vec::new();
     // A plain one, and one that fails once: its retry must answer with the
     // same id, derived from where it was first written, not from the tier.
@@ -170,10 +151,7 @@ async fn a_record_without_cloudevents_headers_is_confirmed_with_an_id_from_where
 
 #[tokio::test]
 async fn a_cut_or_padded_body_is_dead_lettered_byte_for_byte_as_malformed() {
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &[]).await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&[]).await;
     let placed = order("BOOK-1", "EUR");
     let good = feeder.codec.encode(&names.topic, &placed).await.unwrap();
     let cut = good[..good.len() - 1].to_vec();
@@ -208,17 +186,8 @@ async fn a_cut_or_padded_body_is_dead_lettered_byte_for_byte_as_malformed() {
 
 #[tokio::test]
 async fn a_dead_letter_too_large_for_the_broker_goes_as_a_reference_and_the_partition_goes_on() {
-    let stack = Stack::start().await;
-    let names = Names::new();
     // The service's producer takes records up to 100 kB; the record is 150 kB.
-    let service = spawn_service(
-        &names,
-        stack.bootstrap(),
-        &stack.registry.url,
-        &["-X", "message.max.bytes=100000"],
-    )
-    .await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&["-X", "message.max.bytes=100000"]).await;
     let huge = vec![7u8; 150_000];
     let huge_at = feeder
         .send_exactly(&names.topic, 0, b"huge", Some(huge), vec![])
@@ -268,20 +237,13 @@ async fn a_dead_letter_too_large_for_the_broker_goes_as_a_reference_and_the_part
 async fn a_missing_dead_letter_topic_holds_the_record_turns_readyz_503_and_then_it_goes() {
     let stack = Stack::start().await;
     let names = Names::new();
-    let bootstrap = stack.bootstrap().to_owned();
-    let present = [
-        names.topic.clone(),
-        names.output.clone(),
-        names.retry(1),
-        names.retry(2),
-    ];
-    tokio::task::spawn_blocking(move || {
-        for topic in present {
-            devstack::ensure_topic(&bootstrap, &topic, 3).unwrap();
-        }
-    })
-    .await
-    .unwrap();
+    // Every topic but the DLQ.
+    let present = names
+        .all()
+        .into_iter()
+        .filter(|t| *t != names.dlq())
+        .collect();
+    create_topics(stack.bootstrap(), present).await;
     let service = spawn_service(
         &names,
         stack.bootstrap(),
@@ -309,11 +271,7 @@ async fn a_missing_dead_letter_topic_holds_the_record_turns_readyz_503_and_then_
         detail.contains(&names.dlq()),
         "names the missing topic: {detail}"
     );
-    let bootstrap = stack.bootstrap().to_owned();
-    let dlq = names.dlq();
-    tokio::task::spawn_blocking(move || devstack::ensure_topic(&bootstrap, &dlq, 3).unwrap())
-        .await
-        .unwrap();
+    create_topics(stack.bootstrap(), vec![names.dlq()]).await;
     let dead = read_topic(stack.bootstrap(), &names.dlq(), 1, WAIT).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].header("ce_id"), Some(refused));
@@ -347,10 +305,7 @@ async fn a_missing_dead_letter_topic_holds_the_record_turns_readyz_503_and_then_
 /// confirmed.
 #[tokio::test]
 async fn a_header_name_that_is_not_utf8_is_dead_lettered_and_the_partition_goes_on() {
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, &[]).await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&[]).await;
     let placed = order("BOOK-1", "EUR");
     let payload = feeder.codec.encode(&names.topic, &placed).await.unwrap();
     let mut headers: Vec<(Vec<u8>, Vec<u8>)> =

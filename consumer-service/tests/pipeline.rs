@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use support::{
     Confirmation, Feeder, Names, ProxiedStack, Sent, Stack, committed_offsets, confirmations,
-    order, read_topic, spawn_service,
+    order, read_topic, spawn_service, started,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -177,16 +177,8 @@ async fn a_broker_cut_off_mid_burst_loses_nothing_and_the_offsets_end_committed(
 
 #[tokio::test]
 async fn key_ordering_keeps_each_keys_order_while_other_keys_overtake() {
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(
-        &names,
-        stack.bootstrap(),
-        &stack.registry.url,
-        &["--ordering", "key", "--faults", "SLOW:slow:300"],
-    )
-    .await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) =
+        started(&["--ordering", "key", "--faults", "SLOW:slow:300"]).await;
     // One partition, two keys, interleaved: a slow key and a fast one.
     let keyed = |key: &str, sku: &str| {
         let mut placed = order(sku, "EUR");
@@ -236,16 +228,7 @@ async fn key_ordering_keeps_each_keys_order_while_other_keys_overtake() {
 
 #[tokio::test]
 async fn a_handler_that_panics_dead_letters_that_record_and_every_other_is_confirmed() {
-    let stack = Stack::start().await;
-    let names = Names::new();
-    let service = spawn_service(
-        &names,
-        stack.bootstrap(),
-        &stack.registry.url,
-        &["--faults", "BOOM:panic"],
-    )
-    .await;
-    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    let (stack, names, service, feeder) = started(&["--faults", "BOOM:panic"]).await;
     let orders: Vec<_> = (0..10)
         .map(|i| (0, order(if i == 4 { "BOOM-1" } else { "BOOK-1" }, "EUR")))
         .collect();

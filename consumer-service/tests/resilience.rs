@@ -12,8 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 use support::{
-    Feeder, Names, Stack, order, random_name, read_topic, service_args, spawn_service,
-    start_registry,
+    Feeder, Names, Stack, create_topics, order, random_name, read_topic, service_args,
+    spawn_service, start_process, start_registry,
 };
 
 #[tokio::test]
@@ -122,29 +122,8 @@ async fn a_consumer_killed_without_committing_and_restarted_loses_nothing() {
         "heartbeat.interval.ms=1000",
     ];
     let args = service_args(&names, stack.bootstrap(), &stack.registry.url, &extra);
-    let start = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_consumer-service"))
-            .args(&args[1..])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let bootstrap = stack.bootstrap().to_owned();
-    let topics = [
-        names.topic.clone(),
-        names.output.clone(),
-        names.dlq(),
-        names.retry(1),
-        names.retry(2),
-    ];
-    tokio::task::spawn_blocking(move || {
-        for topic in topics {
-            devstack::ensure_topic(&bootstrap, &topic, 3).unwrap();
-        }
-    })
-    .await
-    .unwrap();
+    let start = || start_process(&args);
+    create_topics(stack.bootstrap(), names.all()).await;
     let mut first = start();
     let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
     let mut valid = HashSet::new();
@@ -282,29 +261,8 @@ async fn a_consumer_killed_three_times_in_a_row_gets_every_partition_back() {
         &stack.registry.url,
         &["--group-instance-id", instance.as_str()],
     );
-    let start = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_consumer-service"))
-            .args(&args[1..])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let bootstrap = stack.bootstrap().to_owned();
-    let topics = [
-        names.topic.clone(),
-        names.output.clone(),
-        names.dlq(),
-        names.retry(1),
-        names.retry(2),
-    ];
-    tokio::task::spawn_blocking(move || {
-        for topic in topics {
-            devstack::ensure_topic(&bootstrap, &topic, 3).unwrap();
-        }
-    })
-    .await
-    .unwrap();
+    let start = || start_process(&args);
+    create_topics(stack.bootstrap(), names.all()).await;
     let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
     let mut sent = HashSet::new();
     let mut service = start();

@@ -5,6 +5,7 @@
 //! and exits non-zero with the registry's reasons when one is not.
 
 use anyhow::{Context, bail};
+use messaging::RegistryConnection;
 use serde_json::{Value, json};
 use shared_events::SubjectStrategy;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ pub enum SchemasCommand {
     /// Subjects with their latest version and id.
     ///
     /// Example: kafkit schemas list --registry-url http://127.0.0.1:8081
-    List(RegistryArgs),
+    List(RegistryConnection),
     /// One subject's schema: the latest version, or the one given.
     ///
     /// Example: kafkit schemas show orders-value 1
@@ -30,58 +31,8 @@ pub enum SchemasCommand {
         subject: String,
         version: Option<String>,
         #[command(flatten)]
-        registry: RegistryArgs,
+        registry: RegistryConnection,
     },
-}
-
-/// Where the registry is, and the credentials a hosted one asks for.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RegistryArgs {
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    pub registry_url: String,
-    /// HTTP basic authentication user of the registry.
-    #[arg(long, env = "SCHEMA_REGISTRY_BASIC_AUTH_USER")]
-    pub registry_user: Option<String>,
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD",
-        hide_env_values = true
-    )]
-    pub registry_password: Option<messaging::Secret>,
-}
-
-impl RegistryArgs {
-    /// The user and password, when a user is set.
-    pub fn basic_auth(&self) -> Option<(String, String)> {
-        self.registry_user.clone().map(|user| {
-            let password = self
-                .registry_password
-                .as_ref()
-                .map(|p| p.expose().to_owned())
-                .unwrap_or_default();
-            (user, password)
-        })
-    }
-
-    /// The codec's settings for this registry.
-    pub fn codec_settings(&self) -> shared_events::CodecSettings {
-        shared_events::CodecSettings {
-            basic_auth: self.basic_auth(),
-            ..shared_events::CodecSettings::new(self.registry_url.clone())
-        }
-    }
-
-    pub fn client(&self) -> Registry {
-        Registry {
-            client: reqwest::Client::new(),
-            base: self.registry_url.trim_end_matches('/').to_owned(),
-            auth: self.basic_auth(),
-        }
-    }
 }
 
 /// HTTP requests to one registry, with its credentials.
@@ -93,6 +44,15 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The registry `connection` names, with its credentials.
+    pub fn of(connection: &RegistryConnection) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            base: connection.registry_url.trim_end_matches('/').to_owned(),
+            auth: connection.basic_auth(),
+        }
+    }
+
     /// No credentials (the local stack's registry).
     pub fn at(url: &str) -> Self {
         Self {
@@ -133,7 +93,7 @@ pub struct FilesArgs {
     #[arg(long)]
     pub topic: Option<String>,
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub registry: RegistryConnection,
 }
 
 /// Where kafkit's own events are published, for the topic strategies.
@@ -245,7 +205,7 @@ fn name_of(path: &Path) -> String {
 pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
     match command {
         SchemasCommand::Register(args) => {
-            let registry = args.registry.client();
+            let registry = Registry::of(&args.registry);
             for (file, subject, text) in local_schemas(&args)? {
                 let (version, id) = register(&registry, &subject, &text)
                     .await
@@ -258,7 +218,7 @@ pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SchemasCommand::Check(args) => {
-            let registry = args.registry.client();
+            let registry = Registry::of(&args.registry);
             let mut incompatible = 0;
             for (file, subject, text) in local_schemas(&args)? {
                 let path = format!("/compatibility/subjects/{subject}/versions?verbose=true");
@@ -291,7 +251,7 @@ pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SchemasCommand::List(args) => {
-            let registry = args.client();
+            let registry = Registry::of(&args);
             let base = &registry.base;
             let (_, subjects) = call(registry.get("/subjects"), base).await?;
             for subject in subjects
@@ -317,7 +277,7 @@ pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
             version,
             registry,
         } => {
-            let registry = registry.client();
+            let registry = Registry::of(&registry);
             let version = version.unwrap_or_else(|| "latest".into());
             let (status, body) = call(
                 registry.get(&format!("/subjects/{subject}/versions/{version}")),

@@ -112,15 +112,17 @@ fn parse_properties(s: &str) -> Result<Properties, String> {
     Ok(Properties(pairs))
 }
 
-/// Flags and environment of the schema registry client, shared by the services.
+/// Where the schema registry is, and the credentials a hosted one asks
+/// for: the services' and the CLI's flags and environment.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SchemaRegistryArgs {
+pub struct RegistryConnection {
     #[arg(
         long,
         env = "SCHEMA_REGISTRY_URL",
         default_value = "http://127.0.0.1:8081"
     )]
     pub registry_url: String,
+    /// HTTP basic authentication user of the registry.
     #[arg(long, env = "SCHEMA_REGISTRY_BASIC_AUTH_USER")]
     pub registry_user: Option<String>,
     #[arg(
@@ -129,6 +131,35 @@ pub struct SchemaRegistryArgs {
         hide_env_values = true
     )]
     pub registry_password: Option<Secret>,
+}
+
+impl RegistryConnection {
+    /// The user and password, when a user is set.
+    pub fn basic_auth(&self) -> Option<(String, String)> {
+        self.registry_user.clone().map(|user| {
+            let password = self
+                .registry_password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default();
+            (user, password)
+        })
+    }
+
+    /// The codec's settings for this registry (default subject strategy).
+    pub fn codec_settings(&self) -> shared_events::CodecSettings {
+        shared_events::CodecSettings {
+            basic_auth: self.basic_auth(),
+            ..shared_events::CodecSettings::new(self.registry_url.clone())
+        }
+    }
+}
+
+/// Flags and environment of the schema registry client, shared by the services.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchemaRegistryArgs {
+    #[command(flatten)]
+    pub connection: RegistryConnection,
     /// `topic-name`, `record-name` or `topic-record-name`.
     #[arg(long, env = "SUBJECT_NAME_STRATEGY", default_value = "topic-name")]
     pub subject_strategy: shared_events::SubjectStrategy,
@@ -136,16 +167,9 @@ pub struct SchemaRegistryArgs {
 
 impl SchemaRegistryArgs {
     pub fn codec_settings(&self) -> shared_events::CodecSettings {
-        let password = || {
-            self.registry_password
-                .as_ref()
-                .map(|p| p.expose().to_owned())
-                .unwrap_or_default()
-        };
         shared_events::CodecSettings {
             subject_strategy: self.subject_strategy,
-            basic_auth: self.registry_user.clone().map(|user| (user, password())),
-            ..shared_events::CodecSettings::new(self.registry_url.clone())
+            ..self.connection.codec_settings()
         }
     }
 }

@@ -17,7 +17,8 @@ pub mod shutdown;
 
 pub use admin::{AdminError, TopicSpec, ensure_topics};
 pub use config::{
-    Compression, KafkaArgs, KafkaSettings, ProducerSettings, SchemaRegistryArgs, Secret,
+    Compression, KafkaArgs, KafkaSettings, ProducerSettings, RegistryConnection,
+    SchemaRegistryArgs, Secret,
 };
 pub use consume::{
     ConsumeLoop, ConsumeMetrics, ConsumeSettings, Handler, Input, Ordering, Outbox, Pipeline,

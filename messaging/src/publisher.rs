@@ -391,10 +391,7 @@ impl Publisher {
     /// The first probe is made before this returns; the task ends when the
     /// publisher and every watch are gone.
     pub async fn watch_brokers(&self, topic: &str, every: Duration) -> BrokerWatch {
-        let first = match probe(&self.producer().1, Some(topic), PROBE_TIMEOUT).await {
-            Ok(()) => BrokerState::Reachable,
-            Err(e) => BrokerState::Unreachable(e.to_string()),
-        };
+        let first = probe_state(&self.producer().1, topic).await;
         let (states, watch) = watch::channel(first);
         let current = Arc::downgrade(&self.current);
         let lost = Arc::clone(&self.context.brokers_lost);
@@ -430,18 +427,12 @@ impl Publisher {
                 else {
                     return;
                 };
-                let mut state = match probe(&producer, Some(&topic), PROBE_TIMEOUT).await {
-                    Ok(()) => BrokerState::Reachable,
-                    Err(e) => BrokerState::Unreachable(e.to_string()),
-                };
+                let mut state = probe_state(&producer, &topic).await;
                 // One slow answer is not an outage: while brokers were
                 // reachable (and librdkafka did not say otherwise), a failed
                 // probe is tried once more before orders are refused.
                 if !state.is_reachable() && !all_down && states.borrow().is_reachable() {
-                    state = match probe(&producer, Some(&topic), PROBE_TIMEOUT).await {
-                        Ok(()) => BrokerState::Reachable,
-                        Err(e) => BrokerState::Unreachable(e.to_string()),
-                    };
+                    state = probe_state(&producer, &topic).await;
                 }
                 drop(producer);
                 states.send_if_modified(|now| {
@@ -497,6 +488,14 @@ impl Publisher {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often brokers are probed while none answers.
 const RETRY_WHILE_DOWN: Duration = Duration::from_millis(500);
+
+/// What one probe for `topic` says of the brokers.
+async fn probe_state(producer: &KafkitProducer, topic: &str) -> BrokerState {
+    match probe(producer, Some(topic), PROBE_TIMEOUT).await {
+        Ok(()) => BrokerState::Reachable,
+        Err(e) => BrokerState::Unreachable(e.to_string()),
+    }
+}
 
 /// A metadata request (for `topic`, or every topic) answered within `timeout`.
 async fn probe(

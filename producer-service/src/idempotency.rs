@@ -171,6 +171,25 @@ impl Entries {
         }
     }
 
+    /// Keeps `answer` under `key`, counted, as the newest in the eviction queue.
+    fn remember(&mut self, key: &str, fingerprint: [u8; 32], answer: StoredAnswer) {
+        let bytes = ENTRY_OVERHEAD + key.len() + answer.body.len();
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        self.replace(
+            key,
+            Entry::Done {
+                fingerprint,
+                answer,
+                at: Instant::now(),
+                stamp,
+                bytes,
+            },
+        );
+        self.bytes += bytes;
+        self.order.push_back((key.to_owned(), stamp));
+    }
+
     /// Removes the oldest answers while `evict(at)` says so; returns how
     /// many were removed.
     fn evict_oldest(&mut self, mut evict: impl FnMut(&Self, Instant) -> bool) -> usize {
@@ -239,21 +258,7 @@ impl Claim {
                 0
             }
             Finality::Final | Finality::Partial => {
-                let bytes = ENTRY_OVERHEAD + self.key.len() + answer.body.len();
-                let stamp = entries.next_stamp;
-                entries.next_stamp += 1;
-                entries.replace(
-                    &self.key,
-                    Entry::Done {
-                        fingerprint: self.fingerprint,
-                        answer: answer.clone(),
-                        at: Instant::now(),
-                        stamp,
-                        bytes,
-                    },
-                );
-                entries.bytes += bytes;
-                entries.order.push_back((self.key.clone(), stamp));
+                entries.remember(&self.key, self.fingerprint, answer.clone());
                 let max = store.max_bytes;
                 entries.evict_oldest(|entries, _| entries.bytes > max)
             }
@@ -272,23 +277,7 @@ impl Drop for Claim {
         let mut entries = self.store.entries();
         match self.previous.take() {
             // Resuming failed before an answer: the partial one stands.
-            Some(previous) => {
-                let bytes = ENTRY_OVERHEAD + self.key.len() + previous.body.len();
-                let stamp = entries.next_stamp;
-                entries.next_stamp += 1;
-                entries.replace(
-                    &self.key,
-                    Entry::Done {
-                        fingerprint: self.fingerprint,
-                        answer: previous,
-                        at: Instant::now(),
-                        stamp,
-                        bytes,
-                    },
-                );
-                entries.bytes += bytes;
-                entries.order.push_back((self.key.clone(), stamp));
-            }
+            Some(previous) => entries.remember(&self.key, self.fingerprint, previous),
             None => {
                 entries.by_key.remove(&self.key);
             }

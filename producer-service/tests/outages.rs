@@ -7,8 +7,60 @@ mod support;
 use devstack::{
     Broker, BrokerOptions, BrokerProxy, Storage, free_port, free_port_outside_ephemeral_range,
 };
+use schema_registry::RunningRegistry;
 use std::time::{Duration, Instant};
 use support::{random_name, spawn_app, start_registry, valid_order};
+
+/// A broker (memory storage) that advertises a proxy in front of it, so
+/// clients reach it through the proxy after the bootstrap; the registry on
+/// the broker itself. The broker's directory is removed when dropped.
+struct BehindProxy {
+    broker: Option<Broker>,
+    proxy: BrokerProxy,
+    registry: RunningRegistry,
+    dir: std::path::PathBuf,
+}
+
+impl BehindProxy {
+    /// Every broker answer `delay` late.
+    async fn start(delay: Duration) -> Self {
+        let dir = std::env::temp_dir().join(random_name("kafkit-broker"));
+        // The proxy may stop and start on this port: keep it out of the ephemeral range.
+        let proxy_port = free_port_outside_ephemeral_range().unwrap();
+        let options = BrokerOptions {
+            port: free_port().unwrap(),
+            storage: Storage::Memory,
+            dir: dir.clone(),
+            detach: false,
+            advertised_port: Some(proxy_port),
+        };
+        let broker = Broker::start(options.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let proxy = BrokerProxy::with_response_delay(proxy_port, options.port, delay)
+            .await
+            .unwrap();
+        let registry = start_registry(&format!("127.0.0.1:{}", options.port)).await;
+        Self {
+            broker: Some(broker),
+            proxy,
+            registry,
+            dir,
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        self.broker
+            .as_ref()
+            .map(|b| b.bootstrap_servers().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for BehindProxy {
+    fn drop(&mut self) {
+        drop(self.broker.take());
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
 
 /// The broker goes away behind a proxy and comes back with its state, as a
 /// Kafka broker does after a restart. (Restarting Tansu itself loses the
@@ -21,20 +73,8 @@ use support::{random_name, spawn_app, start_registry, valid_order};
 /// twice or without a 202 for it.
 #[tokio::test]
 async fn an_unreachable_broker_gives_503_without_waiting_out_the_timeout_and_retries_are_safe() {
-    let dir = std::env::temp_dir().join(random_name("kafkit-broker"));
-    // The proxy stops and starts on this port: keep it out of the ephemeral range.
-    let proxy_port = free_port_outside_ephemeral_range().unwrap();
-    let options = BrokerOptions {
-        port: free_port().unwrap(),
-        storage: Storage::Memory,
-        dir: dir.clone(),
-        detach: false,
-        advertised_port: Some(proxy_port),
-    };
-    let broker = Broker::start(options.clone()).unwrap_or_else(|e| panic!("{e}"));
-    let mut proxy = BrokerProxy::start(proxy_port, options.port).await.unwrap();
-    let bootstrap = broker.bootstrap_servers().to_owned();
-    let registry = start_registry(&format!("127.0.0.1:{}", options.port)).await;
+    let mut stack = BehindProxy::start(Duration::ZERO).await;
+    let (bootstrap, registry) = (stack.bootstrap(), &stack.registry);
     let produce_timeout = Duration::from_secs(8);
     let app = spawn_app(&bootstrap, &registry.url, &["--produce-timeout-ms", "8000"]).await;
     let mut accepted = Vec::new();
@@ -42,7 +82,7 @@ async fn an_unreachable_broker_gives_503_without_waiting_out_the_timeout_and_ret
     assert_eq!(warm_up.status, 202, "warm-up with the broker up");
     accepted.push(warm_up.body["order_id"].as_str().unwrap().to_owned());
 
-    proxy.cut().await;
+    stack.proxy.cut().await;
     let started = Instant::now();
     let in_flight = app.post_order_with_key(&valid_order(), "in-flight").await;
     let waited = started.elapsed();
@@ -86,7 +126,7 @@ async fn an_unreachable_broker_gives_503_without_waiting_out_the_timeout_and_ret
         "urn:kafkit:problem:unavailable"
     );
 
-    proxy.restore().await.unwrap();
+    stack.proxy.restore().await.unwrap();
     let mut recovered = None;
     for _ in 0..40 {
         let reply = app.post_order(&valid_order()).await;
@@ -117,8 +157,6 @@ async fn an_unreachable_broker_gives_503_without_waiting_out_the_timeout_and_ret
         stored, accepted,
         "each accepted order once; nothing answered 503 unavailable is stored"
     );
-    drop(broker);
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test]
@@ -147,24 +185,10 @@ async fn an_unreachable_registry_gives_503_and_produces_nothing() {
 #[tokio::test]
 async fn a_caller_that_hangs_up_mid_publish_cancels_nothing_and_its_retry_gets_the_answer() {
     use tokio::io::AsyncWriteExt;
-    let dir = std::env::temp_dir().join(random_name("kafkit-broker"));
-    let proxy_port = free_port_outside_ephemeral_range().unwrap();
-    let options = BrokerOptions {
-        port: free_port().unwrap(),
-        storage: Storage::Memory,
-        dir: dir.clone(),
-        detach: false,
-        advertised_port: Some(proxy_port),
-    };
-    let broker = Broker::start(options.clone()).unwrap_or_else(|e| panic!("{e}"));
     // Every broker answer 0.8 s late: a publish takes at least that long
     // (and a probe, connection set-up included, well under its 2 s).
-    let _proxy =
-        BrokerProxy::with_response_delay(proxy_port, options.port, Duration::from_millis(800))
-            .await
-            .unwrap();
-    let registry = start_registry(&format!("127.0.0.1:{}", options.port)).await;
-    let app = spawn_app(broker.bootstrap_servers(), &registry.url, &[]).await;
+    let stack = BehindProxy::start(Duration::from_millis(800)).await;
+    let app = spawn_app(&stack.bootstrap(), &stack.registry.url, &[]).await;
     // Ready once a probe got through (the first may not: connection set-up
     // through the slow proxy on a loaded machine can take its whole 2 s).
     let mut ready = app.get("/readyz").await.status;
@@ -202,6 +226,4 @@ async fn a_caller_that_hangs_up_mid_publish_cancels_nothing_and_its_retry_gets_t
         vec![again.body["order_id"].as_str().unwrap().to_owned()],
         "one event, the first request's"
     );
-    drop(broker);
-    std::fs::remove_dir_all(dir).ok();
 }

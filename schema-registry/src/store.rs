@@ -296,12 +296,7 @@ impl KafkaStore {
                             }
                             continue;
                         }
-                        match LogRecord::from_kafka(key, message.payload()) {
-                            Ok(record) => records.extend(record),
-                            Err(_) => {
-                                records.extend(LogRecord::id_in_unreadable(message.payload()))
-                            }
-                        }
+                        records.extend(read_record(&message));
                     }
                 }
             }
@@ -386,6 +381,20 @@ async fn ensure_topic(settings: &KafkaStoreSettings) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What a `_schemas` record means to the state: nothing for key types this
+/// registry does not use; for an unreadable one, only the id it names (so
+/// that id is never handed out again).
+fn read_record(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<LogRecord> {
+    let key = message.key().unwrap_or_default();
+    match LogRecord::from_kafka(key, message.payload()) {
+        Ok(record) => record,
+        Err(e) => {
+            tracing::warn!(offset = message.offset(), error = %e, "skipped an unreadable _schemas record");
+            LogRecord::id_in_unreadable(message.payload())
+        }
+    }
+}
+
 /// Reads partition 0 from the start to the high watermark seen at start;
 /// returns the records and the offset after the last one read.
 /// Blocking: runs on the blocking pool.
@@ -441,16 +450,7 @@ fn replay(settings: &KafkaStoreSettings) -> Result<(Vec<LogRecord>, i64), StoreE
             Some(Err(e)) => return Err(failed(e.to_string())),
             Some(Ok(message)) => {
                 next = message.offset() + 1;
-                let key = message.key().unwrap_or_default();
-                match LogRecord::from_kafka(key, message.payload()) {
-                    Ok(Some(record)) => records.push(record),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(offset = message.offset(), error = %e, "skipped an unreadable _schemas record");
-                        // Its id, if it names one, is never handed out again.
-                        records.extend(LogRecord::id_in_unreadable(message.payload()));
-                    }
-                }
+                records.extend(read_record(&message));
                 reached_high |= message.offset() >= high - 1;
             }
         }

@@ -60,6 +60,48 @@ impl Names {
     pub fn dlq(&self) -> String {
         format!("{}.dlq", self.topic)
     }
+    /// Every topic a test service uses: main, output, both tiers, DLQ.
+    pub fn all(&self) -> Vec<String> {
+        vec![
+            self.topic.clone(),
+            self.output.clone(),
+            self.retry(1),
+            self.retry(2),
+            self.dlq(),
+        ]
+    }
+}
+
+/// How most tests begin: a broker and a registry of their own, a
+/// consumer-service with `extra` flags on random names, a feeder.
+pub async fn started(extra: &[&str]) -> (Stack, Names, TestService, Feeder) {
+    let stack = Stack::start().await;
+    let names = Names::new();
+    let service = spawn_service(&names, stack.bootstrap(), &stack.registry.url, extra).await;
+    let feeder = Feeder::new(stack.bootstrap(), &stack.registry.url);
+    (stack, names, service, feeder)
+}
+
+/// Creates `topics` with 3 partitions, as a service does at start-up.
+pub async fn create_topics(bootstrap: &str, topics: Vec<String>) {
+    let bootstrap = bootstrap.to_owned();
+    tokio::task::spawn_blocking(move || {
+        for topic in topics {
+            devstack::ensure_topic(&bootstrap, &topic, 3).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// consumer-service as its own process with these `service_args` (quiet).
+pub fn start_process(args: &[String]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_consumer-service"))
+        .args(&args[1..])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// The flags a test service runs with: short retry tiers, 3 attempts.

@@ -30,7 +30,7 @@ pub struct WatchArgs {
     pub output: Output,
     /// Registry to decode values with.
     #[command(flatten)]
-    pub registry: crate::schemas::RegistryArgs,
+    pub registry: messaging::RegistryConnection,
     /// Exit after this many seconds without a dead letter (default: until Ctrl-C).
     #[arg(long)]
     pub idle_exit_secs: Option<u64>,
