@@ -170,11 +170,13 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
                 return;
             }
         };
+        let (stop_lag, lag_stopped) = tokio::sync::watch::channel(false);
         let lag = tokio::spawn(report_lag(
             Arc::clone(&self.consumer),
             Arc::clone(&self.settled),
             Arc::clone(&self.worker.metrics.lag),
             settings.lag_interval,
+            lag_stopped,
         ));
         loop {
             let wake = self.next_resume();
@@ -203,7 +205,9 @@ impl<E: Event + 'static, H: Handler<E> + 'static> ConsumeLoop<E, H> {
             }
             self.unblock();
         }
-        lag.abort();
+        // The lag look-up in flight holds the consumer: let it finish.
+        let _ = stop_lag.send(true);
+        let _ = lag.await;
         stop.store(true, std::sync::atomic::Ordering::Release);
         // No more records, and a revoke waiting on us is answered at once.
         self.polled.close();

@@ -144,15 +144,25 @@ impl ConsumeMetrics {
 /// start when the group never committed there. (The consumer's position
 /// says nothing here: a lane holds records in memory while it retries them.)
 /// Note: Tansu 0.6.0 undercounts the high watermark after multi-record batches.
+///
+/// Returns once `stopped` turns true, after the look-up in flight (which
+/// holds the consumer) has finished: the consume loop waits for that, so
+/// its own shutdown drops the consumer last, while the broker is still
+/// there (a consumer dropped after the broker is gone can block for good
+/// in librdkafka's close).
 pub(super) async fn report_lag<C: rdkafka::consumer::ConsumerContext + 'static>(
     consumer: Arc<BaseConsumer<C>>,
     settled: Arc<Mutex<HashMap<Partition, i64>>>,
     lag: Arc<Mutex<HashMap<Partition, i64>>>,
     interval: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut ticks = tokio::time::interval(interval);
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
         let (consumer, settled, lag) = (
             Arc::clone(&consumer),
             Arc::clone(&settled),
