@@ -10,7 +10,7 @@
 //! Attempts come from the record's `kafkit.attempt` header, so a rule
 //! behaves the same across restarts and in the retry consumer.
 
-use messaging::{Failure, FailureKind};
+use kafkit_messaging::{Failure, FailureKind};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

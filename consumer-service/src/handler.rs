@@ -7,9 +7,10 @@
 //! the duplicate.
 
 use crate::faults::Faults;
-use messaging::{Failure, Handler, Input, Outbox};
-use shared_events::headers::AVRO_CONTENT_TYPE;
-use shared_events::{Event, EventHeaders, OrderConfirmed, OrderPlaced, TraceParent};
+use kafkit_events::headers::AVRO_CONTENT_TYPE;
+use kafkit_events::{Event, EventHeaders, TraceParent};
+use kafkit_messaging::{Failure, Handler, Input, Outbox};
+use shared_events::{OrderConfirmed, OrderPlaced};
 use std::collections::HashSet;
 use std::time::SystemTime;
 

@@ -1,8 +1,8 @@
 //! Settings from flags and environment, with defaults that work on one laptop.
 
 use crate::faults::Faults;
-use messaging::{KafkaArgs, KafkaSettings, PipelineArgs, RetryPolicy, SchemaRegistryArgs};
-use shared_events::CodecSettings;
+use kafkit_events::CodecSettings;
+use kafkit_messaging::{KafkaArgs, KafkaSettings, PipelineArgs, RetryPolicy, SchemaRegistryArgs};
 use std::net::SocketAddr;
 use std::time::Duration;
 

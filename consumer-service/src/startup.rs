@@ -14,16 +14,17 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use messaging::{
+use kafkit_events::EventCodec;
+use kafkit_messaging::{
     ConsumeLoop, ConsumeMetrics, ConsumeSettings, ProducerSettings, Publisher, Stage, TopicSpec,
     ensure_topics,
 };
-use shared_events::{EventCodec, OrderPlaced};
+use kafkit_telemetry::metrics::MetricsPipeline;
+use shared_events::OrderPlaced;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use telemetry::metrics::MetricsPipeline;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -160,7 +161,7 @@ impl Application {
                 topics,
                 stage,
                 policy: policy.clone(),
-                pipeline: messaging::Pipeline::from(&settings.pipeline),
+                pipeline: kafkit_messaging::Pipeline::from(&settings.pipeline),
                 outage_backoff: Duration::from_millis(settings.outage_backoff_ms),
                 outage_backoff_max: Duration::from_millis(settings.outage_backoff_max_ms),
                 lag_interval: Duration::from_millis(settings.lag_interval_ms),

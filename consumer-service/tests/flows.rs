@@ -4,9 +4,10 @@
 mod support;
 
 use consumer_service::handler::confirmation_id;
-use messaging::headers as h;
+use kafkit_events::{CodecSettings, EventCodec, EventHeaders};
+use kafkit_messaging::headers as h;
 use rdkafka::message::Message;
-use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderConfirmed, OrderPlaced};
+use shared_events::{OrderConfirmed, OrderPlaced};
 use std::time::Duration;
 use support::{Feeder, Names, Stack, order, read_topic, spawn_service, started};
 
@@ -230,7 +231,7 @@ async fn health_readiness_and_metrics_answer() {
         .text()
         .await
         .unwrap();
-    use telemetry::metrics::sum;
+    use kafkit_telemetry::metrics::sum;
     assert_eq!(
         sum(
             &metrics,

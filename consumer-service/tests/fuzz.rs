@@ -13,9 +13,9 @@
 
 mod support;
 
-use messaging::headers as h;
+use kafkit_events::EventHeaders;
+use kafkit_messaging::headers as h;
 use rdkafka::message::Message;
-use shared_events::EventHeaders;
 use shared_events::OrderPlaced;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

@@ -7,7 +7,7 @@
 mod support;
 
 use consumer_service::handler::confirmation_id;
-use messaging::headers as h;
+use kafkit_messaging::headers as h;
 use rdkafka::message::Message;
 use std::time::{Duration, SystemTime};
 use support::{
@@ -125,7 +125,7 @@ async fn a_record_without_cloudevents_headers_is_confirmed_with_an_id_from_where
                 vec![],
             )
             .await;
-        let derived = messaging::routing::derived_event_id(&names.topic, 0, offset);
+        let derived = kafkit_messaging::routing::derived_event_id(&names.topic, 0, offset);
         expected.push((placed.order_id, derived));
     }
     let out = read_topic(stack.bootstrap(), &names.output, 2, WAIT).await;
@@ -309,7 +309,7 @@ async fn a_header_name_that_is_not_utf8_is_dead_lettered_and_the_partition_goes_
     let placed = order("BOOK-1", "EUR");
     let payload = feeder.codec.encode(&names.topic, &placed).await.unwrap();
     let mut headers: Vec<(Vec<u8>, Vec<u8>)> =
-        shared_events::EventHeaders::new::<shared_events::OrderPlaced>("/raw")
+        kafkit_events::EventHeaders::new::<shared_events::OrderPlaced>("/raw")
             .to_pairs()
             .into_iter()
             .map(|(n, v)| (n.as_bytes().to_vec(), v))

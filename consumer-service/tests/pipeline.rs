@@ -8,7 +8,7 @@
 mod support;
 
 use consumer_service::handler::confirmation_id;
-use messaging::headers as h;
+use kafkit_messaging::headers as h;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use support::{

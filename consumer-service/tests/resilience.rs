@@ -6,8 +6,9 @@ mod support;
 
 use consumer_service::handler::confirmation_id;
 use devstack::{TestKafka, free_port};
+use kafkit_events::{CodecSettings, EventCodec};
 use rdkafka::message::Message;
-use shared_events::{CodecSettings, EventCodec, OrderConfirmed, OrderPlaced};
+use shared_events::{OrderConfirmed, OrderPlaced};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! run mean anything. Each pair is run alternately, several rounds, and the
 //! best round of each side is compared.
 //!
-//! (a) publish: `messaging::EventPublisher` (encode through the registry with
+//! (a) publish: `kafkit_messaging::EventPublisher` (encode through the registry with
 //!     a warm cache, produce with acks=all, wait for the ack) against a raw
 //!     rdkafka `FutureProducer` sending the same pre-encoded bytes with the
 //!     same headers, key and producer settings.
@@ -18,14 +18,15 @@ use anyhow::Context;
 use axum::http::StatusCode;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use messaging::{EventPublisher, KafkaSettings, ProducerSettings, Publisher};
+use kafkit_events::{CodecSettings, EventCodec, EventHeaders};
+use kafkit_messaging::{EventPublisher, KafkaSettings, ProducerSettings, Publisher};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use schema_registry::{
     Application as Registry, KafkaStoreSettings, RegistrySettings, StorageSettings,
 };
-use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderPlaced};
+use shared_events::OrderPlaced;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,7 +112,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let kafka = KafkaSettings::new(&bootstrap);
     let topic = "bench-publish";
-    messaging::ensure_topics(&kafka, &[messaging::TopicSpec::new(topic, 3)]).await?;
+    kafkit_messaging::ensure_topics(&kafka, &[kafkit_messaging::TopicSpec::new(topic, 3)]).await?;
     let runs = |part: Part| args.only.contains(&part);
     let publish = match runs(Part::Publish) {
         true => Some(publish_bench(&args, &kafka, &registry.url, topic).await?),

@@ -18,15 +18,16 @@
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use messaging::{
+use kafkit_events::headers as ce;
+use kafkit_events::{Event, EventCodec, EventHeaders, TraceParent};
+use kafkit_messaging::{
     ConsumeLoop, ConsumeMetrics, ConsumeSettings, EventPublisher, Failure, Handler, Input,
     KafkaSettings, Ordering, Outbox, Pipeline, ProducerSettings, RetryPolicy, Stage,
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use shared_events::headers as ce;
-use shared_events::{Event, EventCodec, EventHeaders, OrderConfirmed, OrderPlaced, TraceParent};
+use shared_events::{OrderConfirmed, OrderPlaced};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -158,18 +159,18 @@ pub async fn consume_bench(
         format!("bench-io-{suffix}"),
     );
     let mut specs = vec![
-        messaging::TopicSpec::new(&orders, 3),
-        messaging::TopicSpec::new(&output, 3),
-        messaging::TopicSpec::new(&io, 3),
+        kafkit_messaging::TopicSpec::new(&orders, 3),
+        kafkit_messaging::TopicSpec::new(&output, 3),
+        kafkit_messaging::TopicSpec::new(&io, 3),
     ];
     let policy = RetryPolicy::default();
     for topic in [&orders, &io] {
-        specs.push(messaging::TopicSpec::new(policy.dlq_topic(topic), 3));
+        specs.push(kafkit_messaging::TopicSpec::new(policy.dlq_topic(topic), 3));
         for retry in policy.retry_topics(topic) {
-            specs.push(messaging::TopicSpec::new(&retry, 3));
+            specs.push(kafkit_messaging::TopicSpec::new(&retry, 3));
         }
     }
-    messaging::ensure_topics(kafka, &specs).await?;
+    kafkit_messaging::ensure_topics(kafka, &specs).await?;
     fill(events, &orders, sizes.job_orders, None).await?;
     fill(events, &io, sizes.io_records, Some(100)).await?;
     // The raw pipeline encodes with the id consumer-service registers.
@@ -296,7 +297,7 @@ async fn service_job_rate(
             let url = format!("{ops}/metrics");
             async move {
                 let text = client.get(url).send().await?.text().await?;
-                anyhow::Ok(telemetry::metrics::sum(&text, name, &main) as usize)
+                anyhow::Ok(kafkit_telemetry::metrics::sum(&text, name, &main) as usize)
             }
         };
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -506,7 +507,7 @@ async fn consume_loop_rate<H: Handler<OrderPlaced> + 'static>(
     handler: H,
     ordering: Ordering,
 ) -> anyhow::Result<f64> {
-    let pipeline = telemetry::metrics::MetricsPipeline::new("kafkit-bench")?;
+    let pipeline = kafkit_telemetry::metrics::MetricsPipeline::new("kafkit-bench")?;
     let group_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let metrics = ConsumeMetrics::new(&pipeline.meter("bench"), Stage::Main, &group_id);
     let settings = ConsumeSettings {
@@ -552,8 +553,8 @@ async fn consume_loop_rate<H: Handler<OrderPlaced> + 'static>(
     Ok(rate)
 }
 
-fn sum_of(pipeline: &telemetry::metrics::MetricsPipeline, metric: &str) -> u64 {
-    telemetry::metrics::sum(&pipeline.render(), metric, &[]) as u64
+fn sum_of(pipeline: &kafkit_telemetry::metrics::MetricsPipeline, metric: &str) -> u64 {
+    kafkit_telemetry::metrics::sum(&pipeline.render(), metric, &[]) as u64
 }
 
 /// Records/s of a raw `StreamConsumer` reading and storing `count` records.

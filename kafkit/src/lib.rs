@@ -109,11 +109,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Probe { url, timeout_secs } => probe(&url, timeout_secs).await,
         Command::ProducerService(settings) => {
             let app = producer_service::Application::build(settings).await?;
-            app.run_until_stopped(messaging::shutdown_signal()).await
+            app.run_until_stopped(kafkit_messaging::shutdown_signal())
+                .await
         }
         Command::ConsumerService(settings) => {
             let app = consumer_service::Application::build(settings).await?;
-            app.run_until_stopped(messaging::shutdown_signal()).await
+            app.run_until_stopped(kafkit_messaging::shutdown_signal())
+                .await
         }
     }
 }

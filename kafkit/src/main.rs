@@ -15,7 +15,7 @@ async fn main() -> std::process::ExitCode {
         // error says ("could not reach Kafka at ..."): quiet unless asked.
         _ => ("kafkit", "warn,librdkafka=off,rdkafka=off"),
     };
-    let telemetry = match telemetry::init(telemetry::Options {
+    let telemetry = match kafkit_telemetry::init(kafkit_telemetry::Options {
         service_name: service_name.into(),
         default_filter: default_filter.into(),
         stderr: true,

@@ -5,9 +5,9 @@
 //! and exits non-zero with the registry's reasons when one is not.
 
 use anyhow::{Context, bail};
-use messaging::RegistryConnection;
+use kafkit_events::SubjectStrategy;
+use kafkit_messaging::RegistryConnection;
 use serde_json::{Value, json};
-use shared_events::SubjectStrategy;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Subcommand)]

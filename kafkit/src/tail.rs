@@ -2,7 +2,7 @@
 //! retry and dead-letter headers, to watch a record move through the tiers.
 //! (The full DLQ viewer is `kafkit dlq watch`, a later issue.)
 
-use messaging::KafkaArgs;
+use kafkit_messaging::KafkaArgs;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use std::time::Duration;
@@ -23,7 +23,7 @@ pub struct TailArgs {
 }
 
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
-    let kafka = messaging::KafkaSettings::from(args.kafka.clone());
+    let kafka = kafkit_messaging::KafkaSettings::from(args.kafka.clone());
     let consumer: StreamConsumer = kafka
         .client_config()
         .set(
@@ -60,7 +60,7 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         let message = received?;
         // A header name that is not UTF-8 ends the reading of its headers,
         // not the tail.
-        let headers = messaging::headers::read_all(&message).unwrap_or_else(|read| read);
+        let headers = kafkit_messaging::headers::read_all(&message).unwrap_or_else(|read| read);
         let header = |name: &str| {
             headers
                 .iter()
@@ -78,11 +78,11 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "-".into())
         );
         for (label, name) in [
-            ("attempt", messaging::headers::ATTEMPT),
-            ("class", messaging::headers::ERROR_CLASS),
-            ("not-before", messaging::headers::RETRY_NOT_BEFORE),
-            ("from", messaging::headers::ORIGINAL_TOPIC),
-            ("message", messaging::headers::ERROR_MESSAGE),
+            ("attempt", kafkit_messaging::headers::ATTEMPT),
+            ("class", kafkit_messaging::headers::ERROR_CLASS),
+            ("not-before", kafkit_messaging::headers::RETRY_NOT_BEFORE),
+            ("from", kafkit_messaging::headers::ORIGINAL_TOPIC),
+            ("message", kafkit_messaging::headers::ERROR_MESSAGE),
         ] {
             if let Some(value) = header(name) {
                 line.push_str(&format!(" {label}={value}"));

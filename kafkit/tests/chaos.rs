@@ -11,11 +11,12 @@ mod support;
 
 use consumer_service::handler::confirmation_id;
 use devstack::{TestKafka, free_port_outside_ephemeral_range};
+use kafkit_events::{CodecSettings, EventCodec};
 use rdkafka::message::{Headers, Message};
 use schema_registry::{
     Application as Registry, KafkaStoreSettings, RegistrySettings, StorageSettings,
 };
-use shared_events::{CodecSettings, EventCodec, OrderConfirmed};
+use shared_events::OrderConfirmed;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -100,7 +101,7 @@ impl Supervised {
             return 0.0;
         };
         let text = answer.text().await.unwrap_or_default();
-        telemetry::metrics::sum(
+        kafkit_telemetry::metrics::sum(
             &text,
             "messaging_process_duration_seconds_count",
             &[("kafkit_stage", "main")],

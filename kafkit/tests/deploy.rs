@@ -128,7 +128,7 @@ fn arguments(
             .find(|a| a.get_env().is_some_and(|e| e == name.as_str()))
         {
             Some(arg) => args.push(format!("--{}={value}", arg.get_long().unwrap())),
-            None if telemetry::ENVIRONMENT.contains(&name.as_str()) => {}
+            None if kafkit_telemetry::ENVIRONMENT.contains(&name.as_str()) => {}
             None => unknown.push(name.clone()),
         }
     }
@@ -420,7 +420,7 @@ fn kubernetes_settings_are_accepted_by_the_services_own_loaders() {
         command
             .get_arguments()
             .any(|a| a.get_env().is_some_and(|e| e == name))
-            || telemetry::ENVIRONMENT.contains(&name)
+            || kafkit_telemetry::ENVIRONMENT.contains(&name)
     };
     let (producer, consumer) = (
         producer_service::Settings::command(),

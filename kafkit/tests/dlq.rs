@@ -8,8 +8,9 @@ use support::kafkit;
 
 use clap::Parser;
 use devstack::TestKafka;
-use messaging::headers as h;
-use messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
+use kafkit_events::{CodecSettings, EventCodec, EventHeaders};
+use kafkit_messaging::headers as h;
+use kafkit_messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::util::Timeout;
@@ -17,7 +18,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schema_registry::{
     Application as Registry, KafkaStoreSettings, RegistrySettings, StorageSettings,
 };
-use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderItem, OrderPlaced};
+use shared_events::{OrderItem, OrderPlaced};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -147,10 +147,10 @@ impl RegistryConnection {
     }
 
     /// The codec's settings for this registry (default subject strategy).
-    pub fn codec_settings(&self) -> shared_events::CodecSettings {
-        shared_events::CodecSettings {
+    pub fn codec_settings(&self) -> kafkit_events::CodecSettings {
+        kafkit_events::CodecSettings {
             basic_auth: self.basic_auth(),
-            ..shared_events::CodecSettings::new(self.registry_url.clone())
+            ..kafkit_events::CodecSettings::new(self.registry_url.clone())
         }
     }
 }
@@ -162,12 +162,12 @@ pub struct SchemaRegistryArgs {
     pub connection: RegistryConnection,
     /// `topic-name`, `record-name` or `topic-record-name`.
     #[arg(long, env = "SUBJECT_NAME_STRATEGY", default_value = "topic-name")]
-    pub subject_strategy: shared_events::SubjectStrategy,
+    pub subject_strategy: kafkit_events::SubjectStrategy,
 }
 
 impl SchemaRegistryArgs {
-    pub fn codec_settings(&self) -> shared_events::CodecSettings {
-        shared_events::CodecSettings {
+    pub fn codec_settings(&self) -> kafkit_events::CodecSettings {
+        kafkit_events::CodecSettings {
             subject_strategy: self.subject_strategy,
             ..self.connection.codec_settings()
         }

@@ -7,19 +7,19 @@
 //! will never be taken, e.g. too large).
 
 use crate::config::{KafkaSettings, ProducerSettings};
+use kafkit_events::{EncodeError, Event, EventCodec, EventHeaders};
+use kafkit_telemetry::context::{TRACEPARENT, TRACESTATE};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, ClientContext};
-use shared_events::{EncodeError, Event, EventCodec, EventHeaders};
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use telemetry::context::{TRACEPARENT, TRACESTATE};
 use tokio::sync::{Notify, watch};
 use tracing::Span;
 
@@ -44,7 +44,7 @@ type KafkitProducer = FutureProducer<PublisherContext>;
 /// A producer span named after the semantic conventions for messaging,
 /// built only when spans are exported (a span per record costs throughput).
 fn send_span(record: &OutgoingRecord) -> Span {
-    if !telemetry::context::exported() {
+    if !kafkit_telemetry::context::exported() {
         return Span::none();
     }
     tracing::info_span!(
@@ -313,7 +313,7 @@ impl Publisher {
     /// that can never send again).
     pub fn enqueue(&self, record: &OutgoingRecord) -> Result<PendingDelivery, PublishError> {
         let span = send_span(record);
-        let context = telemetry::context::traceparent(&span);
+        let context = kafkit_telemetry::context::traceparent(&span);
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 2);
         for (name, value) in &record.headers {
             let replaced = matches!(name.as_ref(), TRACEPARENT | TRACESTATE) && context.is_some();

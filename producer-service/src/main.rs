@@ -5,13 +5,15 @@ use producer_service::{Application, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let telemetry = telemetry::init(telemetry::Options {
+    let telemetry = kafkit_telemetry::init(kafkit_telemetry::Options {
         service_name: "producer-service".into(),
         default_filter: "info".into(),
         stderr: false,
     })?;
     let app = Application::build(Settings::parse()).await?;
-    let result = app.run_until_stopped(messaging::shutdown_signal()).await;
+    let result = app
+        .run_until_stopped(kafkit_messaging::shutdown_signal())
+        .await;
     telemetry.shutdown();
     result
 }

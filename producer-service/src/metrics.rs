@@ -2,10 +2,10 @@
 //! at `GET /metrics` and exported over OTLP when configured. Names follow
 //! the HTTP and messaging semantic conventions.
 
+use kafkit_telemetry::metrics::{MetricsPipeline, SECONDS_BUCKETS};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
 use std::time::Duration;
-use telemetry::metrics::{MetricsPipeline, SECONDS_BUCKETS};
 
 #[derive(Debug, Clone)]
 pub struct Metrics {

@@ -22,10 +22,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
-use messaging::{BrokerState, BrokerWatch, EventPublisher, PublishError, PublishEventError};
+use kafkit_events::EventHeaders;
+use kafkit_messaging::{BrokerState, BrokerWatch, EventPublisher, PublishError, PublishEventError};
 use serde::Serialize;
 use serde_json::{Value, json};
-use shared_events::{EventHeaders, OrderItem, OrderPlaced};
+use shared_events::{OrderItem, OrderPlaced};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -98,8 +99,8 @@ async fn track_requests(State(state): State<AppState>, request: Request, next: N
                 .map(str::to_owned)
         };
         (
-            header(telemetry::context::TRACEPARENT),
-            header(telemetry::context::TRACESTATE),
+            header(kafkit_telemetry::context::TRACEPARENT),
+            header(kafkit_telemetry::context::TRACESTATE),
         )
     };
     let path = request.uri().path().to_owned();
@@ -115,8 +116,8 @@ async fn track_requests(State(state): State<AppState>, request: Request, next: N
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
-    telemetry::context::set_parent(&span, traceparent.as_deref(), tracestate.as_deref());
-    telemetry::context::record_ids(&span, traceparent.as_deref());
+    kafkit_telemetry::context::set_parent(&span, traceparent.as_deref(), tracestate.as_deref());
+    kafkit_telemetry::context::record_ids(&span, traceparent.as_deref());
     state.metrics.request_started(&method, &route);
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;

@@ -1,7 +1,9 @@
 //! Settings from flags and environment, with defaults that work on one laptop.
 
-use messaging::{Compression, KafkaArgs, KafkaSettings, ProducerSettings, SchemaRegistryArgs};
-use shared_events::CodecSettings;
+use kafkit_events::CodecSettings;
+use kafkit_messaging::{
+    Compression, KafkaArgs, KafkaSettings, ProducerSettings, SchemaRegistryArgs,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 

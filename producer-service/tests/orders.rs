@@ -61,7 +61,7 @@ async fn a_valid_order_is_acknowledged_and_lands_on_the_topic_with_its_headers()
     assert!(
         header("traceparent")
             .unwrap()
-            .parse::<shared_events::TraceParent>()
+            .parse::<kafkit_events::TraceParent>()
             .is_ok()
     );
 
@@ -322,7 +322,7 @@ async fn health_readiness_and_metrics_answer() {
     assert_eq!(app.post_order(&valid_order()).await.status, 202);
     assert_eq!(app.post_order(&json!({})).await.status, 400);
     let metrics = app.get("/metrics").await.text;
-    use telemetry::metrics::sum;
+    use kafkit_telemetry::metrics::sum;
     let requests = |status: &str| {
         sum(
             &metrics,

@@ -5,22 +5,9 @@
 //! serializes to exactly the record its `.avsc` describes and back.
 
 use apache_avro::Schema;
+use kafkit_events::Event;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
-
-/// An event type with an Avro contract in `schemas/`.
-pub trait Event: Serialize + for<'de> Deserialize<'de> + Send + Sync {
-    /// The `.avsc` text, compiled in from `schemas/`.
-    const SCHEMA_JSON: &'static str;
-    /// Avro full name (`namespace.name`), also used by the record-name subject strategies.
-    const FULL_NAME: &'static str;
-    /// CloudEvents `type` attribute (`ce_type` header).
-    const CE_TYPE: &'static str;
-
-    /// The parsed schema. Panics only if a file in `schemas/` is not valid Avro,
-    /// which the tests of this crate rule out.
-    fn schema() -> &'static Schema;
-}
 
 macro_rules! event_schema {
     ($file:literal) => {{

@@ -1,18 +1,10 @@
-//! kafkit's event contracts.
+//! kafkit's orders contract: Rust types for the `.avsc` files in `schemas/`.
 //!
-//! The `.avsc` files in `schemas/` are the single source of truth. This crate
-//! carries Rust types that match them (proved by tests in `events.rs`), the
-//! Confluent wire format (magic byte, 4-byte schema id, Avro body) through
-//! `schema_registry_converter`, subject naming, and the CloudEvents and W3C
-//! trace-context headers every record carries.
+//! The schemas are the single source of truth; tests in `events.rs` prove,
+//! field by field, that each type serializes to exactly the record its schema
+//! describes. The machinery that carries them (codec, wire format, headers,
+//! subjects) is the domain-free `kafkit-events` crate.
 
-pub mod codec;
 pub mod events;
-pub mod headers;
-pub mod subject;
-mod verify;
 
-pub use codec::{CodecSettings, DecodeError, Decoded, EncodeError, EventCodec, RegistrationMode};
-pub use events::{Event, OrderConfirmed, OrderItem, OrderPlaced};
-pub use headers::{EventHeaders, HeaderError, TraceParent};
-pub use subject::SubjectStrategy;
+pub use events::{OrderConfirmed, OrderItem, OrderPlaced, all_schemas};

@@ -4,6 +4,7 @@
 
 use apache_avro::types::Value;
 use devstack::TestKafka;
+use kafkit_events::{CodecSettings, DecodeError, Event, EventCodec, EventHeaders, SubjectStrategy};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -16,10 +17,7 @@ use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::schema_registry_common::{
     SchemaType, SubjectNameStrategy, SuppliedSchema,
 };
-use shared_events::{
-    CodecSettings, DecodeError, Event, EventCodec, EventHeaders, OrderConfirmed, OrderItem,
-    OrderPlaced, SubjectStrategy,
-};
+use shared_events::{OrderConfirmed, OrderItem, OrderPlaced};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -371,7 +369,7 @@ async fn subject_strategies_decide_where_the_schema_is_registered() {
     }
     // UseLatest never registers: without a registered schema it is refused, not retried.
     let settings = CodecSettings {
-        registration: shared_events::RegistrationMode::UseLatest,
+        registration: kafkit_events::RegistrationMode::UseLatest,
         ..CodecSettings::new(registry.url.clone())
     };
     let err = EventCodec::new(settings)

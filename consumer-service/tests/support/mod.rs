@@ -5,7 +5,8 @@
 use clap::Parser;
 use consumer_service::{Application, Settings};
 use devstack::TestKafka;
-use messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
+use kafkit_events::{CodecSettings, EventCodec, EventHeaders};
+use kafkit_messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::util::Timeout;
@@ -13,7 +14,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schema_registry::{
     Application as Registry, KafkaStoreSettings, RegistrySettings, RunningRegistry, StorageSettings,
 };
-use shared_events::{CodecSettings, EventCodec, EventHeaders, OrderItem, OrderPlaced};
+use shared_events::{OrderItem, OrderPlaced};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -514,7 +515,7 @@ impl TestService {
             .text()
             .await
             .unwrap();
-        telemetry::metrics::sum(&text, name, labels)
+        kafkit_telemetry::metrics::sum(&text, name, labels)
     }
 }
 

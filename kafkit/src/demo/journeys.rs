@@ -7,7 +7,7 @@
 //! hold, and a test can check it against them.
 
 use crate::dlq::record::DeadLetter;
-use messaging::KafkaSettings;
+use kafkit_messaging::KafkaSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::util::Timeout;

@@ -16,7 +16,7 @@ pub mod traffic;
 use crate::dev::{self, Stack, UpArgs};
 use anyhow::{Context, bail};
 use journeys::{Journeys, Monitor, Topics};
-use messaging::{KafkaSettings, RetryPolicy, TopicSpec, ensure_topics};
+use kafkit_messaging::{KafkaSettings, RetryPolicy, TopicSpec, ensure_topics};
 use screen::Screen;
 use services::Service;
 use std::net::TcpStream;
@@ -70,7 +70,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Listen for Ctrl-C from the start, so it always ends in an orderly stop.
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
-        messaging::shutdown_signal().await;
+        kafkit_messaging::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
     for (port, flag) in [

@@ -5,13 +5,14 @@
 //! back and decodes it, and fails unless what came back equals what was sent.
 
 use anyhow::{Context, bail};
-use messaging::{
+use kafkit_events::{CodecSettings, Event, EventCodec, EventHeaders};
+use kafkit_messaging::{
     Delivered, KafkaSettings, OutgoingRecord, ProducerSettings, Publisher, TopicSpec, ensure_topics,
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use shared_events::{CodecSettings, Event, EventCodec, EventHeaders, OrderItem, OrderPlaced};
+use shared_events::{OrderItem, OrderPlaced};
 use std::time::{Duration, SystemTime};
 
 /// Produces one `OrderPlaced` to `topic` and reads it back; errors unless equal.

@@ -4,7 +4,7 @@ pub mod record;
 pub mod watch;
 
 use anyhow::{Context, bail};
-use messaging::{KafkaArgs, KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
+use kafkit_messaging::{KafkaArgs, KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -316,13 +316,13 @@ fn replay_span(dlq: &str, group: &str, letter: &DeadLetter, destination: &str) -
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
-    let traceparent = letter.header(telemetry::context::TRACEPARENT);
-    telemetry::context::set_parent(
+    let traceparent = letter.header(kafkit_telemetry::context::TRACEPARENT);
+    kafkit_telemetry::context::set_parent(
         &span,
         traceparent,
-        letter.header(telemetry::context::TRACESTATE),
+        letter.header(kafkit_telemetry::context::TRACESTATE),
     );
-    telemetry::context::record_ids(&span, traceparent);
+    kafkit_telemetry::context::record_ids(&span, traceparent);
     span
 }
 
@@ -362,7 +362,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
     let stop = Arc::new(AtomicBool::new(false));
     let signalled = Arc::clone(&stop);
     let watcher = tokio::spawn(async move {
-        messaging::shutdown_signal().await;
+        kafkit_messaging::shutdown_signal().await;
         signalled.store(true, Ordering::SeqCst);
     });
     let mut stopped = false;

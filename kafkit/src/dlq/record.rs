@@ -5,7 +5,7 @@
 //! Kafka Connect's (`__connect.errors.*`) are understood too, so the same
 //! tools work on dead-letter topics other stacks filled.
 
-use messaging::headers as h;
+use kafkit_messaging::headers as h;
 use rdkafka::message::{Message, OwnedMessage};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -76,7 +76,7 @@ impl DeadLetter {
     pub fn from_message(message: &OwnedMessage) -> Self {
         // A header name that is not UTF-8 ends the reading of its headers,
         // not the command.
-        let headers = messaging::headers::read_all(message).unwrap_or_else(|read| read);
+        let headers = kafkit_messaging::headers::read_all(message).unwrap_or_else(|read| read);
         let number = |name: &str| text(&headers, name).and_then(|t| t.trim().parse::<i64>().ok());
         let (convention, original_topic, original_partition, original_offset, attempt, class, msg) =
             if text(&headers, h::ERROR_CLASS).is_some()

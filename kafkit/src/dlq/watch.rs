@@ -11,9 +11,9 @@ use super::record::{ClassSummary, DeadLetter, Filter};
 use super::{Output, now_ms, when};
 use crate::term::{BOLD, DIM, RED, Style};
 use anyhow::Context;
-use messaging::{KafkaArgs, KafkaSettings};
+use kafkit_events::EventCodec;
+use kafkit_messaging::{KafkaArgs, KafkaSettings};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use shared_events::EventCodec;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ pub struct WatchArgs {
     pub output: Output,
     /// Registry to decode values with.
     #[command(flatten)]
-    pub registry: messaging::RegistryConnection,
+    pub registry: kafkit_messaging::RegistryConnection,
     /// Exit after this many seconds without a dead letter (default: until Ctrl-C).
     #[arg(long)]
     pub idle_exit_secs: Option<u64>,
@@ -215,7 +215,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         }
         None => {}
     }
-    let stop = messaging::shutdown_signal();
+    let stop = kafkit_messaging::shutdown_signal();
     tokio::pin!(stop);
     let idle = args.idle_exit_secs.map(Duration::from_secs);
     loop {

@@ -9,7 +9,7 @@
 
 use crate::dlq::Output;
 use anyhow::{Context, bail};
-use messaging::{KafkaArgs, KafkaSettings};
+use kafkit_messaging::{KafkaArgs, KafkaSettings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};

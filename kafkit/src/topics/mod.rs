@@ -3,7 +3,7 @@
 
 pub mod describe;
 
-use messaging::{KafkaArgs, KafkaSettings, RetryPolicy, TopicSpec, ensure_topics};
+use kafkit_messaging::{KafkaArgs, KafkaSettings, RetryPolicy, TopicSpec, ensure_topics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::util::Timeout;
 use std::time::Duration;

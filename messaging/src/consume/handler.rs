@@ -3,7 +3,7 @@
 
 use crate::failure::{Failure, FailureKind};
 use crate::publisher::OutgoingRecord;
-use shared_events::{Event, EventCodec, EventHeaders};
+use kafkit_events::{Event, EventCodec, EventHeaders};
 use std::future::Future;
 
 /// A decoded record, as a handler sees it.

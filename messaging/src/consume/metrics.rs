@@ -77,7 +77,7 @@ impl ConsumeMetrics {
                 .f64_histogram("messaging.process.duration")
                 .with_unit("s")
                 .with_description("Decode, handle and settle one record")
-                .with_boundaries(telemetry::metrics::SECONDS_BUCKETS.to_vec())
+                .with_boundaries(kafkit_telemetry::metrics::SECONDS_BUCKETS.to_vec())
                 .build(),
             retries: meter
                 .u64_counter("kafkit.retries")

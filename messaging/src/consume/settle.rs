@@ -21,8 +21,8 @@ use crate::failure::{Failure, FailureKind};
 use crate::publisher::{OutgoingRecord, PendingDelivery, PublishError, Publisher};
 use crate::routing::{self, CopyForm, FailedRecord, HeaderView, Route};
 use futures::FutureExt;
+use kafkit_events::{DecodeError, Event, EventCodec, EventHeaders};
 use opentelemetry::KeyValue;
-use shared_events::{DecodeError, Event, EventCodec, EventHeaders};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime};
 use tracing::Span;
@@ -88,8 +88,8 @@ fn header_text<'a>(headers: &'a HeaderView<'a>, name: &str) -> Option<&'a str> {
 
 /// The trace id the record arrived with, for log lines (no span needed).
 pub(super) fn trace_id<'a>(headers: &'a HeaderView<'a>) -> &'a str {
-    header_text(headers, telemetry::context::TRACEPARENT)
-        .and_then(telemetry::context::trace_id_of)
+    header_text(headers, kafkit_telemetry::context::TRACEPARENT)
+        .and_then(kafkit_telemetry::context::trace_id_of)
         .unwrap_or_default()
 }
 
@@ -191,7 +191,7 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
     /// The record's `ce_id`, or one derived from where it was first written.
     fn event_id(&self, message: &Record, headers: &HeaderView<'_>) -> String {
         if let Some(id) =
-            header_text(headers, shared_events::headers::CE_ID).filter(|id| !id.is_empty())
+            header_text(headers, kafkit_events::headers::CE_ID).filter(|id| !id.is_empty())
         {
             return id.to_owned();
         }
@@ -362,7 +362,7 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
     /// `traceparent` names (the span that sent it). It lasts until the
     /// record is settled. Built only when spans are exported.
     pub fn process_span(&self, message: &Record, headers: &HeaderView<'_>) -> Span {
-        if !telemetry::context::exported() {
+        if !kafkit_telemetry::context::exported() {
             return Span::none();
         }
         let span = tracing::info_span!(
@@ -385,14 +385,14 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
         );
-        telemetry::context::set_parent(
+        kafkit_telemetry::context::set_parent(
             &span,
-            header_text(headers, telemetry::context::TRACEPARENT),
-            header_text(headers, telemetry::context::TRACESTATE),
+            header_text(headers, kafkit_telemetry::context::TRACEPARENT),
+            header_text(headers, kafkit_telemetry::context::TRACESTATE),
         );
-        telemetry::context::record_ids(
+        kafkit_telemetry::context::record_ids(
             &span,
-            header_text(headers, telemetry::context::TRACEPARENT),
+            header_text(headers, kafkit_telemetry::context::TRACEPARENT),
         );
         span
     }

@@ -5,7 +5,7 @@
 //! travels in `traceparent` / `tracestate` so one trace spans producer,
 //! consumer, retries and the DLQ.
 
-use crate::events::Event;
+use crate::Event;
 use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
@@ -257,7 +257,7 @@ impl FromStr for TraceParent {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::OrderPlaced;
+    use crate::fixture::OrderPlaced;
 
     #[test]
     fn headers_round_trip_through_pairs() {

@@ -9,7 +9,7 @@
 //! consumer whether the record is at fault (send it to the DLQ) or the
 //! registry is (wait and try again).
 
-use crate::events::Event;
+use crate::Event;
 use crate::subject::SubjectStrategy;
 use crate::verify;
 use apache_avro::Schema;

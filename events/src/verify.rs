@@ -183,7 +183,8 @@ fn walk(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::{Event, OrderItem, OrderPlaced};
+    use crate::Event;
+    use crate::fixture::{OrderItem, OrderPlaced};
     use apache_avro::schema::ResolvedSchema;
 
     fn encoded(order: &OrderPlaced) -> Vec<u8> {
