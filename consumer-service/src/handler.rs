@@ -7,8 +7,7 @@
 //! the duplicate.
 
 use crate::faults::Faults;
-use kafkit_events::headers::AVRO_CONTENT_TYPE;
-use kafkit_events::{Event, EventHeaders, TraceParent};
+use kafkit_events::EventHeaders;
 use kafkit_messaging::{Failure, Handler, Input, Outbox};
 use shared_events::{OrderConfirmed, OrderPlaced};
 use std::collections::HashSet;
@@ -88,20 +87,11 @@ impl OrderHandler {
                 .unwrap_or_default(),
             source_event_id: input.event_id.clone(),
         };
-        let source = input.headers.as_ref();
-        let headers = EventHeaders {
-            id: confirmation_id(&input.event_id),
-            event_type: OrderConfirmed::CE_TYPE.to_owned(),
-            source: self.source.clone(),
-            time: SystemTime::now(),
-            content_type: AVRO_CONTENT_TYPE.to_owned(),
-            traceparent: Some(
-                source
-                    .and_then(|h| h.traceparent)
-                    .map_or_else(TraceParent::new_root, |t| t.child()),
-            ),
-            tracestate: source.and_then(|h| h.tracestate.clone()),
-        };
+        let headers = EventHeaders::follow_up::<OrderConfirmed>(
+            input.headers.as_ref(),
+            confirmation_id(&input.event_id),
+            self.source.clone(),
+        );
         out.publish(&self.output_topic, &order.order_id, &confirmed, &headers)
             .await
     }

@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod proxy;
 pub mod raw;
+pub mod read;
 pub mod tansu;
 
 pub use broker::{

@@ -63,6 +63,28 @@ impl EventHeaders {
         }
     }
 
+    /// Headers for an event of type `E` that `cause` (the headers of the
+    /// event being handled, when it had valid ones) led to: the given id
+    /// (derive it from the cause's id and a redelivery yields the same one),
+    /// the current time, a child span of the cause's trace and its
+    /// `tracestate`, or a new trace.
+    pub fn follow_up<E: Event>(
+        cause: Option<&EventHeaders>,
+        id: impl Into<String>,
+        source: impl Into<String>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            traceparent: Some(
+                cause
+                    .and_then(|h| h.traceparent)
+                    .map_or_else(TraceParent::new_root, |t| t.child()),
+            ),
+            tracestate: cause.and_then(|h| h.tracestate.clone()),
+            ..Self::new::<E>(source)
+        }
+    }
+
     /// Header name and bytes pairs, ready for any Kafka client.
     pub fn to_pairs(&self) -> Vec<(&'static str, Vec<u8>)> {
         let mut pairs = vec![
@@ -292,6 +314,21 @@ mod tests {
             },
             headers
         );
+    }
+
+    #[test]
+    fn a_follow_up_continues_the_cause_trace_or_starts_one() {
+        let mut cause = EventHeaders::new::<OrderPlaced>("/a");
+        cause.tracestate = Some("vendor=1".into());
+        let next = EventHeaders::follow_up::<OrderPlaced>(Some(&cause), "id-2", "/b");
+        let (parent, child) = (cause.traceparent.unwrap(), next.traceparent.unwrap());
+        assert_eq!(child.trace_id, parent.trace_id);
+        assert_ne!(child.parent_id, parent.parent_id);
+        assert_eq!(next.tracestate.as_deref(), Some("vendor=1"));
+        assert_eq!((next.id.as_str(), next.source.as_str()), ("id-2", "/b"));
+        let fresh = EventHeaders::follow_up::<OrderPlaced>(None, "id-3", "/b");
+        assert_ne!(fresh.traceparent.unwrap().trace_id, parent.trace_id);
+        assert_eq!(fresh.tracestate, None);
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! record carries. Domain contracts (kafkit's orders live in `shared-events`)
 //! depend on this crate; it depends on none of them.
 
+// The derive's output names `::kafkit_events`, also inside this crate.
+extern crate self as kafkit_events;
+
 pub mod codec;
 pub mod headers;
 pub mod subject;
@@ -19,6 +22,23 @@ mod fixture;
 pub use codec::{CodecSettings, DecodeError, Decoded, EncodeError, EventCodec, RegistrationMode};
 pub use headers::{EventHeaders, HeaderError, TraceParent};
 pub use subject::SubjectStrategy;
+
+/// `#[derive(Event)]` with `#[event(schema = "schemas/x.avsc")]`: the full
+/// name and CloudEvents type come from the schema file, and a struct whose
+/// fields do not match the record does not compile.
+pub use kafkit_events_derive::Event;
+
+/// What the derive's output uses; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use apache_avro::Schema;
+
+    /// The schema text compiled into an event type. The derive has read it
+    /// as a record already; a test of the crate parses every event's schema.
+    pub fn parse_schema(text: &str, file: &str) -> Schema {
+        Schema::parse_str(text).unwrap_or_else(|e| panic!("{file} is not valid Avro: {e}"))
+    }
+}
 
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize};

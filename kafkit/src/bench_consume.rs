@@ -610,7 +610,7 @@ pub async fn end_to_end(
         "--registry-url",
         registry_url,
     ])?;
-    let app = consumer_service::Application::build(settings).await?;
+    let app = consumer_service::service(settings).build().await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let service = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;

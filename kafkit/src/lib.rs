@@ -113,7 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
         }
         Command::ConsumerService(settings) => {
-            let app = consumer_service::Application::build(settings).await?;
+            let app = consumer_service::service(settings).build().await?;
             app.run_until_stopped(kafkit_messaging::shutdown_signal())
                 .await
         }

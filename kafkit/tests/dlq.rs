@@ -115,9 +115,7 @@ async fn spawn_consumer(
         "--group-instance-id",
         group,
     ]);
-    let app = consumer_service::Application::build(settings)
-        .await
-        .unwrap();
+    let app = consumer_service::service(settings).build().await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;

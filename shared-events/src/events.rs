@@ -1,30 +1,18 @@
 //! Rust types for the schemas in `schemas/`.
 //!
-//! The types are written by hand so their field types read naturally; the
-//! tests at the bottom prove, field by field and recursively, that each type
-//! serializes to exactly the record its `.avsc` describes and back.
+//! The types are written by hand so their field types read naturally.
+//! `#[derive(Event)]` takes each one's full name and CloudEvents type from
+//! its `.avsc` and checks its fields against the record when this crate
+//! compiles; the tests at the bottom also prove, recursively (nested records
+//! included), that each type serializes to exactly the record its schema
+//! describes and back.
 
-use apache_avro::Schema;
 use kafkit_events::Event;
 use serde::{Deserialize, Serialize};
-use std::sync::OnceLock;
-
-macro_rules! event_schema {
-    ($file:literal) => {{
-        static SCHEMA: OnceLock<Schema> = OnceLock::new();
-        SCHEMA.get_or_init(|| {
-            #[allow(clippy::expect_used)]
-            Schema::parse_str(include_str!(concat!("../../schemas/", $file))).expect(concat!(
-                "schemas/",
-                $file,
-                " is valid Avro"
-            ))
-        })
-    }};
-}
 
 /// A customer placed an order (`schemas/order_placed.avsc`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Event)]
+#[event(schema = "../schemas/order_placed.avsc")]
 pub struct OrderPlaced {
     /// UUID string.
     pub order_id: String,
@@ -47,7 +35,8 @@ pub struct OrderItem {
 }
 
 /// An order passed the business rules (`schemas/order_confirmed.avsc`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Event)]
+#[event(schema = "../schemas/order_confirmed.avsc")]
 pub struct OrderConfirmed {
     /// UUID string.
     pub order_id: String,
@@ -56,24 +45,6 @@ pub struct OrderConfirmed {
     pub confirmed_at: i64,
     /// The `ce_id` of the [`OrderPlaced`] event this answers.
     pub source_event_id: String,
-}
-
-impl Event for OrderPlaced {
-    const SCHEMA_JSON: &'static str = include_str!("../../schemas/order_placed.avsc");
-    const FULL_NAME: &'static str = "io.kafkit.orders.OrderPlaced";
-    const CE_TYPE: &'static str = "io.kafkit.orders.OrderPlaced";
-    fn schema() -> &'static Schema {
-        event_schema!("order_placed.avsc")
-    }
-}
-
-impl Event for OrderConfirmed {
-    const SCHEMA_JSON: &'static str = include_str!("../../schemas/order_confirmed.avsc");
-    const FULL_NAME: &'static str = "io.kafkit.orders.OrderConfirmed";
-    const CE_TYPE: &'static str = "io.kafkit.orders.OrderConfirmed";
-    fn schema() -> &'static Schema {
-        event_schema!("order_confirmed.avsc")
-    }
 }
 
 /// Every event schema shipped in `schemas/`, by file name, for tools that register them.
@@ -99,7 +70,7 @@ pub fn all_schemas() -> Vec<(&'static str, &'static str, &'static str)> {
 mod tests {
     use super::*;
     use apache_avro::types::Value;
-    use apache_avro::{from_avro_datum, from_value, to_avro_datum, to_value};
+    use apache_avro::{Schema, from_avro_datum, from_value, to_avro_datum, to_value};
 
     /// Walks a serialized value alongside the schema: the same record fields in
     /// the same order, and every leaf of the kind the schema asks for.

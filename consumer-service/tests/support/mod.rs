@@ -3,12 +3,12 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use clap::Parser;
-use consumer_service::{Application, Settings};
+use consumer_service::Settings;
 use devstack::TestKafka;
 use kafkit_events::{CodecSettings, EventCodec, EventHeaders};
 use kafkit_messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::Message;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schema_registry::{
@@ -16,7 +16,7 @@ use schema_registry::{
 };
 use shared_events::{OrderItem, OrderPlaced};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 pub fn random_name(prefix: &str) -> String {
@@ -181,7 +181,7 @@ pub async fn spawn_service(
     extra: &[&str],
 ) -> TestService {
     let settings = Settings::parse_from(service_args(names, bootstrap, registry_url, extra));
-    let app = Application::build(settings).await.unwrap();
+    let app = consumer_service::service(settings).build().await.unwrap();
     let ops_url = format!("http://{}", app.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async {
@@ -255,75 +255,7 @@ impl Feeder {
     }
 }
 
-/// A record read back, with its headers as text.
-#[derive(Debug, Clone)]
-pub struct Read {
-    pub message: OwnedMessage,
-    pub headers: Vec<(String, Vec<u8>)>,
-}
-
-impl Read {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-    pub fn count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(n, _)| n == name).count()
-    }
-}
-
-/// Reads `topic` from the start until `want` records arrived (or `within`
-/// passed), then `quiet` more to catch extras. Never uses watermarks
-/// (Tansu 0.6.0 undercounts them for batches).
-pub async fn read_topic(bootstrap: &str, topic: &str, want: usize, within: Duration) -> Vec<Read> {
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", random_name("reader"))
-            .create()
-            .unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(5)))
-            .unwrap();
-        let mut assignment = TopicPartitionList::new();
-        for partition in metadata.topics()[0].partitions() {
-            assignment
-                .add_partition_offset(&topic, partition.id(), Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&assignment).unwrap();
-        let deadline = Instant::now() + within;
-        let mut records = Vec::new();
-        let mut quiet_polls = 0;
-        while (records.len() < want && Instant::now() < deadline)
-            || (records.len() >= want && quiet_polls < 2)
-        {
-            match consumer.poll(Duration::from_millis(250)) {
-                Some(message) => {
-                    let message = message.unwrap().detach();
-                    let headers = message
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    records.push(Read { message, headers });
-                    quiet_polls = 0;
-                }
-                None if records.len() >= want => quiet_polls += 1,
-                None => {}
-            }
-        }
-        records
-    })
-    .await
-    .unwrap()
-}
+pub use devstack::read::{Read, read_topic};
 
 /// Broker and registry for one test.
 pub struct Stack {

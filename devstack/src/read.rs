@@ -1,0 +1,82 @@
+//! Reading a topic back in tests: every record with its headers, from the
+//! start of each partition, without a consumer group's committed offsets.
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+/// A record read back, with its headers as text.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub message: OwnedMessage,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Read {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+    pub fn count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n == name).count()
+    }
+}
+
+/// Reads `topic` from the start until `want` records arrived (or `within`
+/// passed), then `quiet` more to catch extras. Never uses watermarks
+/// (Tansu 0.6.0 undercounts them for batches).
+#[allow(clippy::unwrap_used)]
+pub async fn read_topic(bootstrap: &str, topic: &str, want: usize, within: Duration) -> Vec<Read> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set(
+                "group.id",
+                format!("reader-{}", uuid::Uuid::new_v4().simple()),
+            )
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(5)))
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        for partition in metadata.topics()[0].partitions() {
+            assignment
+                .add_partition_offset(&topic, partition.id(), Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let deadline = Instant::now() + within;
+        let mut records = Vec::new();
+        let mut quiet_polls = 0;
+        while (records.len() < want && Instant::now() < deadline)
+            || (records.len() >= want && quiet_polls < 2)
+        {
+            match consumer.poll(Duration::from_millis(250)) {
+                Some(message) => {
+                    let message = message.unwrap().detach();
+                    let headers = message
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    records.push(Read { message, headers });
+                    quiet_polls = 0;
+                }
+                None if records.len() >= want => quiet_polls += 1,
+                None => {}
+            }
+        }
+        records
+    })
+    .await
+    .unwrap()
+}
