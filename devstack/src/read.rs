@@ -15,12 +15,22 @@ pub struct Read {
 }
 
 impl Read {
+    /// The value's bytes (`None` for a tombstone).
+    pub fn payload(&self) -> Option<&[u8]> {
+        self.message.payload()
+    }
+    /// The key's bytes.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.message.key()
+    }
+    /// The first header called `name`, as text.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
+    /// How many headers are called `name`.
     pub fn count(&self, name: &str) -> usize {
         self.headers.iter().filter(|(n, _)| n == name).count()
     }

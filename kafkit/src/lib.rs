@@ -8,6 +8,7 @@ pub mod bench_consume;
 pub mod demo;
 pub mod dev;
 pub mod dlq;
+pub mod new;
 pub mod schemas;
 pub mod tail;
 pub mod term;
@@ -54,6 +55,11 @@ pub enum Command {
     Registry(schema_registry::RegistryArgs),
     /// The whole system in one command: stack, services, a stream of orders, retries and dead letters.
     Demo(demo::DemoArgs),
+    /// Start a new consumer service crate: schemas, events, handler, main, a test.
+    #[command(
+        after_help = "Example: kafkit new shipping-notes --dir . && cargo test -p shipping-notes"
+    )]
+    New(new::NewArgs),
     /// Register, list, check and show event schemas.
     Schemas {
         #[command(subcommand)]
@@ -104,6 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Tail(args) => tail::run(args).await,
         Command::Dlq { command } => dlq::run(command).await,
+        Command::New(args) => new::run(args),
         Command::Schemas { command } => schemas::run(command).await,
         Command::Topics { command } => topics::run(command).await,
         Command::Probe { url, timeout_secs } => probe(&url, timeout_secs).await,
