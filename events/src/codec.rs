@@ -25,6 +25,7 @@ use schema_registry_converter::schema_registry_common::{
     RawError, SchemaType, SubjectNameStrategy, SuppliedSchema,
 };
 use std::error::Error as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,9 @@ pub struct CodecSettings {
     pub request_timeout: Duration,
     /// Basic auth user and password, for hosted registries.
     pub basic_auth: Option<(String, String)>,
+    /// PEM file of the certificate authorities to trust for an `https://`
+    /// registry besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl CodecSettings {
@@ -65,7 +69,44 @@ impl CodecSettings {
             registration: RegistrationMode::default(),
             request_timeout: Duration::from_secs(5),
             basic_auth: None,
+            ca_file: None,
         }
+    }
+
+    /// An HTTP client for this registry: its timeout, and the CA file's
+    /// certificates trusted besides the system's.
+    pub fn http_client(&self) -> Result<reqwest::Client, SRCError> {
+        self.http_client_builder()?
+            .build()
+            .map_err(|e| SRCError::non_retryable_with_cause(e, "cannot build the registry client"))
+    }
+
+    fn http_client_builder(&self) -> Result<reqwest::ClientBuilder, SRCError> {
+        let mut builder = reqwest::Client::builder().timeout(self.request_timeout);
+        if let Some(file) = &self.ca_file {
+            let pem = std::fs::read(file).map_err(|e| {
+                SRCError::non_retryable_with_cause(
+                    e,
+                    &format!("cannot read the registry CA file {}", file.display()),
+                )
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                SRCError::non_retryable_with_cause(
+                    e,
+                    &format!("{} holds no PEM certificate", file.display()),
+                )
+            })?;
+            if certificates.is_empty() {
+                return Err(SRCError::non_retryable_without_cause(&format!(
+                    "{} holds no PEM certificate",
+                    file.display()
+                )));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        Ok(builder)
     }
 }
 
@@ -336,7 +377,7 @@ impl EventCodec {
         if let Some((user, password)) = &settings.basic_auth {
             builder.set_basic_authorization(user, Some(password));
         }
-        let sr = builder.build()?;
+        let sr = builder.build_with(settings.http_client_builder()?)?;
         Ok(Self {
             registry: sr.clone(),
             encoder: AvroEncoder::new(sr.clone()),

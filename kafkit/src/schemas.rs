@@ -44,13 +44,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The registry `connection` names, with its credentials.
-    pub fn of(connection: &RegistryConnection) -> Self {
-        Self {
-            client: reqwest::Client::new(),
+    /// The registry `connection` names, with its credentials and CA file.
+    pub fn of(connection: &RegistryConnection) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: connection.codec_settings().http_client()?,
             base: connection.registry_url.trim_end_matches('/').to_owned(),
             auth: connection.basic_auth(),
-        }
+        })
     }
 
     /// No credentials (the local stack's registry).
@@ -205,7 +205,7 @@ fn name_of(path: &Path) -> String {
 pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
     match command {
         SchemasCommand::Register(args) => {
-            let registry = Registry::of(&args.registry);
+            let registry = Registry::of(&args.registry)?;
             for (file, subject, text) in local_schemas(&args)? {
                 let (version, id) = register(&registry, &subject, &text)
                     .await
@@ -218,7 +218,7 @@ pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SchemasCommand::Check(args) => {
-            let registry = Registry::of(&args.registry);
+            let registry = Registry::of(&args.registry)?;
             let mut incompatible = 0;
             for (file, subject, text) in local_schemas(&args)? {
                 let path = format!("/compatibility/subjects/{subject}/versions?verbose=true");
@@ -251,7 +251,7 @@ pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SchemasCommand::List(args) => {
-            let registry = Registry::of(&args);
+            let registry = Registry::of(&args)?;
             let base = &registry.base;
             let (_, subjects) = call(registry.get("/subjects"), base).await?;
             for subject in subjects
@@ -277,7 +277,7 @@ pub async fn run(command: SchemasCommand) -> anyhow::Result<()> {
             version,
             registry,
         } => {
-            let registry = Registry::of(&registry);
+            let registry = Registry::of(&registry)?;
             let version = version.unwrap_or_else(|| "latest".into());
             let (status, body) = call(
                 registry.get(&format!("/subjects/{subject}/versions/{version}")),

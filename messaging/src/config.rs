@@ -131,6 +131,10 @@ pub struct RegistryConnection {
         hide_env_values = true
     )]
     pub registry_password: Option<Secret>,
+    /// PEM file of the certificate authorities to trust for an `https://`
+    /// registry besides the system's (a private CA).
+    #[arg(long, env = "SCHEMA_REGISTRY_SSL_CA_LOCATION")]
+    pub registry_ca_file: Option<std::path::PathBuf>,
 }
 
 impl RegistryConnection {
@@ -150,6 +154,7 @@ impl RegistryConnection {
     pub fn codec_settings(&self) -> kafkit_events::CodecSettings {
         kafkit_events::CodecSettings {
             basic_auth: self.basic_auth(),
+            ca_file: self.registry_ca_file.clone(),
             ..kafkit_events::CodecSettings::new(self.registry_url.clone())
         }
     }

@@ -5,7 +5,6 @@
 //! deserialized straight into a struct) so that every broken rule is
 //! reported at once, unknown fields included, instead of only the first.
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub const MAX_ID_LEN: usize = 64;
@@ -13,13 +12,7 @@ pub const MAX_NOTE_LEN: usize = 500;
 pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i64 = 10_000;
 
-/// One broken rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// JSON path of the field, e.g. `items[2].quantity`; empty for the body itself.
-    pub field: String,
-    pub message: String,
-}
+pub use kafkit_runtime::http::FieldError;
 
 /// An order that passed every rule.
 #[derive(Debug, Clone, PartialEq, Eq)]

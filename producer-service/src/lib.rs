@@ -5,9 +5,7 @@
 //! the new order id, and answers 202 only once the broker acknowledged it.
 
 pub mod domain;
-pub mod idempotency;
 pub mod metrics;
-pub mod problem;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -9,10 +9,8 @@
 //! deadline (`PRODUCE_TIMEOUT_MS` + 0.4 s) or brokers lost meanwhile is a 503
 //! `outcome-unknown`, and the key's entry keeps the real answer for the retry.
 
-use crate::domain::{FieldError, NewOrder, validate_order};
-use crate::idempotency::{Begin, Finality, IdempotencyStore, StoredAnswer};
+use crate::domain::{NewOrder, validate_order};
 use crate::metrics::Metrics;
-use crate::problem::Problem;
 use crate::settings::Settings;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -21,27 +19,24 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::BodyExt;
 use kafkit_events::EventHeaders;
 use kafkit_messaging::{BrokerState, BrokerWatch, EventPublisher, PublishError, PublishEventError};
+use kafkit_runtime::http::{
+    Begin, FieldError, Finality, IdempotencyStore, Problem, StoredAnswer, idempotency_key,
+    parse_json, read_json_body,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 use shared_events::{OrderItem, OrderPlaced};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::Instrument;
 
 const JSON: &str = "application/json";
 /// Seconds a caller should wait before sending a 503'd request again.
 const RETRY_AFTER_SECS: u64 = 2;
-
-/// A body past the limit is still read (and thrown away) up to this many
-/// bytes, so a client that sends it all before reading gets its 413.
-const DRAIN_MAX_BYTES: usize = 16 * 1024 * 1024;
-/// And for at most this long.
-const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -144,108 +139,6 @@ pub struct Accepted {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-}
-
-/// Reads a JSON body: 415 for another content type, 413 past the size limit.
-async fn read_body(settings: &Settings, headers: &HeaderMap, body: Body) -> Result<Bytes, Problem> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence != JSON && !essence.ends_with("+json") {
-        let shown = if content_type.is_empty() {
-            "none".to_owned()
-        } else {
-            format!("{content_type:?}")
-        };
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported media type",
-            format!("send Content-Type: application/json (got {shown})"),
-        ));
-    }
-    let limit = settings.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let too_large = || {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Request body too large",
-            format!("the body may be at most {limit} bytes"),
-        )
-    };
-    let expects_continue = headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    // A client that waits for 100 Continue (curl) reads the 413 before
-    // sending; one that sends first (urllib, most scripts) must be read to
-    // the end or it sees a broken pipe instead of the answer.
-    if declared.is_some_and(|n| n > limit && (expects_continue || n > DRAIN_MAX_BYTES)) {
-        return Err(too_large());
-    }
-    let mut body = body;
-    let mut kept = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    let mut seen = 0usize;
-    let started = Instant::now();
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(_) if seen > limit => return Err(too_large()),
-            Err(e) => {
-                return Err(Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "Unreadable body",
-                    e.to_string(),
-                ));
-            }
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        seen = seen.saturating_add(data.len());
-        if seen <= limit {
-            kept.extend_from_slice(&data);
-        } else if seen > DRAIN_MAX_BYTES || started.elapsed() > DRAIN_MAX_TIME {
-            break;
-        }
-    }
-    if seen > limit {
-        return Err(too_large());
-    }
-    Ok(Bytes::from(kept))
-}
-
-fn parse_json(body: &[u8]) -> Result<Value, Problem> {
-    serde_json::from_slice(body).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "Malformed JSON",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })
-}
-
-/// The request's `Idempotency-Key`, if it sent one.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
-    let Some(raw) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    match raw.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key)),
-        _ => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "Invalid Idempotency-Key",
-            "the key must be 1 to 255 visible ASCII characters",
-        )),
-    }
 }
 
 /// Runs `handle` in a task of its own and answers with what it returns.
@@ -370,14 +263,14 @@ fn stored(status: StatusCode, body: &Value, finality: Finality) -> StoredAnswer 
 }
 
 async fn place_order(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let body = match read_body(&state.settings, &headers, body).await {
+    let body = match read_json_body(&headers, body, state.settings.max_body_bytes).await {
         Ok(body) => body,
         Err(problem) => return problem.into_response(),
     };
     let (task_state, task_body) = (state.clone(), body.clone());
     run_request(&state, "/v1/orders", &headers, &body, move |_| async move {
         let order = match parse_json(&task_body)
-            .and_then(|v| validate_order(&v, "").map_err(Problem::invalid))
+            .and_then(|v| validate_order(&v, "").map_err(|e| Problem::invalid("Invalid order", e)))
         {
             Ok(order) => order,
             Err(problem) => return problem.stored(),
@@ -504,7 +397,7 @@ enum ItemResult {
 }
 
 async fn place_batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let body = match read_body(&state.settings, &headers, body).await {
+    let body = match read_json_body(&headers, body, state.settings.max_body_bytes).await {
         Ok(body) => body,
         Err(problem) => return problem.into_response(),
     };
@@ -529,10 +422,13 @@ async fn place_batch(State(state): State<AppState>, headers: HeaderMap, body: Bo
 /// The `orders` array of a batch body, checked for shape and size.
 fn batch_items(body: &Value, max: usize) -> Result<Vec<Value>, Problem> {
     let invalid = |field: &str, message: String| {
-        Problem::invalid(vec![FieldError {
-            field: field.to_owned(),
-            message,
-        }])
+        Problem::invalid(
+            "Invalid order",
+            vec![FieldError {
+                field: field.to_owned(),
+                message,
+            }],
+        )
     };
     let Some(object) = body.as_object() else {
         return Err(invalid(

@@ -5,13 +5,13 @@
 //! shutdown future resolves, lets in-flight requests finish, then flushes the
 //! producer within the configured grace period.
 
-use crate::idempotency::IdempotencyStore;
 use crate::metrics::Metrics;
 use crate::routes::{AppState, router};
 use crate::settings::Settings;
 use anyhow::Context;
 use kafkit_events::EventCodec;
 use kafkit_messaging::{EventPublisher, Publisher, TopicSpec, ensure_topics};
+use kafkit_runtime::http::IdempotencyStore;
 use shared_events::OrderPlaced;
 use std::future::Future;
 use std::net::SocketAddr;

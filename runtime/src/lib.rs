@@ -11,6 +11,7 @@
 
 mod args;
 mod consumer;
+pub mod http;
 mod ops;
 
 pub use args::{ConsumerArgs, Role};

@@ -1,12 +1,19 @@
 //! Errors as `application/problem+json` (RFC 9457), in one place.
 
-use crate::domain::FieldError;
-use crate::idempotency::{Finality, StoredAnswer};
+use super::idempotency::{Finality, StoredAnswer};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One broken rule of a request, by field.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// JSON path of the field, e.g. `items[2].quantity`; empty for the body itself.
+    pub field: String,
+    pub message: String,
+}
 
 /// An HTTP error with a reason a caller can act on.
 #[derive(Debug, Clone)]
@@ -39,11 +46,12 @@ impl Problem {
         }
     }
 
-    pub fn invalid(errors: Vec<FieldError>) -> Self {
+    /// 400 with the broken rules in `errors`, e.g. titled "Invalid order".
+    pub fn invalid(title: &'static str, errors: Vec<FieldError>) -> Self {
         let detail = format!("{} rule(s) broken; see errors", errors.len());
         Self {
             errors,
-            ..Self::new(StatusCode::BAD_REQUEST, "Invalid order", detail)
+            ..Self::new(StatusCode::BAD_REQUEST, title, detail)
         }
     }
 
