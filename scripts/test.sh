@@ -9,4 +9,6 @@ cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets --locked
 cargo run --quiet --locked -p kafkit -- dev install
 scripts/install-deploy-tools.sh
+# Docs of the library crates must build without warnings (missing docs, broken links).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p kafkit-events -p kafkit-events-derive -p kafkit-messaging -p kafkit-runtime -p kafkit-telemetry
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -7,6 +7,8 @@
 //! schema text is compiled in with `include_str!`, so editing the file
 //! rebuilds the crate and re-runs the check.
 
+#![warn(missing_docs)]
+
 use proc_macro::TokenStream;
 use proc_macro2::Span;
 use quote::quote;

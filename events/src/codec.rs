@@ -49,8 +49,12 @@ pub enum RegistrationMode {
 /// Where the registry is and how subjects are named.
 #[derive(Debug, Clone)]
 pub struct CodecSettings {
+    /// Base URL of the registry, e.g. `http://127.0.0.1:8081`; a trailing
+    /// `/` is ignored.
     pub registry_url: String,
+    /// How subjects are named; topic-name by default.
     pub subject_strategy: SubjectStrategy,
+    /// Whether encoding may register schemas; auto-register by default.
     pub registration: RegistrationMode,
     /// Per HTTP request to the registry.
     pub request_timeout: Duration,
@@ -62,6 +66,9 @@ pub struct CodecSettings {
 }
 
 impl CodecSettings {
+    /// Settings for the registry at `registry_url`: topic-name subjects,
+    /// auto-registration, a 5 s request timeout, no credentials, the
+    /// system's certificate authorities only.
     pub fn new(registry_url: impl Into<String>) -> Self {
         Self {
             registry_url: registry_url.into(),
@@ -166,16 +173,21 @@ impl std::fmt::Debug for EventCodec {
 /// A decoded event with the id of the schema it was written with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded<E> {
+    /// Registry id of the writer schema, from the payload's header.
     pub schema_id: u32,
+    /// The event, read into its type (through Avro schema resolution when
+    /// it was written with another version of the schema).
     pub event: E,
 }
 
 /// A payload decoded with its writer schema, whatever type it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedValue {
+    /// Registry id of the writer schema, from the payload's header.
     pub schema_id: u32,
     /// Full name of the writer schema, when it is a named type.
     pub full_name: Option<String>,
+    /// The body as a generic Avro value of the writer schema.
     pub value: Value,
 }
 
@@ -185,24 +197,33 @@ pub enum EncodeError {
     /// The registry did not answer, or answered with a server error.
     #[error("schema registry unavailable while resolving subject {subject}: {reason}")]
     RegistryUnavailable {
+        /// The subject being resolved.
         subject: String,
+        /// What went wrong, without the converter's "retriable" suffix.
         reason: String,
+        /// The converter's error.
         #[source]
         source: SRCError,
     },
     /// The registry answered and refused: incompatible or invalid schema, unknown subject.
     #[error("schema registry refused subject {subject}: {reason}")]
     Rejected {
+        /// The subject being resolved.
         subject: String,
+        /// What the registry answered.
         reason: String,
+        /// The converter's error.
         #[source]
         source: SRCError,
     },
     /// The event does not fit the registered schema.
     #[error("event does not fit the schema of subject {subject}: {reason}")]
     Serialize {
+        /// The subject whose schema the event was written with.
         subject: String,
+        /// Why the event does not fit.
         reason: String,
+        /// The converter's error.
         #[source]
         source: SRCError,
     },
@@ -223,39 +244,67 @@ pub enum DecodeError {
     NoPayload,
     /// The payload does not start with the Confluent magic byte.
     #[error("payload starts with byte {found:#04x}, not the Confluent magic byte 0x00")]
-    BadMagicByte { found: u8 },
+    BadMagicByte {
+        /// The payload's first byte.
+        found: u8,
+    },
     /// Shorter than the 5-byte Confluent header.
     #[error("payload is {len} bytes long, shorter than the 5-byte Confluent header")]
-    Truncated { len: usize },
+    Truncated {
+        /// The payload's length in bytes.
+        len: usize,
+    },
     /// The registry does not know the schema id.
     #[error("schema id {schema_id} is not known to the schema registry")]
-    UnknownSchemaId { schema_id: u32 },
+    UnknownSchemaId {
+        /// The schema id in the payload's header.
+        schema_id: u32,
+    },
     /// The registry could not be asked for the schema; not the record's fault.
     #[error("schema registry unavailable while fetching schema id {schema_id}: {reason}")]
     RegistryUnavailable {
+        /// The schema id in the payload's header.
         schema_id: u32,
+        /// What went wrong, without the converter's "retriable" suffix.
         reason: String,
+        /// The converter's error.
         #[source]
         source: SRCError,
     },
     /// The registry returned a schema that cannot be used.
     #[error("schema id {schema_id} cannot be used: {reason}")]
-    UnusableSchema { schema_id: u32, reason: String },
+    UnusableSchema {
+        /// The schema id in the payload's header.
+        schema_id: u32,
+        /// Why the schema cannot be used.
+        reason: String,
+    },
     /// The Avro body does not decode with its writer schema (truncated or corrupt).
     #[error("Avro body does not decode with schema id {schema_id}: {reason}")]
-    MalformedBody { schema_id: u32, reason: String },
+    MalformedBody {
+        /// The writer schema's id.
+        schema_id: u32,
+        /// What the check or the Avro reader found.
+        reason: String,
+    },
     /// A valid record, but of another event type.
     #[error("expected a {expected} event but schema id {schema_id} is {found}")]
     WrongEventType {
+        /// The writer schema's id.
         schema_id: u32,
+        /// Full name of the event type asked for.
         expected: &'static str,
+        /// Full name of the writer schema, or "an unnamed schema".
         found: String,
     },
     /// Written with a schema of this type that the compiled-in schema cannot read.
     #[error("schema id {schema_id} cannot be read as {expected}: {reason}")]
     Incompatible {
+        /// The writer schema's id.
         schema_id: u32,
+        /// Full name of the event type asked for.
         expected: &'static str,
+        /// Why Avro schema resolution failed.
         reason: String,
     },
 }
@@ -390,6 +439,7 @@ impl EventCodec {
         })
     }
 
+    /// The settings the codec was made with.
     pub fn settings(&self) -> &CodecSettings {
         &self.settings
     }

@@ -10,13 +10,21 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
 
+/// CloudEvents version of the record; must be [`SPEC_VERSION`].
 pub const CE_SPECVERSION: &str = "ce_specversion";
+/// The event's unique id ([`EventHeaders::id`]).
 pub const CE_ID: &str = "ce_id";
+/// The event's type ([`EventHeaders::event_type`]).
 pub const CE_TYPE: &str = "ce_type";
+/// The producing service ([`EventHeaders::source`]).
 pub const CE_SOURCE: &str = "ce_source";
+/// When the event happened, RFC 3339 ([`EventHeaders::time`]).
 pub const CE_TIME: &str = "ce_time";
+/// Media type of the record value; the Kafka binding names it without `ce_`.
 pub const CONTENT_TYPE: &str = "content-type";
+/// W3C trace context of the span that sent the record ([`TraceParent`]).
 pub const TRACEPARENT: &str = "traceparent";
+/// W3C vendor trace state, carried along as it is.
 pub const TRACESTATE: &str = "tracestate";
 
 /// CloudEvents version written and accepted.
@@ -25,6 +33,45 @@ pub const SPEC_VERSION: &str = "1.0";
 pub const AVRO_CONTENT_TYPE: &str = "application/avro";
 
 /// The CloudEvents attributes and trace context of one record.
+///
+/// [`to_pairs`](Self::to_pairs) gives the headers to write and
+/// [`from_pairs`](Self::from_pairs) reads them back:
+///
+/// ```
+/// use kafkit_events::{EventHeaders, HeaderError};
+///
+/// // Any type bound to a schema; the path is relative to the crate's Cargo.toml.
+/// #[derive(serde::Serialize, serde::Deserialize, kafkit_events::Event)]
+/// #[event(schema = "../schemas/order_confirmed.avsc")]
+/// struct OrderConfirmed {
+///     order_id: String,
+///     total_cents: i64,
+///     confirmed_at: i64,
+///     source_event_id: String,
+/// }
+///
+/// let sent = EventHeaders::new::<OrderConfirmed>("/consumer-service");
+/// assert_eq!(sent.event_type, "io.kafkit.orders.OrderConfirmed");
+///
+/// let pairs = sent.to_pairs();
+/// assert_eq!(pairs[0], ("ce_specversion", b"1.0".to_vec()));
+///
+/// // A Kafka client hands header values over as optional bytes.
+/// let read = EventHeaders::from_pairs(
+///     pairs.iter().map(|(name, value)| (*name, Some(value.as_slice()))),
+/// )?;
+/// assert_eq!(read.id, sent.id);
+/// assert_eq!(read.source, "/consumer-service");
+/// assert_eq!(read.traceparent, sent.traceparent);
+///
+/// // Without `ce_id` the record has no valid CloudEvents headers.
+/// let without_id = pairs.iter().filter(|(name, _)| *name != "ce_id");
+/// assert_eq!(
+///     EventHeaders::from_pairs(without_id.map(|(n, v)| (*n, Some(v.as_slice())))),
+///     Err(HeaderError::Missing("ce_id")),
+/// );
+/// # Ok::<(), HeaderError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventHeaders {
     /// `ce_id`: unique per event; consumers use it to drop duplicates.
@@ -35,18 +82,29 @@ pub struct EventHeaders {
     pub source: String,
     /// `ce_time`, RFC 3339 on the wire.
     pub time: SystemTime,
+    /// `content-type`: [`AVRO_CONTENT_TYPE`] for kafkit's events, and when
+    /// the header is missing.
     pub content_type: String,
+    /// `traceparent`: the span that sent the event, when the record has one.
     pub traceparent: Option<TraceParent>,
+    /// `tracestate`: passed on unchanged to follow-up events.
     pub tracestate: Option<String>,
 }
 
 /// A header is missing or does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HeaderError {
+    /// A required header (named here) is absent or has no value.
     #[error("required header {0} is missing")]
     Missing(&'static str),
+    /// A header is there but its value cannot be used.
     #[error("header {name} is not valid: {reason}")]
-    Invalid { name: &'static str, reason: String },
+    Invalid {
+        /// The header's name.
+        name: &'static str,
+        /// What is wrong with the value.
+        reason: String,
+    },
 }
 
 impl EventHeaders {
@@ -163,10 +221,42 @@ impl EventHeaders {
 }
 
 /// A W3C `traceparent` (version 00): trace id, parent span id, flags.
+///
+/// Parsed with [`str::parse`] and written back with `to_string`, in the
+/// header's text form:
+///
+/// ```
+/// use kafkit_events::TraceParent;
+///
+/// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// let parent: TraceParent = header.parse()?;
+/// assert_eq!(parent.trace_id[..2], [0x4b, 0xf9]);
+/// assert_eq!(parent.parent_id[..2], [0x00, 0xf0]);
+/// assert!(parent.is_sampled());
+/// assert_eq!(parent.to_string(), header);
+///
+/// // The next hop keeps the trace and names a span of its own.
+/// let next = parent.child();
+/// assert_eq!(next.trace_id, parent.trace_id);
+/// assert_ne!(next.parent_id, parent.parent_id);
+///
+/// // Other versions, upper-case hex and all-zero ids are refused.
+/// for bad in [
+///     "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+///     "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+///     "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+/// ] {
+///     assert!(bad.parse::<TraceParent>().is_err());
+/// }
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent {
+    /// The trace every hop of the event shares; never all zeros.
     pub trace_id: [u8; 16],
+    /// The span that sent the record; each hop sets its own. Never all zeros.
     pub parent_id: [u8; 8],
+    /// Trace flags; bit 0 is "sampled".
     pub flags: u8,
 }
 
@@ -189,6 +279,7 @@ impl TraceParent {
         }
     }
 
+    /// True when the sampled flag (bit 0 of [`flags`](Self::flags)) is set.
     pub fn is_sampled(&self) -> bool {
         self.flags & 0x01 == 0x01
     }

@@ -8,6 +8,8 @@
 //! record carries. Domain contracts (kafkit's orders live in `shared-events`)
 //! depend on this crate; it depends on none of them.
 
+#![warn(missing_docs)]
+
 // The derive's output names `::kafkit_events`, also inside this crate.
 extern crate self as kafkit_events;
 

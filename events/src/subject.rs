@@ -7,6 +7,36 @@ use std::fmt;
 use std::str::FromStr;
 
 /// How a record's schema subject is named.
+///
+/// Parses from kafkit's names (`topic-name`, `record-name`,
+/// `topic-record-name`, as in `SUBJECT_NAME_STRATEGY`) or Confluent's class
+/// names, and prints kafkit's:
+///
+/// ```
+/// use kafkit_events::SubjectStrategy;
+///
+/// let event = "io.kafkit.orders.OrderConfirmed";
+///
+/// let strategy: SubjectStrategy = "topic-name".parse()?;
+/// assert_eq!(strategy, SubjectStrategy::TopicName);
+/// assert_eq!(strategy.subject("order-confirmations", event, false), "order-confirmations-value");
+/// assert_eq!(strategy.subject("order-confirmations", event, true), "order-confirmations-key");
+///
+/// let strategy: SubjectStrategy = "record-name".parse()?;
+/// assert_eq!(strategy.subject("order-confirmations", event, false), event);
+///
+/// let strategy: SubjectStrategy = "topic-record-name".parse()?;
+/// assert_eq!(
+///     strategy.subject("order-confirmations", event, false),
+///     "order-confirmations-io.kafkit.orders.OrderConfirmed",
+/// );
+///
+/// let confluent: SubjectStrategy =
+///     "io.confluent.kafka.serializers.subject.RecordNameStrategy".parse()?;
+/// assert_eq!(confluent.to_string(), "record-name");
+/// assert!("by-color".parse::<SubjectStrategy>().is_err());
+/// # Ok::<(), kafkit_events::subject::UnknownStrategy>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SubjectStrategy {
     /// `<topic>-value` / `<topic>-key`: one schema lineage per topic (the default).

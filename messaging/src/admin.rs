@@ -9,14 +9,18 @@ use std::time::Duration;
 /// A topic to create if it is missing.
 #[derive(Debug, Clone)]
 pub struct TopicSpec {
+    /// The topic's name.
     pub name: String,
+    /// How many partitions it gets.
     pub partitions: i32,
+    /// Copies of each partition; 1 from [`TopicSpec::new`] (one broker).
     pub replication_factor: i32,
     /// Topic configs such as `cleanup.policy`.
     pub configs: Vec<(String, String)>,
 }
 
 impl TopicSpec {
+    /// `partitions` partitions, replication factor 1, no topic configs.
     pub fn new(name: impl Into<String>, partitions: i32) -> Self {
         Self {
             name: name.into(),
@@ -27,13 +31,18 @@ impl TopicSpec {
     }
 }
 
+/// Why [`ensure_topics`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
+    /// The admin client could not be made, or its request got no answer.
     #[error("could not reach the broker: {0}")]
     Client(#[from] KafkaError),
+    /// The broker refused to create a topic that does not exist.
     #[error("could not create topic {topic}: {code}")]
     Create {
+        /// The topic.
         topic: String,
+        /// The broker's error code.
         code: RDKafkaErrorCode,
     },
 }

@@ -26,8 +26,10 @@ pub struct KafkaArgs {
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     #[arg(long, env = "KAFKA_SASL_MECHANISM")]
     pub sasl_mechanism: Option<String>,
+    /// SASL user name.
     #[arg(long, env = "KAFKA_SASL_USERNAME")]
     pub sasl_username: Option<String>,
+    /// SASL password; never shown in debug output.
     #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
     pub sasl_password: Option<String>,
     /// CA bundle to verify the brokers' certificates.
@@ -36,6 +38,7 @@ pub struct KafkaArgs {
     /// Client certificate and key, for mutual TLS.
     #[arg(long, env = "KAFKA_SSL_CERTIFICATE_LOCATION")]
     pub ssl_certificate_location: Option<String>,
+    /// Private key of the client certificate, for mutual TLS.
     #[arg(long, env = "KAFKA_SSL_KEY_LOCATION")]
     pub ssl_key_location: Option<String>,
     /// Extra librdkafka property as key=value; repeatable. `KAFKA_PROPERTIES`
@@ -116,6 +119,7 @@ fn parse_properties(s: &str) -> Result<Properties, String> {
 /// for: the services' and the CLI's flags and environment.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryConnection {
+    /// Schema registry URL.
     #[arg(
         long,
         env = "SCHEMA_REGISTRY_URL",
@@ -125,6 +129,7 @@ pub struct RegistryConnection {
     /// HTTP basic authentication user of the registry.
     #[arg(long, env = "SCHEMA_REGISTRY_BASIC_AUTH_USER")]
     pub registry_user: Option<String>,
+    /// HTTP basic authentication password of the registry.
     #[arg(
         long,
         env = "SCHEMA_REGISTRY_BASIC_AUTH_PASSWORD",
@@ -163,6 +168,7 @@ impl RegistryConnection {
 /// Flags and environment of the schema registry client, shared by the services.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SchemaRegistryArgs {
+    /// Where the registry is and its credentials.
     #[command(flatten)]
     pub connection: RegistryConnection,
     /// `topic-name`, `record-name` or `topic-record-name`.
@@ -171,6 +177,7 @@ pub struct SchemaRegistryArgs {
 }
 
 impl SchemaRegistryArgs {
+    /// The codec's settings: the connection's, with this subject strategy.
     pub fn codec_settings(&self) -> kafkit_events::CodecSettings {
         kafkit_events::CodecSettings {
             subject_strategy: self.subject_strategy,
@@ -180,8 +187,27 @@ impl SchemaRegistryArgs {
 }
 
 /// Connection settings in the shape librdkafka takes them.
+///
+/// ```
+/// use kafkit_messaging::{KafkaSettings, ProducerSettings};
+///
+/// let mut kafka = KafkaSettings::new("broker-1:9092,broker-2:9092");
+/// kafka.properties.push(("client.id".into(), "orders".into()));
+/// kafka.properties.push(("acks".into(), "1".into()));
+///
+/// let config = kafka.client_config();
+/// assert_eq!(config.get("bootstrap.servers"), Some("broker-1:9092,broker-2:9092"));
+/// assert_eq!(config.get("client.id"), Some("orders"));
+///
+/// // A producer's config keeps the properties but not a weaker `acks`.
+/// let producer = ProducerSettings::default().client_config(&kafka);
+/// assert_eq!(producer.get("client.id"), Some("orders"));
+/// assert_eq!(producer.get("acks"), Some("all"));
+/// assert_eq!(producer.get("enable.idempotence"), Some("true"));
+/// ```
 #[derive(Clone, Default)]
 pub struct KafkaSettings {
+    /// `bootstrap.servers`: comma-separated `host:port` of some brokers.
     pub bootstrap_servers: String,
     /// librdkafka properties, applied in order after the typed ones.
     pub properties: Vec<(String, String)>,
@@ -201,6 +227,8 @@ impl fmt::Debug for KafkaSettings {
 }
 
 impl KafkaSettings {
+    /// Settings for `bootstrap_servers` and no other property (librdkafka's
+    /// defaults: a plaintext connection).
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {
         Self {
             bootstrap_servers: bootstrap_servers.into(),
@@ -246,10 +274,14 @@ impl From<KafkaArgs> for KafkaSettings {
 /// Producer compression codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
+    /// `none`: batches are sent as they are (the default).
     #[default]
     None,
+    /// `gzip`.
     Gzip,
+    /// `snappy`.
     Snappy,
+    /// `lz4`.
     Lz4,
 }
 
@@ -283,6 +315,7 @@ impl fmt::Display for Compression {
 /// negotiable: idempotence on, `acks=all`.
 #[derive(Debug, Clone)]
 pub struct ProducerSettings {
+    /// `compression.type`; none by default.
     pub compression: Compression,
     /// Upper bound from `send` to acknowledgement or failure (`delivery.timeout.ms`).
     pub delivery_timeout: Duration,
@@ -402,6 +435,7 @@ mod tests {
 pub struct Secret(String);
 
 impl Secret {
+    /// The credential itself, to hand to a client; do not log it.
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -15,8 +15,29 @@ pub enum FailureKind {
 }
 
 /// A classified failure: a stable class for grouping, a message, a detail.
+///
+/// ```
+/// use kafkit_messaging::{Failure, FailureKind};
+///
+/// let failure = Failure::transient("gateway-timeout", "the gateway did not answer in 5 s");
+/// assert_eq!(failure.kind, FailureKind::Transient);
+/// assert_eq!(failure.class, "gateway-timeout");
+/// assert_eq!(
+///     failure.to_string(),
+///     "gateway-timeout (Transient): the gateway did not answer in 5 s",
+/// );
+///
+/// let refused = Failure::permanent("unsupported-currency", "XTS is not accepted");
+/// assert_eq!(refused.kind, FailureKind::Permanent);
+///
+/// let cause = std::io::Error::other("connection refused");
+/// let down = Failure::outage("gateway-down", "the gateway is unreachable").with_detail(&cause);
+/// assert_eq!(down.kind, FailureKind::Outage);
+/// assert_eq!(down.detail, "connection refused");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
+    /// Whose fault it is, which decides where the record goes.
     pub kind: FailureKind,
     /// Short stable name, e.g. `unsupported-currency`, `bad-magic-byte`.
     pub class: String,
@@ -36,14 +57,17 @@ impl Failure {
         }
     }
 
+    /// A [`FailureKind::Transient`] failure: retry tiers, then the DLQ.
     pub fn transient(class: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(FailureKind::Transient, class, message)
     }
 
+    /// A [`FailureKind::Permanent`] failure: the DLQ at once.
     pub fn permanent(class: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(FailureKind::Permanent, class, message)
     }
 
+    /// A [`FailureKind::Outage`]: the partition waits and tries again.
     pub fn outage(class: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(FailureKind::Outage, class, message)
     }

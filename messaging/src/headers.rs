@@ -4,17 +4,30 @@
 //! a second copy. Other headers (CloudEvents, trace context, the producer's
 //! own) travel unchanged.
 
+/// The topic the record was first written to; kept across hops.
 pub const ORIGINAL_TOPIC: &str = "kafkit.original.topic";
+/// Its partition there.
 pub const ORIGINAL_PARTITION: &str = "kafkit.original.partition";
+/// Its offset there.
 pub const ORIGINAL_OFFSET: &str = "kafkit.original.offset";
+/// Its timestamp there, epoch milliseconds, when it had one.
 pub const ORIGINAL_TIMESTAMP: &str = "kafkit.original.timestamp";
+/// The consumer group that made the hop.
 pub const CONSUMER_GROUP: &str = "kafkit.consumer.group";
+/// Handler executions so far, the failed one included.
 pub const ATTEMPT: &str = "kafkit.attempt";
+/// On a retry copy: epoch milliseconds before which it is not handled.
 pub const RETRY_NOT_BEFORE: &str = "kafkit.retry.not-before";
+/// The failure's class, e.g. `bad-magic-byte`.
 pub const ERROR_CLASS: &str = "kafkit.error.class";
+/// The failure's message, bounded like [`ERROR_DETAIL`].
 pub const ERROR_MESSAGE: &str = "kafkit.error.message";
+/// The failure's cause chain, at most [`MAX_DETAIL_BYTES`]
+/// ([`TRIMMED_DETAIL_BYTES`] on a dead letter sent smaller).
 pub const ERROR_DETAIL: &str = "kafkit.error.detail";
+/// When the record first failed, epoch milliseconds; kept across hops.
 pub const FAILURE_FIRST: &str = "kafkit.failure.first";
+/// When it failed last, epoch milliseconds.
 pub const FAILURE_LAST: &str = "kafkit.failure.last";
 
 /// On a dead letter the broker would not take whole: how many value bytes

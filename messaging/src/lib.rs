@@ -6,6 +6,8 @@
 //! "will never work", publishing of typed events with their CloudEvents
 //! headers, and topic administration.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod config;
 pub mod consume;

@@ -66,10 +66,13 @@ fn send_span(record: &OutgoingRecord) -> Span {
 /// A record to publish. Bytes are sent as they are.
 #[derive(Debug, Clone, Default)]
 pub struct OutgoingRecord {
+    /// The destination topic.
     pub topic: String,
     /// `None`: the partitioner picks one from the key.
     pub partition: Option<i32>,
+    /// The record key; `None` for a record without one.
     pub key: Option<Vec<u8>>,
+    /// The record value; `None` for a record without one (a tombstone).
     pub payload: Option<Vec<u8>>,
     /// Names are usually constants: borrowed, not copied per record.
     pub headers: Vec<(Cow<'static, str>, Vec<u8>)>,
@@ -95,8 +98,11 @@ impl OutgoingRecord {
 /// Where the broker stored an acknowledged record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
+    /// The topic.
     pub topic: String,
+    /// The partition the record went to.
     pub partition: i32,
+    /// Its offset there.
     pub offset: i64,
 }
 
@@ -168,25 +174,31 @@ fn record_failure(span: &Span, error: &PublishError) {
     );
 }
 
+/// Why a record was not published, sorted by whether trying again can help.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// Nothing was accepted; the same record may succeed later.
     #[error("the broker did not take the record for {topic}: {source}")]
     Unavailable {
+        /// The record's topic.
         topic: String,
+        /// librdkafka's error.
         #[source]
         source: KafkaError,
     },
     /// This record will never be accepted as it is.
     #[error("the broker refused the record for {topic}: {source}")]
     Rejected {
+        /// The record's topic.
         topic: String,
+        /// librdkafka's error.
         #[source]
         source: KafkaError,
     },
 }
 
 impl PublishError {
+    /// True for [`PublishError::Unavailable`]: the same record may be taken later.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }
@@ -236,6 +248,8 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
+    /// A producer configured by [`ProducerSettings::client_config`]. It
+    /// connects in the background; nothing is sent yet.
     pub fn new(kafka: &KafkaSettings, settings: &ProducerSettings) -> Result<Self, KafkaError> {
         let config = settings.client_config(kafka);
         let context = PublisherContext::default();
@@ -521,12 +535,14 @@ async fn probe(
 /// Whether any broker answers, as last probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerState {
+    /// A broker answered.
     Reachable,
     /// No broker answered; why.
     Unreachable(String),
 }
 
 impl BrokerState {
+    /// True when a broker answered.
     pub fn is_reachable(&self) -> bool {
         matches!(self, Self::Reachable)
     }
@@ -541,6 +557,7 @@ pub struct BrokerWatch {
 }
 
 impl BrokerWatch {
+    /// The state as last probed.
     pub fn state(&self) -> BrokerState {
         self.states.borrow().clone()
     }
@@ -558,8 +575,10 @@ impl BrokerWatch {
 /// Why a typed event was not published.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishEventError {
+    /// The event could not be encoded (the registry, or the event itself).
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// The broker did not take the encoded record.
     #[error(transparent)]
     Publish(#[from] PublishError),
 }
@@ -582,14 +601,17 @@ pub struct EventPublisher {
 }
 
 impl EventPublisher {
+    /// Publishes through `publisher`, encoding with `codec`.
     pub fn new(publisher: Publisher, codec: Arc<EventCodec>) -> Self {
         Self { publisher, codec }
     }
 
+    /// The publisher underneath, for plain records and broker checks.
     pub fn publisher(&self) -> &Publisher {
         &self.publisher
     }
 
+    /// The codec events are encoded with.
     pub fn codec(&self) -> &EventCodec {
         &self.codec
     }

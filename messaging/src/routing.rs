@@ -16,6 +16,27 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 /// Retry tiers and limits for one main topic.
+///
+/// ```
+/// use kafkit_messaging::{FailureKind, RetryPolicy, Route};
+/// use std::time::Duration;
+///
+/// let policy = RetryPolicy::default();
+/// assert_eq!(
+///     policy.retry_topics("orders"),
+///     ["orders.retry.1", "orders.retry.2", "orders.retry.3"],
+/// );
+/// assert_eq!(policy.dlq_topic("orders"), "orders.dlq");
+/// assert_eq!(policy.main_topic_of("orders.retry.2"), Some("orders"));
+///
+/// // Failed once: tier 1. Failed on the fourth try, or for good: the DLQ.
+/// assert_eq!(
+///     policy.route(FailureKind::Transient, 1),
+///     Route::Retry { tier: 1, delay: Duration::from_secs(1) },
+/// );
+/// assert_eq!(policy.route(FailureKind::Transient, 4), Route::DeadLetter);
+/// assert_eq!(policy.route(FailureKind::Permanent, 1), Route::DeadLetter);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Delay of each tier: tier 1 is `delays[0]`. Default 1 s, 10 s, 60 s.
@@ -49,23 +70,29 @@ impl Default for RetryPolicy {
 pub enum Route {
     /// Retry tier `tier` (1-based), not before `delay` from now.
     Retry {
+        /// The tier, 1-based.
         tier: usize,
+        /// The tier's delay.
         delay: Duration,
     },
+    /// The dead-letter topic: a permanent failure, or no attempts left.
     DeadLetter,
 }
 
 impl RetryPolicy {
+    /// The topic of retry tier `tier` (1-based) of `original`, e.g. `orders.retry.1`.
     pub fn retry_topic(&self, original: &str, tier: usize) -> String {
         format!("{original}{}{tier}", self.retry_suffix)
     }
 
+    /// The topics of every retry tier of `original`, tier 1 first.
     pub fn retry_topics(&self, original: &str) -> Vec<String> {
         (1..=self.delays.len())
             .map(|tier| self.retry_topic(original, tier))
             .collect()
     }
 
+    /// The dead-letter topic of `original`, e.g. `orders.dlq`.
     pub fn dlq_topic(&self, original: &str) -> String {
         format!("{original}{}", self.dlq_suffix)
     }
@@ -112,13 +139,21 @@ pub struct FailedRecord<'a> {
     /// written by a kafkit hop and say where it comes from. Elsewhere they
     /// are ignored (forged, or forwarded from another system).
     pub trusted: bool,
+    /// The topic it was read from.
     pub topic: &'a str,
+    /// Its partition there.
     pub partition: i32,
+    /// Its offset there.
     pub offset: i64,
+    /// Its timestamp, epoch milliseconds, when it has one.
     pub timestamp_ms: Option<i64>,
+    /// Its key, as read.
     pub key: Option<&'a [u8]>,
+    /// Its value, as read.
     pub payload: Option<&'a [u8]>,
+    /// Its headers, as read.
     pub headers: &'a HeaderView<'a>,
+    /// The consumer group that read it.
     pub group: &'a str,
 }
 

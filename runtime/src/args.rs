@@ -23,6 +23,7 @@ pub struct ConsumerArgs {
     /// Health, readiness and metrics listener; port 0 picks a free port.
     #[arg(long, env = "CONSUMER_LISTEN", default_value = "127.0.0.1:8082")]
     pub listen: SocketAddr,
+    /// Which consumers this process runs.
     #[arg(long, env = "CONSUMER_ROLE", value_enum, default_value = "all")]
     pub role: Role,
     /// Consumer group of the main consumer; the retry consumer uses
@@ -57,18 +58,22 @@ pub struct ConsumerArgs {
     /// Handler executions before a transient failure is dead-lettered (first try included).
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 4)]
     pub max_attempts: u32,
+    /// Suffix of the retry tier topics, before the tier number (`orders.retry.1`).
     #[arg(long, env = "RETRY_TOPIC_SUFFIX", default_value = ".retry.")]
     pub retry_suffix: String,
+    /// Suffix of the dead-letter topic (`orders.dlq`).
     #[arg(long, env = "DLQ_TOPIC_SUFFIX", default_value = ".dlq")]
     pub dlq_suffix: String,
     /// Create the main, retry, dead-letter and output topics at start-up when missing.
     #[arg(long, env = "CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub create_topics: bool,
+    /// Partitions of each topic created at start-up.
     #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 3)]
     pub partitions: i32,
     /// First wait after an outage; doubles up to the max.
     #[arg(long, env = "OUTAGE_BACKOFF_MS", default_value_t = 500)]
     pub outage_backoff_ms: u64,
+    /// Longest wait between tries during an outage.
     #[arg(long, env = "OUTAGE_BACKOFF_MAX_MS", default_value_t = 30_000)]
     pub outage_backoff_max_ms: u64,
     /// How often the `consumer_lag` metric is refreshed.
@@ -77,8 +82,10 @@ pub struct ConsumerArgs {
     /// Ordering, concurrency and in-flight limits of the consume pipeline.
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+    /// Schema registry connection and subject naming.
     #[command(flatten)]
     pub registry: SchemaRegistryArgs,
+    /// Kafka connection, security and pass-through properties.
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// On shutdown or a revoke, longest wait for in-flight records to settle.
@@ -87,10 +94,12 @@ pub struct ConsumerArgs {
 }
 
 impl ConsumerArgs {
+    /// The Kafka client settings these flags give.
     pub fn kafka_settings(&self) -> KafkaSettings {
         KafkaSettings::from(self.kafka.clone())
     }
 
+    /// The retry tiers, attempt limit and topic suffixes these flags give.
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             delays: self
@@ -104,6 +113,7 @@ impl ConsumerArgs {
         }
     }
 
+    /// [`shutdown_grace_secs`](Self::shutdown_grace_secs) as a duration.
     pub fn grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }

@@ -9,6 +9,8 @@
 //! `/readyz` `/metrics`, OpenTelemetry traces and metrics, and a graceful
 //! shutdown that settles in-flight records before it commits.
 
+#![warn(missing_docs)]
+
 mod args;
 mod consumer;
 pub mod http;

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// Header of the W3C trace context of the span that sent a record.
 pub const TRACEPARENT: &str = "traceparent";
+/// Header of the W3C vendor trace state that goes with it.
 pub const TRACESTATE: &str = "tracestate";
 
 /// Set once OpenTelemetry spans are built (an exporter is configured);

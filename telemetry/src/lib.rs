@@ -13,6 +13,8 @@
 //! service, with Prometheus text for `/metrics`; [`context`] moves W3C
 //! context between spans and record headers.
 
+#![warn(missing_docs)]
+
 pub mod context;
 pub mod metrics;
 

@@ -18,6 +18,8 @@ pub const SECONDS_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
+/// One service's meter provider: Prometheus text for `/metrics`, OTLP
+/// export when an endpoint is configured.
 #[derive(Debug, Clone)]
 pub struct MetricsPipeline {
     provider: SdkMeterProvider,
@@ -25,6 +27,10 @@ pub struct MetricsPipeline {
 }
 
 impl MetricsPipeline {
+    /// A pipeline for the service `service_name` (unless
+    /// `OTEL_SERVICE_NAME` names it), with a periodic OTLP exporter when
+    /// `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// is set and `OTEL_SDK_DISABLED` is not `true`.
     pub fn new(service_name: &str) -> anyhow::Result<Self> {
         let registry = prometheus::Registry::new();
         let prometheus = opentelemetry_prometheus::exporter()
@@ -55,6 +61,8 @@ impl MetricsPipeline {
         })
     }
 
+    /// A meter for the instrumentation scope `scope`: the library that
+    /// records, e.g. `kafkit-runtime`.
     pub fn meter(&self, scope: &'static str) -> Meter {
         self.provider.meter(scope)
     }

@@ -9,6 +9,7 @@ use std::future::Future;
 /// A decoded record, as a handler sees it.
 #[derive(Debug)]
 pub struct Input<E> {
+    /// The decoded event.
     pub event: E,
     /// The event's id: its `ce_id`, or for a record without one (a plain
     /// Confluent serializer, Kafka Connect) a UUID derived from where it was
@@ -17,8 +18,11 @@ pub struct Input<E> {
     pub event_id: String,
     /// CloudEvents attributes, when the record carries valid ones.
     pub headers: Option<EventHeaders>,
+    /// The topic the record was read from (a retry tier on the retry consumer).
     pub topic: String,
+    /// Its partition there.
     pub partition: i32,
+    /// Its offset there.
     pub offset: i64,
     /// Failed attempts before this one (0 on a first delivery).
     pub attempts: u32,
@@ -82,6 +86,8 @@ impl<'a> Outbox<'a> {
 /// `key` or `unordered` ordering several calls run at once, so a handler
 /// that waits on I/O should simply `await` it.
 pub trait Handler<E>: Send + Sync {
+    /// Handles one record. Events put in `out` are published only when this
+    /// returns `Ok`; an `Err` routes the record by its [`FailureKind`].
     fn handle(
         &self,
         input: &Input<E>,

@@ -37,6 +37,7 @@ pub struct ConsumeMetrics {
 }
 
 impl ConsumeMetrics {
+    /// The instruments on `meter`, every point labelled with `stage` and `group`.
     pub fn new(meter: &Meter, stage: Stage, group: &str) -> Self {
         let stage = match stage {
             Stage::Main => "main",

@@ -50,6 +50,7 @@ pub enum Stage {
 /// How records of a partition flow through the handler and the producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pipeline {
+    /// Which records of a partition may overtake each other; `partition` by default.
     pub ordering: Ordering,
     /// Handler calls at once per partition with `key` or `unordered`
     /// ordering (always 1 with `partition`).
@@ -73,6 +74,7 @@ impl Default for Pipeline {
 }
 
 impl Pipeline {
+    /// The in-flight bounds per partition, each at least 1.
     pub fn limits(&self) -> WindowLimits {
         WindowLimits {
             records: self.max_in_flight_records.max(1),
@@ -118,18 +120,24 @@ impl From<&PipelineArgs> for Pipeline {
 /// What one consume loop needs.
 #[derive(Debug, Clone)]
 pub struct ConsumeSettings {
+    /// The consumer group (`group.id`).
     pub group_id: String,
     /// Static membership (`group.instance.id`): a restarted member with the
     /// same id gets its partitions back without a rebalance.
     pub group_instance_id: Option<String>,
     /// `session.timeout.ms`, unless the pass-through properties set it.
     pub session_timeout: Duration,
+    /// The topics to subscribe to: the main topic, or the retry tiers.
     pub topics: Vec<String>,
+    /// Which side of the retry flow this loop is.
     pub stage: Stage,
+    /// Where failed records go: retry tiers, attempt limit, dead-letter topic.
     pub policy: RetryPolicy,
+    /// Ordering, concurrency and in-flight bounds per partition.
     pub pipeline: Pipeline,
     /// First wait after an outage; doubles up to `outage_backoff_max`.
     pub outage_backoff: Duration,
+    /// The longest wait between tries during an outage.
     pub outage_backoff_max: Duration,
     /// How often `consumer_lag` is refreshed.
     pub lag_interval: Duration,
@@ -138,13 +146,18 @@ pub struct ConsumeSettings {
     pub drain_timeout: Duration,
 }
 
+/// Why a consume loop could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
+    /// librdkafka could not create the consumer (an invalid property, say).
     #[error("could not create the consumer: {0}")]
     Create(#[source] rdkafka::error::KafkaError),
+    /// The consumer could not subscribe to its topics.
     #[error("could not subscribe to {topics:?}: {source}")]
     Subscribe {
+        /// The topics it was given.
         topics: Vec<String>,
+        /// librdkafka's error.
         #[source]
         source: rdkafka::error::KafkaError,
     },

@@ -98,6 +98,18 @@ pub async fn read_json_body(
     Ok(Bytes::from(kept))
 }
 
+/// Parses a body read by [`read_json_body`]; 400 "Malformed JSON" when it
+/// is not JSON.
+///
+/// ```
+/// use kafkit_runtime::http::parse_json;
+///
+/// let value = parse_json(br#"{"currency": "EUR"}"#).ok();
+/// assert_eq!(value, Some(serde_json::json!({"currency": "EUR"})));
+///
+/// let problem = parse_json(b"{\"currency\":").err().map(|p| (p.status.as_u16(), p.title));
+/// assert_eq!(problem, Some((400, "Malformed JSON")));
+/// ```
 pub fn parse_json(body: &[u8]) -> Result<Value, Problem> {
     serde_json::from_slice(body).map_err(|e| {
         Problem::new(

@@ -34,11 +34,15 @@ pub enum Finality {
 /// An answer, as sent the first time.
 #[derive(Debug, Clone)]
 pub struct StoredAnswer {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The `Content-Type`.
     pub content_type: &'static str,
+    /// The body.
     pub body: Bytes,
     /// Seconds, sent as `Retry-After`.
     pub retry_after: Option<u64>,
+    /// Whether later requests with the key get it again, resume it, or run anew.
     pub finality: Finality,
 }
 
@@ -72,6 +76,8 @@ struct Entries {
     next_stamp: u64,
 }
 
+/// Answers by `Idempotency-Key` (scoped by route), in memory, for a time
+/// window and within a byte bound; see the module docs.
 #[derive(Debug)]
 pub struct IdempotencyStore {
     window: Duration,
@@ -105,6 +111,8 @@ pub struct Claim {
 }
 
 impl IdempotencyStore {
+    /// A store that keeps answers for `window` and counts at most
+    /// `max_bytes` of them, evicting the oldest first.
     pub fn new(window: Duration, max_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             window,

@@ -5,21 +5,72 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// Content type of every error answer.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One broken rule of a request, by field.
+///
+/// ```
+/// use kafkit_runtime::http::FieldError;
+///
+/// let error = FieldError {
+///     field: "items[0].quantity".into(),
+///     message: "must be at least 1".into(),
+/// };
+/// assert_eq!(
+///     serde_json::to_value(&error)?,
+///     serde_json::json!({"field": "items[0].quantity", "message": "must be at least 1"}),
+/// );
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {
     /// JSON path of the field, e.g. `items[2].quantity`; empty for the body itself.
     pub field: String,
+    /// What is wrong with it, for people.
     pub message: String,
 }
 
 /// An HTTP error with a reason a caller can act on.
+///
+/// As a response it is [`body`](Self::body) with content type
+/// [`PROBLEM_JSON`] (and `Retry-After` when set):
+///
+/// ```
+/// use axum::http::StatusCode;
+/// use kafkit_runtime::http::{FieldError, Problem};
+/// use serde_json::json;
+///
+/// let problem = Problem::new(StatusCode::NOT_FOUND, "Unknown order", "no order 42");
+/// assert_eq!(
+///     problem.body(),
+///     json!({
+///         "type": "about:blank",
+///         "title": "Unknown order",
+///         "status": 404,
+///         "detail": "no order 42",
+///     }),
+/// );
+///
+/// let invalid = Problem::invalid(
+///     "Invalid order",
+///     vec![FieldError {
+///         field: "currency".into(),
+///         message: "must be an ISO 4217 code".into(),
+///     }],
+/// );
+/// let body = invalid.body();
+/// assert_eq!(body["status"], 400);
+/// assert_eq!(body["detail"], "1 rule(s) broken; see errors");
+/// assert_eq!(body["errors"][0]["field"], "currency");
+/// ```
 #[derive(Debug, Clone)]
 pub struct Problem {
+    /// HTTP status of the answer, also `status` in the body.
     pub status: StatusCode,
+    /// Short summary of the kind of problem (`title`), e.g. "Malformed JSON".
     pub title: &'static str,
+    /// What went wrong this time (`detail`).
     pub detail: String,
     /// Broken rules, by field (validation errors only).
     pub errors: Vec<FieldError>,
@@ -35,6 +86,7 @@ pub const OUTCOME_UNKNOWN: &str = "urn:kafkit:problem:outcome-unknown";
 pub const NOT_TAKEN: &str = "urn:kafkit:problem:unavailable";
 
 impl Problem {
+    /// A problem of type `about:blank`, without field errors or `Retry-After`.
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status,
@@ -108,6 +160,8 @@ impl Problem {
         }
     }
 
+    /// The problem+json body: `type`, `title`, `status`, `detail`, and
+    /// `errors` when there are any.
     pub fn body(&self) -> serde_json::Value {
         let mut body = json!({
             "type": self.kind,
