@@ -5,7 +5,6 @@
 //! the new order id, and answers 202 only once the broker acknowledged it.
 
 pub mod domain;
-pub mod metrics;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -10,41 +10,38 @@
 //! `outcome-unknown`, and the key's entry keeps the real answer for the retry.
 
 use crate::domain::{NewOrder, validate_order};
-use crate::metrics::Metrics;
 use crate::settings::Settings;
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kafkit_events::EventHeaders;
 use kafkit_messaging::{BrokerState, BrokerWatch, EventPublisher, PublishError, PublishEventError};
 use kafkit_runtime::http::{
-    Begin, FieldError, Finality, IdempotencyStore, Problem, StoredAnswer, idempotency_key,
-    parse_json, read_json_body,
+    FieldError, Finality, HttpMetrics, Ingest, Problem, StoredAnswer, parse_json, read_json_body,
+    traced,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
 use shared_events::{OrderItem, OrderPlaced};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
-use tracing::Instrument;
 
 const JSON: &str = "application/json";
 /// Seconds a caller should wait before sending a 503'd request again.
-const RETRY_AFTER_SECS: u64 = 2;
+pub const RETRY_AFTER_SECS: u64 = 2;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub events: EventPublisher,
     pub settings: Arc<Settings>,
-    pub idempotency: Arc<IdempotencyStore>,
-    pub metrics: Metrics,
+    /// Runs each publishing request: idempotent by key, answered by the deadline.
+    pub ingest: Ingest,
+    pub metrics: HttpMetrics,
     /// Whether a broker answers, probed in the background.
     pub brokers: BrokerWatch,
     /// Whether the schema registry gave the event's schema id, refreshed in
@@ -53,7 +50,8 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let metrics = state.metrics.clone();
+    let routes = Router::new()
         .route("/v1/orders", post(place_order))
         .route("/v1/orders/batch", post(place_batch))
         .route(
@@ -61,7 +59,7 @@ pub fn router(state: AppState) -> Router {
             get(|| async { answer(StatusCode::OK, json!({"status": "alive"})) }),
         )
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(render_metrics))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "Not found", "no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -70,61 +68,8 @@ pub fn router(state: AppState) -> Router {
                 "this route does not take that method",
             )
         })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            track_requests,
-        ))
-        .with_state(state)
-}
-
-/// Runs each request in a server span (continuing the caller's trace when
-/// it sent `traceparent`) and measures it by route and status.
-async fn track_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let (traceparent, tracestate) = {
-        let header = |name: &str| -> Option<String> {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        (
-            header(kafkit_telemetry::context::TRACEPARENT),
-            header(kafkit_telemetry::context::TRACESTATE),
-        )
-    };
-    let path = request.uri().path().to_owned();
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %format_args!("{method} {route}"),
-        otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        "http.request.method" = method.as_str(),
-        "http.route" = route.as_str(),
-        "url.path" = path.as_str(),
-        "http.response.status_code" = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    kafkit_telemetry::context::set_parent(&span, traceparent.as_deref(), tracestate.as_deref());
-    kafkit_telemetry::context::record_ids(&span, traceparent.as_deref());
-    state.metrics.request_started(&method, &route);
-    let started = std::time::Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
-    let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
-    if status >= 500 {
-        span.record("otel.status_code", "ERROR");
-    }
-    state
-        .metrics
-        .request_finished(&method, &route, status, started.elapsed());
-    response
+        .with_state(state);
+    traced(routes, metrics)
 }
 
 fn answer(status: StatusCode, body: Value) -> Response {
@@ -139,116 +84,6 @@ pub struct Accepted {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-}
-
-/// Runs `handle` in a task of its own and answers with what it returns.
-///
-/// With an `Idempotency-Key`, once per key and body: a repeat gets the first
-/// answer again, or waits for it while the first still runs; a partial
-/// answer is handed to the next run to resume. Without an answer by the
-/// deadline (or with every broker lost meanwhile) the caller gets 503
-/// `outcome-unknown`; the task goes on and the key's entry gets its answer.
-async fn run_request<F, Fut>(
-    state: &AppState,
-    route: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-    handle: F,
-) -> Response
-where
-    F: FnOnce(Option<StoredAnswer>) -> Fut + Send + 'static,
-    Fut: Future<Output = StoredAnswer> + Send + 'static,
-{
-    let key = match idempotency_key(headers) {
-        Ok(key) => key,
-        Err(problem) => return problem.into_response(),
-    };
-    let Some(key) = key else {
-        let (answer, answers) = watch::channel(None);
-        tokio::spawn(
-            async move {
-                answer.send_replace(Some(handle(None).await));
-            }
-            .in_current_span(),
-        );
-        return await_answer(state, answers, false, false).await;
-    };
-    match state.idempotency.begin(route, key, body) {
-        Begin::Replay(stored) => respond(stored, true),
-        Begin::Mismatch => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Idempotency-Key reused",
-            "this key was already used with a different request body",
-        )
-        .into_response(),
-        Begin::Wait(answers) => await_answer(state, answers, true, true).await,
-        Begin::Run(claim) => {
-            let answers = claim.answers();
-            let previous = claim.previous().cloned();
-            let metrics = state.metrics.clone();
-            tokio::spawn(
-                async move {
-                    let answer = handle(previous).await;
-                    metrics.idempotency_evicted(claim.finish(answer));
-                }
-                .in_current_span(),
-            );
-            await_answer(state, answers, false, true).await
-        }
-    }
-}
-
-/// The task's answer, or `outcome-unknown` at the deadline or when every
-/// broker is lost while waiting (if one was reachable when it began).
-async fn await_answer(
-    state: &AppState,
-    mut answers: watch::Receiver<Option<StoredAnswer>>,
-    replayed: bool,
-    keyed: bool,
-) -> Response {
-    let deadline = state.settings.answer_deadline();
-    let reachable = state.brokers.state().is_reachable();
-    let lost = async {
-        if reachable {
-            state.brokers.lost().await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    let answer = tokio::select! {
-        biased;
-        answer = answers.wait_for(Option::is_some) => answer.ok().and_then(|a| a.clone()),
-        () = tokio::time::sleep(deadline) => None,
-        () = lost => None,
-    };
-    match answer {
-        Some(answer) => respond(answer, replayed),
-        None => {
-            tracing::warn!(keyed, "no answer from Kafka in time: outcome unknown");
-            Problem::outcome_unknown(deadline, keyed, RETRY_AFTER_SECS).into_response()
-        }
-    }
-}
-
-/// An answer as a response; `replayed` marks a repeat of an earlier one.
-fn respond(stored: StoredAnswer, replayed: bool) -> Response {
-    let mut response = (
-        stored.status,
-        [(header::CONTENT_TYPE, stored.content_type)],
-        stored.body,
-    )
-        .into_response();
-    if let Some(seconds) = stored.retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    }
-    if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    response
 }
 
 /// A JSON answer to keep.
@@ -268,19 +103,21 @@ async fn place_order(State(state): State<AppState>, headers: HeaderMap, body: Bo
         Err(problem) => return problem.into_response(),
     };
     let (task_state, task_body) = (state.clone(), body.clone());
-    run_request(&state, "/v1/orders", &headers, &body, move |_| async move {
-        let order = match parse_json(&task_body)
-            .and_then(|v| validate_order(&v, "").map_err(|e| Problem::invalid("Invalid order", e)))
-        {
-            Ok(order) => order,
-            Err(problem) => return problem.stored(),
-        };
-        match accept(&task_state, order).await {
-            Ok(accepted) => stored(StatusCode::ACCEPTED, &json!(accepted), Finality::Final),
-            Err(problem) => problem.stored(),
-        }
-    })
-    .await
+    state
+        .ingest
+        .run("/v1/orders", &headers, &body, move |_| async move {
+            let order = match parse_json(&task_body).and_then(|v| {
+                validate_order(&v, "").map_err(|e| Problem::invalid("Invalid order", e))
+            }) {
+                Ok(order) => order,
+                Err(problem) => return problem.stored(),
+            };
+            match accept(&task_state, order).await {
+                Ok(accepted) => stored(StatusCode::ACCEPTED, &json!(accepted), Finality::Final),
+                Err(problem) => problem.stored(),
+            }
+        })
+        .await
 }
 
 /// Publishes one valid order and waits for the broker.
@@ -402,21 +239,22 @@ async fn place_batch(State(state): State<AppState>, headers: HeaderMap, body: Bo
         Err(problem) => return problem.into_response(),
     };
     let (task_state, task_body) = (state.clone(), body.clone());
-    run_request(
-        &state,
-        "/v1/orders/batch",
-        &headers,
-        &body,
-        move |previous| async move {
-            match parse_json(&task_body)
-                .and_then(|v| batch_items(&v, task_state.settings.max_batch_orders))
-            {
-                Ok(items) => run_batch(&task_state, items, previous).await,
-                Err(problem) => problem.stored(),
-            }
-        },
-    )
-    .await
+    state
+        .ingest
+        .run(
+            "/v1/orders/batch",
+            &headers,
+            &body,
+            move |previous| async move {
+                match parse_json(&task_body)
+                    .and_then(|v| batch_items(&v, task_state.settings.max_batch_orders))
+                {
+                    Ok(items) => run_batch(&task_state, items, previous).await,
+                    Err(problem) => problem.stored(),
+                }
+            },
+        )
+        .await
 }
 
 /// The `orders` array of a batch body, checked for shape and size.
@@ -552,7 +390,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn render_metrics(State(state): State<AppState>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -5,13 +5,12 @@
 //! shutdown future resolves, lets in-flight requests finish, then flushes the
 //! producer within the configured grace period.
 
-use crate::metrics::Metrics;
-use crate::routes::{AppState, router};
+use crate::routes::{AppState, RETRY_AFTER_SECS, router};
 use crate::settings::Settings;
 use anyhow::Context;
 use kafkit_events::EventCodec;
 use kafkit_messaging::{EventPublisher, Publisher, TopicSpec, ensure_topics};
-use kafkit_runtime::http::IdempotencyStore;
+use kafkit_runtime::http::{HttpMetrics, IdempotencyStore, Ingest};
 use shared_events::OrderPlaced;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -82,15 +81,23 @@ impl Application {
             publisher.watch_brokers(&settings.topic, BROKER_PROBE_EVERY),
             watch_registry(Arc::clone(&codec), settings.topic.clone())
         );
+        let metrics = HttpMetrics::new("producer-service").context("failed to set up metrics")?;
+        let idempotency = IdempotencyStore::new(
+            Duration::from_secs(settings.idempotency_window_secs),
+            settings.idempotency_max_bytes,
+        );
         let state = AppState {
             events: EventPublisher::new(publisher, codec),
-            idempotency: IdempotencyStore::new(
-                Duration::from_secs(settings.idempotency_window_secs),
-                settings.idempotency_max_bytes,
+            ingest: Ingest::new(
+                idempotency,
+                brokers.clone(),
+                settings.answer_deadline(),
+                RETRY_AFTER_SECS,
+                metrics.clone(),
             ),
             brokers,
             registry,
-            metrics: Metrics::new().context("failed to set up metrics")?,
+            metrics,
             settings: Arc::new(settings),
         };
         Ok(Self { listener, state })

@@ -1,14 +1,16 @@
-//! The service's metrics, through OpenTelemetry: served as Prometheus text
-//! at `GET /metrics` and exported over OTLP when configured. Names follow
-//! the HTTP and messaging semantic conventions.
+//! The metrics of a service that takes requests over HTTP and publishes
+//! events, through OpenTelemetry: served as Prometheus text at
+//! `GET /metrics` and exported over OTLP when configured. Names follow the
+//! HTTP and messaging semantic conventions.
 
 use kafkit_telemetry::metrics::{MetricsPipeline, SECONDS_BUCKETS};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
 use std::time::Duration;
 
+/// HTTP server and event-send metrics of one service; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Metrics {
+pub struct HttpMetrics {
     pipeline: MetricsPipeline,
     /// `http.server.request.duration{http.request.method, http.route, http.response.status_code}`, seconds
     request_duration: Histogram<f64>,
@@ -24,10 +26,12 @@ pub struct Metrics {
     idempotency_evicted: Counter<u64>,
 }
 
-impl Metrics {
-    pub fn new() -> anyhow::Result<Self> {
-        let pipeline = MetricsPipeline::new("producer-service")?;
-        let meter = pipeline.meter("producer-service");
+impl HttpMetrics {
+    /// The metrics of the service called `service_name` (its resource name).
+    pub fn new(service_name: &str) -> anyhow::Result<Self> {
+        let pipeline = MetricsPipeline::new(service_name)?;
+        // The instrumentation scope is the library that records.
+        let meter = pipeline.meter("kafkit-runtime");
         Ok(Self {
             request_duration: meter
                 .f64_histogram("http.server.request.duration")
@@ -69,10 +73,12 @@ impl Metrics {
         ]
     }
 
+    /// A request began (`http.server.active_requests` + 1).
     pub fn request_started(&self, method: &str, route: &str) {
         self.active_requests.add(1, &Self::http(method, route));
     }
 
+    /// A request ended: its duration by method, route and status.
     pub fn request_finished(&self, method: &str, route: &str, status: u16, took: Duration) {
         self.active_requests.add(-1, &Self::http(method, route));
         let mut attributes = Self::http(method, route);
@@ -85,6 +91,7 @@ impl Metrics {
     }
 
     /// One event sent to `topic`: taken (`error` None) or not, and how long it took.
+    /// One event sent to `topic`: its duration, and `error.type` when it was not taken.
     pub fn event_sent(&self, topic: &str, error: Option<&'static str>, took: Duration) {
         let mut attributes = vec![
             KeyValue::new("messaging.system", "kafka"),
@@ -98,6 +105,7 @@ impl Metrics {
         self.sent.add(1, &attributes);
     }
 
+    /// Remembered answers dropped early to stay within the store's bytes.
     pub fn idempotency_evicted(&self, count: usize) {
         if count > 0 {
             self.idempotency_evicted.add(count as u64, &[]);
