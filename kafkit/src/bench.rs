@@ -404,7 +404,7 @@ async fn http_bench(
         "--linger-ms",
         &args.linger_ms.to_string(),
     ])?;
-    let app = producer_service::Application::build(settings).await?;
+    let app = producer_service::service(settings).build().await?;
     let service_url = format!("http://{}/v1/orders", app.local_addr());
     let (stop_service, service_stopped) = tokio::sync::oneshot::channel::<()>();
     let service = tokio::spawn(app.run_until_stopped(async {

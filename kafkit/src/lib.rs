@@ -115,7 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics { command } => topics::run(command).await,
         Command::Probe { url, timeout_secs } => probe(&url, timeout_secs).await,
         Command::ProducerService(settings) => {
-            let app = producer_service::Application::build(settings).await?;
+            let app = producer_service::service(settings).build().await?;
             app.run_until_stopped(kafkit_messaging::shutdown_signal())
                 .await
         }

@@ -1,19 +1,10 @@
 //! `producer-service`: load settings, serve until Ctrl-C or SIGTERM.
 
 use clap::Parser;
-use producer_service::{Application, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let telemetry = kafkit_telemetry::init(kafkit_telemetry::Options {
-        service_name: "producer-service".into(),
-        default_filter: "info".into(),
-        stderr: false,
-    })?;
-    let app = Application::build(Settings::parse()).await?;
-    let result = app
-        .run_until_stopped(kafkit_messaging::shutdown_signal())
-        .await;
-    telemetry.shutdown();
-    result
+    producer_service::service(producer_service::Settings::parse())
+        .run()
+        .await
 }

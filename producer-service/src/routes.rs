@@ -14,66 +14,46 @@ use crate::settings::Settings;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use kafkit_events::EventHeaders;
-use kafkit_messaging::{BrokerState, BrokerWatch, EventPublisher, PublishError, PublishEventError};
+use kafkit_messaging::{BrokerState, EventPublisher, PublishError, PublishEventError};
 use kafkit_runtime::http::{
     FieldError, Finality, HttpMetrics, Ingest, Problem, StoredAnswer, parse_json, read_json_body,
-    traced,
 };
+use kafkit_runtime::{IngestParts, RETRY_AFTER_SECS};
 use serde::Serialize;
 use serde_json::{Value, json};
 use shared_events::{OrderItem, OrderPlaced};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
 
 const JSON: &str = "application/json";
-/// Seconds a caller should wait before sending a 503'd request again.
-pub const RETRY_AFTER_SECS: u64 = 2;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub events: EventPublisher,
-    pub settings: Arc<Settings>,
     /// Runs each publishing request: idempotent by key, answered by the deadline.
     pub ingest: Ingest,
     pub metrics: HttpMetrics,
-    /// Whether a broker answers, probed in the background.
-    pub brokers: BrokerWatch,
-    /// Whether the schema registry gave the event's schema id, refreshed in
-    /// the background (Err: why not).
-    pub registry: watch::Receiver<Result<(), String>>,
+    pub settings: Arc<Settings>,
 }
 
-pub fn router(state: AppState) -> Router {
-    let metrics = state.metrics.clone();
-    let routes = Router::new()
+/// The orders API; the runtime adds `/healthz`, `/readyz`, `/metrics` and
+/// the problem+json fallbacks.
+pub fn router(parts: IngestParts, settings: Settings) -> Router {
+    let state = AppState {
+        events: parts.events,
+        ingest: parts.ingest,
+        metrics: parts.metrics,
+        settings: Arc::new(settings),
+    };
+    Router::new()
         .route("/v1/orders", post(place_order))
         .route("/v1/orders/batch", post(place_batch))
-        .route(
-            "/healthz",
-            get(|| async { answer(StatusCode::OK, json!({"status": "alive"})) }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(render_metrics))
-        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "Not found", "no such route") })
-        .method_not_allowed_fallback(|| async {
-            Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method not allowed",
-                "this route does not take that method",
-            )
-        })
-        .with_state(state);
-    traced(routes, metrics)
-}
-
-fn answer(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
+        .with_state(state)
 }
 
 /// The coordinates of an accepted event.
@@ -98,7 +78,7 @@ fn stored(status: StatusCode, body: &Value, finality: Finality) -> StoredAnswer 
 }
 
 async fn place_order(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let body = match read_json_body(&headers, body, state.settings.max_body_bytes).await {
+    let body = match read_json_body(&headers, body, state.settings.runtime.max_body_bytes).await {
         Ok(body) => body,
         Err(problem) => return problem.into_response(),
     };
@@ -145,7 +125,7 @@ async fn accept(state: &AppState, order: NewOrder) -> Result<Accepted, Problem> 
         note: order.note,
     };
     let topic = &state.settings.topic;
-    if let BrokerState::Unreachable(why) = state.brokers.state() {
+    if let BrokerState::Unreachable(why) = state.ingest.brokers().state() {
         state
             .metrics
             .event_sent(topic, Some("unavailable"), Duration::ZERO);
@@ -234,7 +214,7 @@ enum ItemResult {
 }
 
 async fn place_batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let body = match read_json_body(&headers, body, state.settings.max_body_bytes).await {
+    let body = match read_json_body(&headers, body, state.settings.runtime.max_body_bytes).await {
         Ok(body) => body,
         Err(problem) => return problem.into_response(),
     };
@@ -361,40 +341,4 @@ async fn run_batch(
         retry_after: (unavailable > 0).then_some(RETRY_AFTER_SECS),
         ..stored(status, &body, finality)
     }
-}
-
-/// Ready means "can publish now": a broker answers and the event's schema
-/// id is known. Both are kept current in the background, so the probe gets
-/// its answer at once.
-async fn readyz(State(state): State<AppState>) -> Response {
-    let kafka = match state.brokers.state() {
-        BrokerState::Reachable => Ok(()),
-        BrokerState::Unreachable(why) => Err(why),
-    };
-    let registry = state.registry.borrow().clone();
-    match (kafka, registry) {
-        (Ok(()), Ok(())) => answer(
-            StatusCode::OK,
-            json!({"status": "ready", "kafka": "ok", "schema_registry": "ok"}),
-        ),
-        (kafka, registry) => {
-            let mut failures = Vec::new();
-            if let Err(e) = kafka {
-                failures.push(format!("kafka: {e}"));
-            }
-            if let Err(e) = registry {
-                failures.push(format!("schema registry: {e}"));
-            }
-            Problem::unavailable(failures.join("; "), RETRY_AFTER_SECS).into_response()
-        }
-    }
-}
-
-async fn render_metrics(State(state): State<AppState>) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
 }

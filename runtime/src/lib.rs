@@ -14,7 +14,9 @@
 mod args;
 mod consumer;
 pub mod http;
+mod ingest;
 mod ops;
 
 pub use args::{ConsumerArgs, Role};
 pub use consumer::{ConsumerService, Service};
+pub use ingest::{IngestArgs, IngestParts, IngestServer, IngestService, RETRY_AFTER_SECS};

@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use devstack::TestKafka;
-use producer_service::{Application, Settings};
+use producer_service::Settings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::util::Timeout;
@@ -83,7 +83,8 @@ pub async fn spawn_app(bootstrap: &str, registry_url: &str, extra: &[&str]) -> T
         args.extend_from_slice(&["--produce-timeout-ms", "3000"]);
     }
     args.extend_from_slice(extra);
-    let app = Application::build(Settings::parse_from(args))
+    let app = producer_service::service(Settings::parse_from(args))
+        .build()
         .await
         .unwrap();
     let url = format!("http://{}", app.local_addr());
