@@ -11,4 +11,8 @@ cargo run --quiet --locked -p kafkit -- dev install
 scripts/install-deploy-tools.sh
 # Docs of the library crates must build without warnings (missing docs, broken links).
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p kafkit-events -p kafkit-events-derive -p kafkit-messaging -p kafkit-runtime -p kafkit-telemetry
+# The library crates package as they would be published (metadata, files).
+for crate in kafkit-events kafkit-events-derive kafkit-messaging kafkit-runtime kafkit-telemetry; do
+    cargo package --list --locked --allow-dirty -p "$crate" >/dev/null
+done
 cargo test --workspace --locked --no-fail-fast "$@"
