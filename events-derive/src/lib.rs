@@ -21,7 +21,8 @@ use syn::{Data, DeriveInput, Fields, GenericArgument, LitStr, PathArguments, Typ
 /// `#[event(schema = "schemas/x.avsc")]` names the file, relative to the
 /// crate's `Cargo.toml`; `ce_type = "..."` overrides the CloudEvents type
 /// (default: the record's full name). Nested records and enums are checked
-/// by name here; their own fields by a round-trip test of the crate.
+/// by name here; derive [`Record`](macro@Record) on a nested record's type
+/// to check its fields too.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as DeriveInput);
@@ -29,6 +30,148 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
         Ok(tokens) => tokens.into(),
         Err(e) => e.to_compile_error().into(),
     }
+}
+
+/// Checks a nested record's type against its definition in a schema file.
+///
+/// `#[record(schema = "schemas/x.avsc", name = "Line")]`: the record named
+/// `name` (its simple or full name) anywhere inside the file; the same
+/// checks as `#[derive(Event)]`, and the file is compiled in so editing it
+/// checks again. Implements nothing.
+#[proc_macro_derive(Record, attributes(record))]
+pub fn derive_record(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as DeriveInput);
+    match expand_record(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn expand_record(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
+    let (mut schema, mut name) = (None, None);
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("record")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("schema") {
+                schema = Some(meta.value()?.parse::<LitStr>()?);
+                Ok(())
+            } else if meta.path.is_ident("name") {
+                name = Some(meta.value()?.parse::<LitStr>()?);
+                Ok(())
+            } else {
+                Err(meta.error("expected `schema = \"...\"` or `name = \"...\"`"))
+            }
+        })?;
+    }
+    let (Some(schema), Some(name)) = (schema, name) else {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "#[derive(Record)] needs #[record(schema = \"path/to/file.avsc\", name = \"RecordName\")]",
+        ));
+    };
+    let (file, path, root) = read_schema(&schema)?;
+    let wanted = name.value();
+    let mut records = Vec::new();
+    named_records(&root, "", &mut records);
+    let found: Vec<&(String, Value)> = records
+        .iter()
+        .filter(|(full, _)| *full == wanted || full.rsplit('.').next() == Some(wanted.as_str()))
+        .collect();
+    let (full, record) = match found.as_slice() {
+        [one] => *one,
+        [] => {
+            let known: Vec<&str> = records.iter().map(|(full, _)| full.as_str()).collect();
+            return Err(syn::Error::new(
+                name.span(),
+                format!(
+                    "{file} has no record `{wanted}`; it has {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        _ => {
+            return Err(syn::Error::new(
+                name.span(),
+                format!("{file} has several records named `{wanted}`: give the full name"),
+            ));
+        }
+    };
+    check_fields(input, record, &format!("{file} ({full})"))?;
+    let path = path.to_string_lossy().into_owned();
+    Ok(quote! {
+        const _: &str = ::core::include_str!(#path);
+    })
+}
+
+/// Every record defined in `schema`, with its full name (a name without a
+/// dot takes the namespace it is defined in).
+fn named_records(schema: &Value, namespace: &str, out: &mut Vec<(String, Value)>) {
+    match schema {
+        Value::Array(branches) => {
+            for branch in branches {
+                named_records(branch, namespace, out);
+            }
+        }
+        Value::Object(object) => {
+            let kind = object.get("type").cloned().unwrap_or(Value::Null);
+            match kind.as_str() {
+                Some("record") => {
+                    let name = object.get("name").and_then(Value::as_str).unwrap_or("");
+                    let namespace = if name.contains('.') {
+                        name.rsplit_once('.').map_or("", |(ns, _)| ns).to_owned()
+                    } else {
+                        object
+                            .get("namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or(namespace)
+                            .to_owned()
+                    };
+                    let full = if name.contains('.') || namespace.is_empty() {
+                        name.to_owned()
+                    } else {
+                        format!("{namespace}.{name}")
+                    };
+                    out.push((full, schema.clone()));
+                    for field in object
+                        .get("fields")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let Some(inner) = field.get("type") {
+                            named_records(inner, &namespace, out);
+                        }
+                    }
+                }
+                Some("array") => {
+                    if let Some(items) = object.get("items") {
+                        named_records(items, namespace, out);
+                    }
+                }
+                Some("map") => {
+                    if let Some(values) = object.get("values") {
+                        named_records(values, namespace, out);
+                    }
+                }
+                Some(_) => {}
+                None => named_records(&kind, namespace, out),
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The schema file a `schema = "..."` names (relative to the crate's
+/// `Cargo.toml`): its name as written, its path, its JSON.
+fn read_schema(schema: &LitStr) -> syn::Result<(String, PathBuf, Value)> {
+    let file = schema.value();
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let path = PathBuf::from(dir).join(&file);
+    let error = |message: String| syn::Error::new(schema.span(), message);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| error(format!("{file} is not JSON: {e}")))?;
+    Ok((file, path, value))
 }
 
 struct Options {
@@ -63,14 +206,8 @@ fn options(input: &DeriveInput) -> syn::Result<Options> {
 
 fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     let options = options(input)?;
-    let file = options.schema.value();
-    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
-    let path = PathBuf::from(dir).join(&file);
+    let (file, path, schema) = read_schema(&options.schema)?;
     let error = |message: String| syn::Error::new(options.schema.span(), message);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;
-    let schema: Value =
-        serde_json::from_str(&text).map_err(|e| error(format!("{file} is not JSON: {e}")))?;
     if schema.get("type").and_then(Value::as_str) != Some("record") {
         return Err(error(format!("{file}: an event schema is a record")));
     }
@@ -289,10 +426,7 @@ mod tests {
 
     /// Expands `item` against a schema written to a file of its own.
     fn derive(schema: &str, item: &str) -> Result<String, String> {
-        let dir = std::env::temp_dir().join(format!("kafkit-derive-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join(format!("{:x}.avsc", fxhash(schema)));
-        std::fs::write(&file, schema).unwrap();
+        let file = schema_file(schema);
         let item = item.replace("FILE", &file.to_string_lossy());
         let input: DeriveInput = syn::parse_str(&item).unwrap();
         expand(&input)
@@ -300,10 +434,15 @@ mod tests {
             .map_err(|e| e.to_string())
     }
 
-    fn fxhash(text: &str) -> u64 {
-        text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        })
+    /// `schema` in a file of its own (tests run in parallel).
+    fn schema_file(schema: &str) -> std::path::PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!("kafkit-derive-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = dir.join(format!("schema-{n}.avsc"));
+        std::fs::write(&file, schema).unwrap();
+        file
     }
 
     const PAYMENT: &str = r#"{"type": "record", "name": "PaymentRequested", "namespace": "io.example.payments",
@@ -384,6 +523,36 @@ mod tests {
                 derive(PAYMENT, &format!("#[event(schema = \"FILE\")] {item}")).unwrap_err();
             assert!(error.contains(expected), "{item}: {error}");
         }
+    }
+
+    #[test]
+    fn a_nested_record_is_checked_against_its_definition() {
+        let record = |item: &str| -> Result<String, String> {
+            let file = schema_file(PAYMENT);
+            let item = item.replace("FILE", &file.to_string_lossy());
+            let input: DeriveInput = syn::parse_str(&item).unwrap();
+            expand_record(&input)
+                .map(|tokens| tokens.to_string())
+                .map_err(|e| e.to_string())
+        };
+        for name in ["Line", "io.example.payments.Line"] {
+            let out = record(&format!(
+                "#[record(schema = \"FILE\", name = \"{name}\")] struct Line {{ sku: String }}"
+            ))
+            .unwrap();
+            assert!(out.contains("include_str"), "{out}");
+        }
+        let error =
+            record("#[record(schema = \"FILE\", name = \"Line\")] struct Line { sku: i64 }")
+                .unwrap_err();
+        assert!(
+            error.contains("(io.example.payments.Line): Avro \"string\" needs String"),
+            "{error}"
+        );
+        let error =
+            record("#[record(schema = \"FILE\", name = \"Item\")] struct Item { sku: String }")
+                .unwrap_err();
+        assert!(error.contains("has no record `Item`; it has io.example.payments.PaymentRequested, io.example.payments.Line"), "{error}");
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub use subject::SubjectStrategy;
 /// fields do not match the record does not compile.
 pub use kafkit_events_derive::Event;
 
+/// `#[derive(Record)]` with `#[record(schema = "schemas/x.avsc", name = "Line")]`:
+/// a nested record's type checked against its definition in the file.
+pub use kafkit_events_derive::Record;
+
 /// What the derive's output uses; not part of the API.
 #[doc(hidden)]
 pub mod __private {

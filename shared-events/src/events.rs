@@ -3,11 +3,12 @@
 //! The types are written by hand so their field types read naturally.
 //! `#[derive(Event)]` takes each one's full name and CloudEvents type from
 //! its `.avsc` and checks its fields against the record when this crate
-//! compiles; the tests at the bottom also prove, recursively (nested records
+//! compiles (`#[derive(Record)]` does the same for the nested `OrderItem`);
+//! the tests at the bottom also prove, recursively (nested records
 //! included), that each type serializes to exactly the record its schema
 //! describes and back.
 
-use kafkit_events::Event;
+use kafkit_events::{Event, Record};
 use serde::{Deserialize, Serialize};
 
 /// A customer placed an order (`schemas/order_placed.avsc`).
@@ -26,7 +27,8 @@ pub struct OrderPlaced {
 }
 
 /// One line of an [`OrderPlaced`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Record)]
+#[record(schema = "../schemas/order_placed.avsc", name = "OrderItem")]
 pub struct OrderItem {
     pub sku: String,
     pub quantity: i32,
