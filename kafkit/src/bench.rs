@@ -60,13 +60,21 @@ pub struct BenchArgs {
     /// Rounds of each side, alternating.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
-    /// Run only these parts (comma separated): publish, http, consume, e2e.
+    /// Run only these parts (comma separated): publish, http, consume,
+    /// e2e, latency (end-to-end latency and real-job throughput at each
+    /// `--fetch-waits-ms`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "publish,http,consume,e2e"
+        default_value = "publish,http,consume,e2e,latency"
     )]
     pub only: Vec<Part>,
+    /// `fetch.wait.max.ms` values the latency part compares.
+    #[arg(long, value_delimiter = ',', default_value = "100,50,25,10,5")]
+    pub fetch_waits_ms: Vec<u64>,
+    /// Orders each real-job run of the latency part reads.
+    #[arg(long, default_value_t = 50_000)]
+    pub latency_job_orders: usize,
 }
 
 /// A part of the benchmark.
@@ -76,6 +84,7 @@ pub enum Part {
     Http,
     Consume,
     E2e,
+    Latency,
 }
 
 pub(crate) fn order() -> OrderPlaced {
@@ -149,8 +158,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let e2e = match runs(Part::E2e) {
         true => Some(
-            crate::bench_consume::end_to_end(&bootstrap, &registry.url, &events, args.e2e_orders)
-                .await?,
+            crate::bench_consume::end_to_end(
+                &bootstrap,
+                &registry.url,
+                &events,
+                args.e2e_orders,
+                None,
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    let latency = match runs(Part::Latency) {
+        true => Some(
+            crate::bench_consume::fetch_wait_study(
+                &kafka,
+                &registry.url,
+                &events,
+                &args.fetch_waits_ms,
+                args.latency_job_orders,
+                args.e2e_orders,
+                args.rounds,
+            )
+            .await?,
         ),
         false => None,
     };
@@ -224,6 +254,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "| end to end produce -> OrderConfirmed, p50 / p99 ({} orders) | {e2e_p50:.2} / {e2e_p99:.2} ms | | |",
             args.e2e_orders
         );
+    }
+    if let Some(study) = &latency {
+        use crate::bench_consume::median;
+        // Against the first setting given (100 ms, the old default, unless told otherwise).
+        let base = study.first().map(|r| median(&r.job)).unwrap_or(f64::NAN);
+        for result in study {
+            println!(
+                "| fetch.wait.max.ms {}: end to end p50 / p99, real job orders/s ({} orders) | {:.2} / {:.2} ms, {:.0} | {:.0} at {} ms | {:.2}x |",
+                result.wait_ms,
+                args.latency_job_orders,
+                result.e2e.0,
+                result.e2e.1,
+                median(&result.job),
+                base,
+                study.first().map_or(0, |r| r.wait_ms),
+                median(&result.job) / base
+            );
+        }
     }
     let requests = publish.map_or(0, |p| p.2)
         + http.as_ref().map_or(0, |h| h.registry_requests)

@@ -185,6 +185,7 @@ pub async fn consume_bench(
             &output,
             sizes.job_orders,
             faults,
+            None,
         )
     };
     for round in 1..=sizes.rounds {
@@ -257,6 +258,7 @@ async fn service_job_rate(
     output: &str,
     count: usize,
     faults: &str,
+    fetch_wait_ms: Option<u64>,
 ) -> anyhow::Result<Rate> {
     let port = devstack::free_port()?;
     let group = format!("bench-job-{}", uuid::Uuid::new_v4().simple());
@@ -278,6 +280,11 @@ async fn service_job_rate(
         "--faults",
         faults,
     ];
+    let fetch_wait = fetch_wait_ms.map(|ms| ms.to_string());
+    let mut args: Vec<&str> = args.to_vec();
+    if let Some(ms) = &fetch_wait {
+        args.extend(["--fetch-wait-max-ms", ms.as_str()]);
+    }
     let log = std::env::temp_dir().join(format!("{group}.log"));
     let ops = format!("http://{listen}");
     let mut child = crate::dev::spawn_self(
@@ -370,7 +377,10 @@ async fn raw_job_rate(
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
+        .set(
+            "fetch.wait.max.ms",
+            kafkit_messaging::DEFAULT_FETCH_WAIT_MS.to_string(),
+        )
         .create()?;
     let producer: FutureProducer = ProducerSettings::default().client_config(kafka).create()?;
     consumer.subscribe(&[topic])?;
@@ -525,6 +535,7 @@ async fn consume_loop_rate<H: Handler<OrderPlaced> + 'static>(
         outage_backoff_max: Duration::from_secs(1),
         lag_interval: Duration::from_secs(5),
         drain_timeout: Duration::from_secs(5),
+        fetch_wait: Duration::from_millis(kafkit_messaging::DEFAULT_FETCH_WAIT_MS),
     };
     let consume_loop = ConsumeLoop::new(
         kafka.client_config(),
@@ -567,7 +578,10 @@ async fn raw_consume_rate(kafka: &KafkaSettings, topic: &str, count: usize) -> a
         )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
+        .set(
+            "fetch.wait.max.ms",
+            kafkit_messaging::DEFAULT_FETCH_WAIT_MS.to_string(),
+        )
         .create()?;
     consumer.subscribe(&[topic])?;
     let first = consumer.recv().await?;
@@ -588,6 +602,7 @@ pub async fn end_to_end(
     registry_url: &str,
     events: &EventPublisher,
     orders: usize,
+    fetch_wait_ms: Option<u64>,
 ) -> anyhow::Result<(f64, f64)> {
     use clap::Parser;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
@@ -595,7 +610,8 @@ pub async fn end_to_end(
         format!("bench-e2e-{suffix}"),
         format!("bench-e2e-confirmed-{suffix}"),
     );
-    let settings = consumer_service::Settings::try_parse_from([
+    let group = format!("bench-e2e-{suffix}");
+    let mut args = vec![
         "consumer-service",
         "--listen",
         "127.0.0.1:0",
@@ -604,21 +620,28 @@ pub async fn end_to_end(
         "--output-topic",
         &output,
         "--group",
-        &format!("bench-e2e-{suffix}"),
+        &group,
         "--bootstrap-servers",
         bootstrap,
         "--registry-url",
         registry_url,
-    ])?;
+    ];
+    // The service's default unless a wait is given; the reader waits the same.
+    let fetch_wait = fetch_wait_ms.map(|ms| ms.to_string());
+    if let Some(ms) = &fetch_wait {
+        args.extend(["--fetch-wait-max-ms", ms.as_str()]);
+    }
+    let settings = consumer_service::Settings::try_parse_from(args)?;
     let app = consumer_service::service(settings).build().await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let service = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
+    let reader_wait = fetch_wait_ms.map_or(kafkit_messaging::DEFAULT_FETCH_WAIT_MS, |ms| ms);
     let reader: StreamConsumer = KafkaSettings::new(bootstrap)
         .client_config()
         .set("group.id", format!("bench-e2e-reader-{suffix}"))
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.wait.max.ms", reader_wait.to_string())
         .set("auto.offset.reset", "earliest")
         .create()?;
     reader.subscribe(&[output.as_str()])?;
@@ -655,4 +678,82 @@ pub async fn end_to_end(
             * 1e3
     };
     Ok((at(0.5), at(0.99)))
+}
+
+/// One setting of the fetch-wait study.
+#[derive(Debug, Clone)]
+pub struct FetchWaitResult {
+    /// `fetch.wait.max.ms` of consumer-service and of the reader.
+    pub wait_ms: u64,
+    /// End to end produce -> OrderConfirmed, p50 and p99 in ms.
+    pub e2e: (f64, f64),
+    /// consumer-service doing the real job, orders/s, per round.
+    pub job: Vec<f64>,
+}
+
+/// End-to-end latency and real-job throughput of consumer-service at each
+/// `fetch.wait.max.ms` in `waits` (Tansu holds a fetch that found nothing
+/// new for the whole wait, so the wait sets the floor of each hop's latency).
+pub async fn fetch_wait_study(
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    events: &EventPublisher,
+    waits: &[u64],
+    job_orders: usize,
+    e2e_orders: usize,
+    rounds: usize,
+) -> anyhow::Result<Vec<FetchWaitResult>> {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (orders, output) = (
+        format!("bench-wait-orders-{suffix}"),
+        format!("bench-wait-confirmations-{suffix}"),
+    );
+    let policy = RetryPolicy::default();
+    let mut specs = vec![
+        kafkit_messaging::TopicSpec::new(&orders, 3),
+        kafkit_messaging::TopicSpec::new(&output, 3),
+        kafkit_messaging::TopicSpec::new(policy.dlq_topic(&orders), 3),
+    ];
+    for retry in policy.retry_topics(&orders) {
+        specs.push(kafkit_messaging::TopicSpec::new(&retry, 3));
+    }
+    kafkit_messaging::ensure_topics(kafka, &specs).await?;
+    fill(events, &orders, job_orders, None).await?;
+    let mut results: Vec<FetchWaitResult> = Vec::new();
+    for &wait_ms in waits {
+        let e2e = end_to_end(
+            &kafka.bootstrap_servers,
+            registry_url,
+            events,
+            e2e_orders,
+            Some(wait_ms),
+        )
+        .await?;
+        results.push(FetchWaitResult {
+            wait_ms,
+            e2e,
+            job: Vec::new(),
+        });
+    }
+    // Rounds alternate the settings, so a noisy minute hurts them alike.
+    for round in 1..=rounds {
+        for result in &mut results {
+            let rate = service_job_rate(
+                kafka,
+                registry_url,
+                &orders,
+                &output,
+                job_orders,
+                "",
+                Some(result.wait_ms),
+            )
+            .await?;
+            println!(
+                "fetch wait round {round}: {} ms: consumer-service {:.0} orders/s",
+                result.wait_ms, rate.per_second
+            );
+            result.job.push(rate.per_second);
+        }
+    }
+    Ok(results)
 }

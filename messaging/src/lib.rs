@@ -23,8 +23,8 @@ pub use config::{
     SchemaRegistryArgs, Secret,
 };
 pub use consume::{
-    ConsumeLoop, ConsumeMetrics, ConsumeSettings, Handler, Input, Ordering, Outbox, Pipeline,
-    PipelineArgs, Stage,
+    ConsumeLoop, ConsumeMetrics, ConsumeSettings, DEFAULT_FETCH_WAIT_MS, Handler, Input, Ordering,
+    Outbox, Pipeline, PipelineArgs, Stage,
 };
 pub use failure::{Failure, FailureKind};
 pub use publisher::{

@@ -76,6 +76,13 @@ pub struct ConsumerArgs {
     /// Longest wait between tries during an outage.
     #[arg(long, env = "OUTAGE_BACKOFF_MAX_MS", default_value_t = 30_000)]
     pub outage_backoff_max_ms: u64,
+    /// How long the broker may hold a fetch that found nothing new
+    /// (`fetch.wait.max.ms`). The default suits the local Tansu broker,
+    /// which holds every such fetch this long (each hop waits it); with
+    /// Apache Kafka, which answers as soon as data arrives, 500 (its own
+    /// default) costs no latency and makes fewer idle requests.
+    #[arg(long, env = "KAFKA_FETCH_WAIT_MAX_MS", default_value_t = kafkit_messaging::DEFAULT_FETCH_WAIT_MS)]
+    pub fetch_wait_max_ms: u64,
     /// How often the `consumer_lag` metric is refreshed.
     #[arg(long, env = "LAG_INTERVAL_MS", default_value_t = 5_000)]
     pub lag_interval_ms: u64,

@@ -181,6 +181,7 @@ where
                 outage_backoff_max: Duration::from_millis(args.outage_backoff_max_ms),
                 lag_interval: Duration::from_millis(args.lag_interval_ms),
                 drain_timeout: args.grace(),
+                fetch_wait: Duration::from_millis(args.fetch_wait_max_ms),
             };
             let consume_loop = ConsumeLoop::<E, H>::new(
                 kafka.client_config(),

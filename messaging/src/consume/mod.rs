@@ -26,7 +26,7 @@ mod settle;
 mod source;
 mod window;
 
-pub use engine::ConsumeLoop;
+pub use engine::{ConsumeLoop, DEFAULT_FETCH_WAIT_MS};
 pub use handler::{Handler, Input, Outbox};
 pub use metrics::ConsumeMetrics;
 pub use schedule::Ordering;
@@ -144,6 +144,9 @@ pub struct ConsumeSettings {
     /// On a revoke or at shutdown, the longest wait for in-flight records
     /// to settle before their partitions are let go.
     pub drain_timeout: Duration,
+    /// `fetch.wait.max.ms`, unless the pass-through properties set it: how
+    /// long the broker may hold a fetch that found nothing new.
+    pub fetch_wait: Duration,
 }
 
 /// Why a consume loop could not start.
