@@ -175,10 +175,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 &kafka,
                 &registry.url,
                 &events,
-                &args.fetch_waits_ms,
-                args.latency_job_orders,
-                args.e2e_orders,
-                args.rounds,
+                &crate::bench_consume::FetchWaitStudy {
+                    waits: args.fetch_waits_ms.clone(),
+                    job_orders: args.latency_job_orders,
+                    e2e_orders: args.e2e_orders,
+                    rounds: args.rounds,
+                    broker_pid: broker.pid(),
+                },
             )
             .await?,
         ),
@@ -261,12 +264,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let base = study.first().map(|r| median(&r.job)).unwrap_or(f64::NAN);
         for result in study {
             println!(
-                "| fetch.wait.max.ms {}: end to end p50 / p99, real job orders/s ({} orders) | {:.2} / {:.2} ms, {:.0} | {:.0} at {} ms | {:.2}x |",
+                "| fetch.wait.max.ms {}: end to end p50 / p99; real job orders/s ({} orders); idle CPU service / broker | {:.2} / {:.2} ms; {:.0}; {:.1}% / {:.1}% | {:.0} at {} ms | {:.2}x |",
                 result.wait_ms,
                 args.latency_job_orders,
                 result.e2e.0,
                 result.e2e.1,
                 median(&result.job),
+                result.idle_cpu.0,
+                result.idle_cpu.1,
                 base,
                 study.first().map_or(0, |r| r.wait_ms),
                 median(&result.job) / base

@@ -680,6 +680,21 @@ pub async fn end_to_end(
     Ok((at(0.5), at(0.99)))
 }
 
+/// What the fetch-wait study compares and how much it reads.
+#[derive(Debug, Clone)]
+pub struct FetchWaitStudy {
+    /// The `fetch.wait.max.ms` values, the first one the baseline.
+    pub waits: Vec<u64>,
+    /// Orders each real-job run reads.
+    pub job_orders: usize,
+    /// Orders timed end to end per value.
+    pub e2e_orders: usize,
+    /// Real-job rounds per value.
+    pub rounds: usize,
+    /// The broker's process, for its idle CPU.
+    pub broker_pid: u32,
+}
+
 /// One setting of the fetch-wait study.
 #[derive(Debug, Clone)]
 pub struct FetchWaitResult {
@@ -689,6 +704,79 @@ pub struct FetchWaitResult {
     pub e2e: (f64, f64),
     /// consumer-service doing the real job, orders/s, per round.
     pub job: Vec<f64>,
+    /// CPU while idle (main and retry consumers, nothing to read), in % of
+    /// one core: consumer-service's and the broker's.
+    pub idle_cpu: (f64, f64),
+}
+
+/// How long an idle consumer-service is measured, after it joined.
+const IDLE_MEASURED: Duration = Duration::from_secs(20);
+
+/// CPU % of one core an idle consumer-service (main and retry consumers on
+/// empty topics) and the broker use at `fetch.wait.max.ms` = `wait_ms`.
+async fn idle_cpu(
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    wait_ms: u64,
+    broker_pid: u32,
+) -> anyhow::Result<(f64, f64)> {
+    let port = devstack::free_port()?;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (topic, output, group) = (
+        format!("bench-idle-{suffix}"),
+        format!("bench-idle-out-{suffix}"),
+        format!("bench-idle-{suffix}"),
+    );
+    let (listen, wait) = (format!("127.0.0.1:{port}"), wait_ms.to_string());
+    let args = [
+        "consumer-service",
+        "--listen",
+        &listen,
+        "--topic",
+        &topic,
+        "--output-topic",
+        &output,
+        "--group",
+        &group,
+        "--static-membership",
+        "false",
+        "--bootstrap-servers",
+        &kafka.bootstrap_servers,
+        "--registry-url",
+        registry_url,
+        "--fetch-wait-max-ms",
+        &wait,
+    ];
+    let log = std::env::temp_dir().join(format!("{group}.log"));
+    let ops = format!("http://{listen}");
+    let mut child = crate::dev::spawn_self(
+        "consumer-service",
+        &args,
+        &[],
+        &log,
+        &format!("{ops}/healthz"),
+    )
+    .await?;
+    let pid = child.id();
+    // Both consumers join (and the first fetches settle) before measuring.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (service_before, broker_before) = (cpu_time(pid), cpu_time(broker_pid));
+    tokio::time::sleep(IDLE_MEASURED).await;
+    let (service_after, broker_after) = (cpu_time(pid), cpu_time(broker_pid));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    tokio::task::spawn_blocking(move || child.wait()).await??;
+    let _ = std::fs::remove_file(&log);
+    let percent = |after: Option<Duration>, before: Option<Duration>| {
+        after.zip(before).map_or(f64::NAN, |(a, b)| {
+            a.saturating_sub(b).as_secs_f64() / IDLE_MEASURED.as_secs_f64() * 100.0
+        })
+    };
+    Ok((
+        percent(service_after, service_before),
+        percent(broker_after, broker_before),
+    ))
 }
 
 /// End-to-end latency and real-job throughput of consumer-service at each
@@ -698,11 +786,17 @@ pub async fn fetch_wait_study(
     kafka: &KafkaSettings,
     registry_url: &str,
     events: &EventPublisher,
-    waits: &[u64],
-    job_orders: usize,
-    e2e_orders: usize,
-    rounds: usize,
+    study: &FetchWaitStudy,
 ) -> anyhow::Result<Vec<FetchWaitResult>> {
+    let FetchWaitStudy {
+        waits,
+        job_orders,
+        e2e_orders,
+        rounds,
+        broker_pid,
+    } = study;
+    let (job_orders, e2e_orders, rounds, broker_pid) =
+        (*job_orders, *e2e_orders, *rounds, *broker_pid);
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let (orders, output) = (
         format!("bench-wait-orders-{suffix}"),
@@ -720,7 +814,7 @@ pub async fn fetch_wait_study(
     kafkit_messaging::ensure_topics(kafka, &specs).await?;
     fill(events, &orders, job_orders, None).await?;
     let mut results: Vec<FetchWaitResult> = Vec::new();
-    for &wait_ms in waits {
+    for &wait_ms in waits.iter() {
         let e2e = end_to_end(
             &kafka.bootstrap_servers,
             registry_url,
@@ -729,10 +823,16 @@ pub async fn fetch_wait_study(
             Some(wait_ms),
         )
         .await?;
+        let idle_cpu = idle_cpu(kafka, registry_url, wait_ms, broker_pid).await?;
+        println!(
+            "fetch wait {wait_ms} ms: end to end p50 {:.2} ms, p99 {:.2} ms; idle CPU: consumer-service {:.1}%, broker {:.1}%",
+            e2e.0, e2e.1, idle_cpu.0, idle_cpu.1
+        );
         results.push(FetchWaitResult {
             wait_ms,
             e2e,
             job: Vec::new(),
+            idle_cpu,
         });
     }
     // Rounds alternate the settings, so a noisy minute hurts them alike.
