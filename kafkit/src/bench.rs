@@ -20,7 +20,7 @@ use anyhow::Context;
 use axum::http::StatusCode;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use kafkit_events::{CodecSettings, EventCodec, EventHeaders};
+use kafkit_events::{CodecSettings, Event, EventCodec, EventHeaders};
 use kafkit_messaging::{EventPublisher, KafkaSettings, ProducerSettings, Publisher};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -62,15 +62,18 @@ pub struct BenchArgs {
     /// Rounds of each side, alternating.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
-    /// Run only these parts (comma separated): publish, http, consume,
-    /// e2e, latency (end-to-end latency and real-job throughput at each
-    /// `--fetch-waits-ms`).
+    /// Run only these parts (comma separated): codec, publish, http,
+    /// consume, e2e, latency (end-to-end latency and real-job throughput at
+    /// each `--fetch-waits-ms`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "publish,http,consume,e2e,latency"
+        default_value = "codec,publish,http,consume,e2e,latency"
     )]
     pub only: Vec<Part>,
+    /// Encode + decode round trips per round of the codec part.
+    #[arg(long, default_value_t = 200_000)]
+    pub codec_events: usize,
     /// `fetch.wait.max.ms` values the latency part compares.
     #[arg(long, value_delimiter = ',', default_value = "100,50,25,10,5")]
     pub fetch_waits_ms: Vec<u64>,
@@ -82,6 +85,7 @@ pub struct BenchArgs {
 /// A part of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Part {
+    Codec,
     Publish,
     Http,
     Consume,
@@ -125,6 +129,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let topic = "bench-publish";
     kafkit_messaging::ensure_topics(&kafka, &[kafkit_messaging::TopicSpec::new(topic, 3)]).await?;
     let runs = |part: Part| args.only.contains(&part);
+    let codec_times = match runs(Part::Codec) {
+        true => Some(codec_bench(&args, &registry.url).await?),
+        false => None,
+    };
     let publish = match runs(Part::Publish) {
         true => Some(publish_bench(&args, &kafka, &registry.url, topic).await?),
         false => None,
@@ -193,6 +201,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!();
     println!("| benchmark | kafkit | baseline | ratio |");
     println!("|---|---|---|---|");
+    if let Some((kafkit, bare)) = codec_times {
+        println!(
+            "| codec: encode + decode one OrderPlaced, ns ({} per round, best round) | {kafkit:.0} | {bare:.0} (apache-avro schema-aware serde, writer and reader built once) | {:.2}x (lower is better) |",
+            args.codec_events,
+            kafkit / bare
+        );
+    }
     if let Some(publish) = &publish {
         println!(
             "| publish, events/s ({} events, {} in flight) | {:.0} | {:.0} (raw FutureProducer, pre-encoded) | {:.2}x |",
@@ -297,6 +312,49 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("| registry requests during the timed runs (after warm-up) | {requests} | | |");
     registry.stop().await?;
     Ok(())
+}
+
+/// Nanoseconds per encode + decode of one `OrderPlaced`: kafkit's codec
+/// (warm registry cache, Confluent framing, the body check before reading)
+/// against apache-avro's schema-aware serializer and deserializer with the
+/// same framing, writer and reader built once. Best round of each.
+async fn codec_bench(args: &BenchArgs, registry_url: &str) -> anyhow::Result<(f64, f64)> {
+    let codec = EventCodec::new(CodecSettings::new(registry_url))?;
+    let order = order();
+    let topic = "bench-codec";
+    let warm = codec.encode(topic, &order).await?;
+    let id = codec.decode::<OrderPlaced>(Some(&warm)).await?.schema_id;
+    let writer =
+        apache_avro::writer::datum::GenericDatumWriter::builder(OrderPlaced::schema()).build()?;
+    let reader =
+        apache_avro::reader::datum::GenericDatumReader::builder(OrderPlaced::schema()).build()?;
+    let (mut kafkit, mut bare) = (f64::INFINITY, f64::INFINITY);
+    for round in 1..=args.rounds {
+        let started = Instant::now();
+        for _ in 0..args.codec_events {
+            let bytes = codec.encode(topic, std::hint::black_box(&order)).await?;
+            let back = codec.decode::<OrderPlaced>(Some(&bytes)).await?;
+            std::hint::black_box(back);
+        }
+        let k = started.elapsed().as_nanos() as f64 / args.codec_events as f64;
+        let started = Instant::now();
+        for _ in 0..args.codec_events {
+            let mut bytes = Vec::with_capacity(128);
+            bytes.push(0u8);
+            bytes.extend_from_slice(&id.to_be_bytes());
+            writer.write_ser(&mut bytes, std::hint::black_box(&order))?;
+            let back: OrderPlaced = reader.read_deser(&mut bytes.get(5..).context("short")?)?;
+            std::hint::black_box(back);
+        }
+        let b = started.elapsed().as_nanos() as f64 / args.codec_events as f64;
+        println!(
+            "codec round {round}: kafkit {k:.0} ns, apache-avro serde {b:.0} ns ({:.2}x)",
+            k / b
+        );
+        kafkit = kafkit.min(k);
+        bare = bare.min(b);
+    }
+    Ok((kafkit, bare))
 }
 
 async fn registry_requests(url: &str) -> anyhow::Result<u64> {
