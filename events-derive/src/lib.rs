@@ -48,20 +48,7 @@ pub fn derive_record(input: TokenStream) -> TokenStream {
 }
 
 fn expand_record(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
-    let (mut schema, mut name) = (None, None);
-    for attr in input.attrs.iter().filter(|a| a.path().is_ident("record")) {
-        attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("schema") {
-                schema = Some(meta.value()?.parse::<LitStr>()?);
-                Ok(())
-            } else if meta.path.is_ident("name") {
-                name = Some(meta.value()?.parse::<LitStr>()?);
-                Ok(())
-            } else {
-                Err(meta.error("expected `schema = \"...\"` or `name = \"...\"`"))
-            }
-        })?;
-    }
+    let [schema, name] = string_options(input, "record", ["schema", "name"])?;
     let (Some(schema), Some(name)) = (schema, name) else {
         return Err(syn::Error::new(
             Span::call_site(),
@@ -179,22 +166,36 @@ struct Options {
     ce_type: Option<LitStr>,
 }
 
-fn options(input: &DeriveInput) -> syn::Result<Options> {
-    let mut schema = None;
-    let mut ce_type = None;
-    for attr in input.attrs.iter().filter(|a| a.path().is_ident("event")) {
-        attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("schema") {
-                schema = Some(meta.value()?.parse::<LitStr>()?);
-                Ok(())
-            } else if meta.path.is_ident("ce_type") {
-                ce_type = Some(meta.value()?.parse::<LitStr>()?);
-                Ok(())
-            } else {
-                Err(meta.error("expected `schema = \"...\"` or `ce_type = \"...\"`"))
-            }
-        })?;
+/// The `key = "..."` values of `#[attribute(...)]`, in the order of `keys`;
+/// any other key is an error naming the ones allowed.
+fn string_options<const N: usize>(
+    input: &DeriveInput,
+    attribute: &str,
+    keys: [&str; N],
+) -> syn::Result<[Option<LitStr>; N]> {
+    let mut values: [Option<LitStr>; N] = std::array::from_fn(|_| None);
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident(attribute)) {
+        attr.parse_nested_meta(
+            |meta| match keys.iter().position(|key| meta.path.is_ident(key)) {
+                Some(index) => {
+                    values[index] = Some(meta.value()?.parse::<LitStr>()?);
+                    Ok(())
+                }
+                None => {
+                    let allowed: Vec<String> = keys
+                        .iter()
+                        .map(|key| format!("`{key} = \"...\"`"))
+                        .collect();
+                    Err(meta.error(format!("expected {}", allowed.join(" or "))))
+                }
+            },
+        )?;
     }
+    Ok(values)
+}
+
+fn options(input: &DeriveInput) -> syn::Result<Options> {
+    let [schema, ce_type] = string_options(input, "event", ["schema", "ce_type"])?;
     let schema = schema.ok_or_else(|| {
         syn::Error::new(
             Span::call_site(),

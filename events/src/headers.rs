@@ -131,15 +131,20 @@ impl EventHeaders {
         id: impl Into<String>,
         source: impl Into<String>,
     ) -> Self {
+        // Built field by field: `..Self::new()` would make a UUID and a root
+        // trace per output record only to throw them away.
         Self {
             id: id.into(),
+            event_type: E::CE_TYPE.to_owned(),
+            source: source.into(),
+            time: SystemTime::now(),
+            content_type: AVRO_CONTENT_TYPE.to_owned(),
             traceparent: Some(
                 cause
                     .and_then(|h| h.traceparent)
                     .map_or_else(TraceParent::new_root, |t| t.child()),
             ),
             tracestate: cause.and_then(|h| h.tracestate.clone()),
-            ..Self::new::<E>(source)
         }
     }
 

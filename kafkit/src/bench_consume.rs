@@ -260,42 +260,15 @@ async fn service_job_rate(
     faults: &str,
     fetch_wait_ms: Option<u64>,
 ) -> anyhow::Result<Rate> {
-    let port = devstack::free_port()?;
     let group = format!("bench-job-{}", uuid::Uuid::new_v4().simple());
-    let listen = format!("127.0.0.1:{port}");
-    let args = [
-        "consumer-service",
-        "--listen",
-        &listen,
-        "--topic",
-        topic,
-        "--output-topic",
-        output,
-        "--group",
-        &group,
-        "--bootstrap-servers",
-        &kafka.bootstrap_servers,
-        "--registry-url",
-        registry_url,
-        "--faults",
-        faults,
-    ];
     let fetch_wait = fetch_wait_ms.map(|ms| ms.to_string());
-    let mut args: Vec<&str> = args.to_vec();
+    let mut extra = vec!["--faults", faults];
     if let Some(ms) = &fetch_wait {
-        args.extend(["--fetch-wait-max-ms", ms.as_str()]);
+        extra.extend(["--fetch-wait-max-ms", ms.as_str()]);
     }
-    let log = std::env::temp_dir().join(format!("{group}.log"));
-    let ops = format!("http://{listen}");
-    let mut child = crate::dev::spawn_self(
-        "consumer-service",
-        &args,
-        &[],
-        &log,
-        &format!("{ops}/healthz"),
-    )
-    .await?;
-    let pid = child.id();
+    let process =
+        ServiceProcess::start(kafka, registry_url, [topic, output, &group], &extra).await?;
+    let (pid, ops, log) = (process.pid(), process.ops.clone(), process.log.clone());
     let measured = async {
         let client = reqwest::Client::new();
         let main = [("kafkit_stage", "main")];
@@ -334,25 +307,86 @@ async fn service_job_rate(
         Ok(Rate::new(count, took, cpu))
     }
     .await;
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let waited = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    });
-    waited.await?;
-    if measured.is_ok() {
-        let _ = std::fs::remove_file(&log);
-    }
+    process.stop(measured.is_ok()).await?;
     measured
+}
+
+/// consumer-service in its own process (`kafkit consumer-service`, as a
+/// user runs it), on a free port, logging to a file of its own.
+struct ServiceProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT` of its operations endpoint.
+    ops: String,
+    log: std::path::PathBuf,
+}
+
+impl ServiceProcess {
+    /// Started with `[topic, output topic, group]` and `extra` flags; returns
+    /// once `/healthz` answers.
+    async fn start(
+        kafka: &KafkaSettings,
+        registry_url: &str,
+        [topic, output, group]: [&str; 3],
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let listen = format!("127.0.0.1:{}", devstack::free_port()?);
+        let mut args = vec![
+            "consumer-service",
+            "--listen",
+            &listen,
+            "--topic",
+            topic,
+            "--output-topic",
+            output,
+            "--group",
+            group,
+            "--bootstrap-servers",
+            &kafka.bootstrap_servers,
+            "--registry-url",
+            registry_url,
+        ];
+        args.extend_from_slice(extra);
+        let log = std::env::temp_dir().join(format!("{group}.log"));
+        let ops = format!("http://{listen}");
+        let child = crate::dev::spawn_self(
+            "consumer-service",
+            &args,
+            &[],
+            &log,
+            &format!("{ops}/healthz"),
+        )
+        .await?;
+        Ok(Self { child, ops, log })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then up to 20 s for a graceful stop before a kill; the log
+    /// is removed when `remove_log` (kept to read after a failure).
+    async fn stop(self, remove_log: bool) -> anyhow::Result<()> {
+        let Self { mut child, log, .. } = self;
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        })
+        .await?;
+        if remove_log {
+            let _ = std::fs::remove_file(&log);
+        }
+        Ok(())
+    }
 }
 
 /// Orders/s of the same job written on the raw client: one task, decode
@@ -720,54 +754,23 @@ async fn idle_cpu(
     wait_ms: u64,
     broker_pid: u32,
 ) -> anyhow::Result<(f64, f64)> {
-    let port = devstack::free_port()?;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let (topic, output, group) = (
         format!("bench-idle-{suffix}"),
         format!("bench-idle-out-{suffix}"),
         format!("bench-idle-{suffix}"),
     );
-    let (listen, wait) = (format!("127.0.0.1:{port}"), wait_ms.to_string());
-    let args = [
-        "consumer-service",
-        "--listen",
-        &listen,
-        "--topic",
-        &topic,
-        "--output-topic",
-        &output,
-        "--group",
-        &group,
-        "--static-membership",
-        "false",
-        "--bootstrap-servers",
-        &kafka.bootstrap_servers,
-        "--registry-url",
-        registry_url,
-        "--fetch-wait-max-ms",
-        &wait,
-    ];
-    let log = std::env::temp_dir().join(format!("{group}.log"));
-    let ops = format!("http://{listen}");
-    let mut child = crate::dev::spawn_self(
-        "consumer-service",
-        &args,
-        &[],
-        &log,
-        &format!("{ops}/healthz"),
-    )
-    .await?;
-    let pid = child.id();
+    let wait = wait_ms.to_string();
+    let extra = ["--static-membership", "false", "--fetch-wait-max-ms", &wait];
+    let process =
+        ServiceProcess::start(kafka, registry_url, [&topic, &output, &group], &extra).await?;
+    let pid = process.pid();
     // Both consumers join (and the first fetches settle) before measuring.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let (service_before, broker_before) = (cpu_time(pid), cpu_time(broker_pid));
     tokio::time::sleep(IDLE_MEASURED).await;
     let (service_after, broker_after) = (cpu_time(pid), cpu_time(broker_pid));
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    tokio::task::spawn_blocking(move || child.wait()).await??;
-    let _ = std::fs::remove_file(&log);
+    process.stop(true).await?;
     let percent = |after: Option<Duration>, before: Option<Duration>| {
         after.zip(before).map_or(f64::NAN, |(a, b)| {
             a.saturating_sub(b).as_secs_f64() / IDLE_MEASURED.as_secs_f64() * 100.0

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use kafkit_events::{CodecSettings, EventCodec};
-use schema_registry::{Application as Registry, RegistrySettings, StorageSettings};
+use schema_registry::RunningRegistry;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -127,14 +127,7 @@ async fn an_https_registry_is_reached_with_its_ca_file_and_refused_without() {
         .join(format!("tls-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let (ca, certificate, key) = certificates(&dir);
-    let registry = Registry::build(RegistrySettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        storage: StorageSettings::Memory,
-        users: Default::default(),
-    })
-    .await
-    .unwrap()
-    .spawn();
+    let registry = RunningRegistry::in_memory().await.unwrap();
     let https = tls_proxy(
         registry.url.trim_start_matches("http://").to_owned(),
         &certificate,

@@ -5,7 +5,9 @@ mod support;
 
 use support::kafkit;
 
-use schema_registry::{Application as Registry, RegistrySettings, StorageSettings};
+use schema_registry::{
+    Application as Registry, RegistrySettings, RunningRegistry, StorageSettings,
+};
 use std::net::SocketAddr;
 
 const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas");
@@ -13,14 +15,7 @@ const SCHEMAS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas");
 // Multi-threaded: the registry serves on the runtime while the test blocks on the CLI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemas_register_list_show_and_check_gates_an_incompatible_change() {
-    let registry = Registry::build(RegistrySettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        storage: StorageSettings::Memory,
-        users: Default::default(),
-    })
-    .await
-    .unwrap()
-    .spawn();
+    let registry = RunningRegistry::in_memory().await.unwrap();
     let url = registry.url.clone();
     let at = ["--registry-url", url.as_str()];
 

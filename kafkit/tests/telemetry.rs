@@ -20,9 +20,8 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
 use rdkafka::message::{Headers, Message, OwnedMessage};
-use schema_registry::{Application as Registry, RegistrySettings, StorageSettings};
+use schema_registry::RunningRegistry;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -258,14 +257,7 @@ async fn wait_ready(url: &str) {
 async fn a_dead_lettered_and_replayed_order_is_one_trace_with_otlp_metrics_and_logged_ids() {
     let kafka = devstack::TestKafka::start();
     let bootstrap = kafka.bootstrap_servers().to_owned();
-    let registry = Registry::build(RegistrySettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        storage: StorageSettings::Memory,
-        users: Default::default(),
-    })
-    .await
-    .unwrap()
-    .spawn();
+    let registry = RunningRegistry::in_memory().await.unwrap();
     let (otlp, received) = collector().await;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let topic = format!("orders-{id}");

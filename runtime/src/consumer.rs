@@ -106,21 +106,14 @@ where
     /// Sets up telemetry, builds the service and runs it until Ctrl-C or
     /// SIGTERM: what a service's `main` calls.
     pub async fn run(self) -> anyhow::Result<()> {
-        let telemetry = kafkit_telemetry::init(kafkit_telemetry::Options {
-            service_name: self.name.clone(),
-            default_filter: "info".into(),
-            stderr: false,
-        })?;
-        let result = match self.build().await {
-            Ok(service) => {
-                service
-                    .run_until_stopped(kafkit_messaging::shutdown_signal())
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        telemetry.shutdown();
-        result
+        let name = self.name.clone();
+        crate::ops::with_telemetry(&name, async {
+            self.build()
+                .await?
+                .run_until_stopped(kafkit_messaging::shutdown_signal())
+                .await
+        })
+        .await
     }
 
     /// Creates the topics (when asked), the clients, the consumers of this

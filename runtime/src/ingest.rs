@@ -133,8 +133,8 @@ pub struct IngestService {
     name: String,
     args: IngestArgs,
     listen: SocketAddr,
-    topic: Option<(String, i32)>,
-    probe: Option<RegistryProbe>,
+    /// What `publishes` said: topic, partitions, and the registry probe for its event.
+    publishes: Option<(String, i32, RegistryProbe)>,
     routes: Option<Routes>,
 }
 
@@ -143,7 +143,7 @@ impl std::fmt::Debug for IngestService {
         f.debug_struct("IngestService")
             .field("name", &self.name)
             .field("listen", &self.listen)
-            .field("topic", &self.topic)
+            .field("topic", &self.publishes.as_ref().map(|(topic, ..)| topic))
             .finish_non_exhaustive()
     }
 }
@@ -156,8 +156,7 @@ impl IngestService {
             name: name.into(),
             args,
             listen,
-            topic: None,
-            probe: None,
+            publishes: None,
             routes: None,
         }
     }
@@ -171,21 +170,14 @@ impl IngestService {
     /// Sets up telemetry, builds the service and serves until Ctrl-C or
     /// SIGTERM: what a service's `main` calls.
     pub async fn run(self) -> anyhow::Result<()> {
-        let telemetry = kafkit_telemetry::init(kafkit_telemetry::Options {
-            service_name: self.name.clone(),
-            default_filter: "info".into(),
-            stderr: false,
-        })?;
-        let result = match self.build().await {
-            Ok(server) => {
-                server
-                    .run_until_stopped(kafkit_messaging::shutdown_signal())
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        telemetry.shutdown();
-        result
+        let name = self.name.clone();
+        crate::ops::with_telemetry(&name, async {
+            self.build()
+                .await?
+                .run_until_stopped(kafkit_messaging::shutdown_signal())
+                .await
+        })
+        .await
     }
 
     /// The service publishes `E` to `topic`: created with `partitions` when
@@ -198,7 +190,7 @@ impl IngestService {
     ) -> Self {
         let topic = topic.into();
         let probed = topic.clone();
-        self.probe = Some(Box::new(move |codec: Arc<EventCodec>| {
+        let probe: RegistryProbe = Box::new(move |codec: Arc<EventCodec>| {
             let topic = probed.clone();
             Box::pin(async move {
                 match tokio::time::timeout(REGISTRY_PROBE_EVERY, codec.schema_id::<E>(&topic)).await
@@ -208,8 +200,8 @@ impl IngestService {
                     Err(_) => Err(format!("no answer within {REGISTRY_PROBE_EVERY:?}")),
                 }
             })
-        }));
-        self.topic = Some((topic, partitions));
+        });
+        self.publishes = Some((topic, partitions, probe));
         self
     }
 
@@ -218,8 +210,8 @@ impl IngestService {
     pub async fn build(self) -> anyhow::Result<IngestServer> {
         let args = Arc::new(self.args);
         let kafka = args.kafka_settings();
-        let (topic, partitions) = self
-            .topic
+        let (topic, partitions, probe) = self
+            .publishes
             .context("say which topic the service publishes to (IngestService::publishes)")?;
         if args.create_topics {
             // The service still starts when the broker is down; requests get 503 until it is back.
@@ -236,7 +228,6 @@ impl IngestService {
         let listener = TcpListener::bind(self.listen)
             .await
             .with_context(|| format!("failed to listen on {}", self.listen))?;
-        let probe = self.probe.context("publishes() sets the registry probe")?;
         let (brokers, registry) = tokio::join!(
             publisher.watch_brokers(&topic, BROKER_PROBE_EVERY),
             watch_registry(codec.clone(), probe)
@@ -362,12 +353,7 @@ async fn readyz(State(ops): State<Ops>) -> Response {
 }
 
 async fn metrics(State(ops): State<Ops>) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        ops.metrics.render(),
-    )
-        .into_response()
+    crate::ops::prometheus_text(ops.metrics.render())
 }
 
 /// A built HTTP ingest service, ready to serve.

@@ -129,10 +129,31 @@ async fn readyz(State(ops): State<Ops>) -> Response {
 }
 
 async fn metrics(State(ops): State<Ops>) -> Response {
+    prometheus_text(ops.metrics.render())
+}
+
+/// A `/metrics` answer: Prometheus text exposition format.
+pub(crate) fn prometheus_text(text: String) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        ops.metrics.render(),
+        text,
     )
         .into_response()
+}
+
+/// What a service's `main` runs: telemetry set up for `service_name`, then
+/// `run` (build and serve until Ctrl-C or SIGTERM), then the last export.
+pub(crate) async fn with_telemetry(
+    service_name: &str,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let telemetry = kafkit_telemetry::init(kafkit_telemetry::Options {
+        service_name: service_name.to_owned(),
+        default_filter: "info".into(),
+        stderr: false,
+    })?;
+    let result = run.await;
+    telemetry.shutdown();
+    result
 }

@@ -177,6 +177,18 @@ pub struct RunningRegistry {
 }
 
 impl RunningRegistry {
+    /// A registry keeping its schemas in memory, on a free port of
+    /// 127.0.0.1, no users, serving in the background: what a test of a
+    /// service needs.
+    pub async fn in_memory() -> Result<Self, StartError> {
+        let settings = RegistrySettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            storage: StorageSettings::Memory,
+            users: Users::default(),
+        };
+        Ok(Application::build(settings).await?.spawn())
+    }
+
     /// Stops serving and waits until the listener is closed.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.stop.send(());

@@ -17,9 +17,8 @@ use kafkit_messaging::headers::{ERROR_CLASS, ERROR_MESSAGE};
 use kafkit_messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
 use payments_service::events::{PaymentRequested, PaymentSettled};
 use rdkafka::message::Message;
-use schema_registry::{Application as Registry, RegistrySettings, StorageSettings};
+use schema_registry::RunningRegistry;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -83,14 +82,7 @@ fn payment(account: &str, amount_cents: i64) -> PaymentRequested {
 async fn payments_settle_retry_through_the_tiers_and_dead_letter_when_declined() {
     let kafka = TestKafka::start();
     let bootstrap = kafka.bootstrap_servers().to_owned();
-    let registry = Registry::build(RegistrySettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        storage: StorageSettings::Memory,
-        users: Default::default(),
-    })
-    .await
-    .unwrap()
-    .spawn();
+    let registry = RunningRegistry::in_memory().await.unwrap();
     let calls: Calls = Arc::default();
     let gateway = start_gateway(Arc::clone(&calls)).await;
     let id = uuid::Uuid::new_v4().simple().to_string();
