@@ -11,12 +11,11 @@
 
 use crate::Event;
 use crate::subject::SubjectStrategy;
-use crate::verify;
-use apache_avro::Schema;
+use crate::verify::Plan;
 use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::schema::ResolvedSchema;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
+use rustc_hash::FxHashMap;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::avro_common::AvroSchema;
@@ -26,7 +25,8 @@ use schema_registry_converter::schema_registry_common::{
 };
 use std::error::Error as _;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 /// The first byte of every Confluent-framed payload.
@@ -117,49 +117,85 @@ impl CodecSettings {
     }
 }
 
-/// (topic, event full name)
-type StrategyKey = (String, &'static str);
 /// A subject and the two ways to name it to the converter: `resolving`
 /// (carries the schema text when auto-registering) for the first lookup, and
 /// `cached` (no schema, same cache key) for every record after, so no schema
 /// text is copied per record.
 #[derive(Debug)]
 struct SubjectAndStrategy {
+    /// The event type's full name.
+    event: &'static str,
     subject: String,
     resolving: SubjectNameStrategy,
     cached: SubjectNameStrategy,
-    warm: std::sync::atomic::AtomicBool,
-    /// Set once resolved: the schema id, when the subject's schema is the
-    /// event's own (same canonical form), so encoding can write with the
-    /// event's cached writer instead of building one per record.
-    direct_id: std::sync::OnceLock<Option<u32>>,
+    warm: AtomicBool,
+    /// Set once resolved, when the subject's schema is the event's own (same
+    /// canonical form): its id and a writer built once, so encoding writes
+    /// straight into the framed buffer instead of building a writer per record.
+    direct: OnceLock<Option<DirectWriter>>,
+    /// The longest body written so far: the next buffer starts that large.
+    size_hint: AtomicUsize,
 }
 
-/// Encodes and decodes kafkit events; cheap to share behind an `Arc`.
+struct DirectWriter {
+    id: u32,
+    writer: GenericDatumWriter<'static>,
+}
+
+impl std::fmt::Debug for DirectWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectWriter")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// (event full name, how records of one schema id are read as it)
+type EventReading = (&'static str, Arc<Reading>);
+
+/// What a codec knows of one writer schema id for one event type.
+enum Reading {
+    /// The writer schema is the event's own: check, then read straight into the type.
+    Own(OwnReader),
+    /// Another schema: go through the converter and Avro schema resolution.
+    Resolve,
+}
+
+/// Caches are looked up once per record, by the topic (encode) or schema id
+/// (decode) first and the event type second, so the hot path hashes one
+/// short key and allocates nothing.
 pub struct EventCodec {
     registry: SrSettings,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
-    /// (writer schema id, event full name): is the writer schema the event's
-    /// own (same canonical form)? Then records are read straight into the type.
-    own_schema: std::sync::RwLock<std::collections::HashMap<(u32, &'static str), bool>>,
-    /// A reader per event type for its own schema, built once.
-    readers: std::sync::RwLock<std::collections::HashMap<&'static str, Arc<OwnReader>>>,
-    /// A writer per event type for its own schema, built once (the converter
-    /// builds one per record).
-    writers: std::sync::RwLock<
-        std::collections::HashMap<&'static str, Arc<GenericDatumWriter<'static>>>,
-    >,
+    /// Subjects by topic, then event type, built once: they carry the schema
+    /// text, which is not worth copying per record.
+    strategies: RwLock<FxHashMap<String, Vec<Arc<SubjectAndStrategy>>>>,
+    /// By writer schema id, then event type: how to read it.
+    readings: RwLock<FxHashMap<u32, Vec<EventReading>>>,
+    /// Body checks of writer schemas read through the converter, by id.
+    plans: RwLock<FxHashMap<u32, Arc<Plan>>>,
     settings: CodecSettings,
-    /// Subject naming strategies by (topic, event type), built once: they
-    /// carry the schema text, which is not worth copying per record.
-    strategies: std::sync::RwLock<std::collections::HashMap<StrategyKey, Arc<SubjectAndStrategy>>>,
 }
 
 /// Reads records written with an event's own schema straight into its type.
 struct OwnReader {
-    names: ResolvedSchema<'static>,
+    plan: Plan,
     reader: GenericDatumReader<'static>,
+}
+
+impl OwnReader {
+    /// Checks the body (exactly one datum), then reads it into `E`.
+    fn read<E: Event>(&self, schema_id: u32, bytes: &[u8]) -> Result<Decoded<E>, DecodeError> {
+        let malformed = |reason: String| DecodeError::MalformedBody { schema_id, reason };
+        let mut body = &bytes[HEADER_LEN..];
+        self.plan.check(body).map_err(malformed)?;
+        let event = self
+            .reader
+            .read_deser::<E>(&mut body)
+            .map_err(|e| malformed(e.to_string()))?;
+        Ok(Decoded { schema_id, event })
+    }
 }
 
 impl std::fmt::Debug for EventCodec {
@@ -431,11 +467,10 @@ impl EventCodec {
             registry: sr.clone(),
             encoder: AvroEncoder::new(sr.clone()),
             decoder: AvroDecoder::new(sr),
-            own_schema: std::sync::RwLock::default(),
-            readers: std::sync::RwLock::default(),
-            writers: std::sync::RwLock::default(),
+            strategies: RwLock::default(),
+            readings: RwLock::default(),
+            plans: RwLock::default(),
             settings,
-            strategies: std::sync::RwLock::default(),
         })
     }
 
@@ -505,18 +540,12 @@ impl EventCodec {
     /// Resolves (and in [`RegistrationMode::AutoRegister`], registers) the
     /// schema of `E` on `topic` and returns its id. Cached after the first call.
     pub async fn schema_id<E: Event>(&self, topic: &str) -> Result<u32, EncodeError> {
-        self.resolve(&self.cached_strategy::<E>(topic), E::schema())
-            .await
+        self.resolve::<E>(&self.cached_strategy::<E>(topic)).await
     }
 
     /// Looks the subject up (registering in auto-register mode) the first
     /// time; afterwards the converter answers from its cache.
-    async fn resolve(
-        &self,
-        entry: &SubjectAndStrategy,
-        event_schema: &Schema,
-    ) -> Result<u32, EncodeError> {
-        use std::sync::atomic::Ordering;
+    async fn resolve<E: Event>(&self, entry: &SubjectAndStrategy) -> Result<u32, EncodeError> {
         let strategy = if entry.warm.load(Ordering::Acquire) {
             &entry.cached
         } else {
@@ -530,8 +559,13 @@ impl EventCodec {
                 self.encoder.remove_errors_from_cache();
                 schema_resolution_failure(entry.subject.clone(), source)
             })?;
-        entry.direct_id.get_or_init(|| {
-            (schema.parsed.canonical_form() == event_schema.canonical_form()).then_some(schema.id)
+        entry.direct.get_or_init(|| {
+            let own = schema.parsed.canonical_form() == E::schema().canonical_form();
+            let writer = GenericDatumWriter::builder(E::schema()).build().ok()?;
+            own.then_some(DirectWriter {
+                id: schema.id,
+                writer,
+            })
         });
         entry.warm.store(true, Ordering::Release);
         Ok(schema.id)
@@ -539,25 +573,16 @@ impl EventCodec {
 
     /// Encodes `event` for `topic` in the Confluent wire format.
     pub async fn encode<E: Event>(&self, topic: &str, event: &E) -> Result<Vec<u8>, EncodeError> {
+        if let Some(encoded) = self.encode_warm(topic, event) {
+            return encoded;
+        }
         let entry = self.cached_strategy::<E>(topic);
         // Resolve first so registry errors and serialization errors stay apart.
-        if !entry.warm.load(std::sync::atomic::Ordering::Acquire) {
-            self.resolve(&entry, E::schema()).await?;
+        if !entry.warm.load(Ordering::Acquire) {
+            self.resolve::<E>(&entry).await?;
         }
-        if let (Some(Some(id)), Some(writer)) = (entry.direct_id.get(), self.writer::<E>()) {
-            // What the converter does (apache-avro's schema-aware serializer),
-            // with a writer built once and straight into the framed buffer.
-            let mut bytes = Vec::with_capacity(128);
-            bytes.push(MAGIC_BYTE);
-            bytes.extend_from_slice(&id.to_be_bytes());
-            return match writer.write_ser(&mut bytes, event) {
-                Ok(_) => Ok(bytes),
-                Err(e) => Err(EncodeError::Serialize {
-                    subject: entry.subject.clone(),
-                    reason: e.to_string(),
-                    source: SRCError::non_retryable_with_cause(e, "Could not get Avro bytes"),
-                }),
-            };
+        if let Some(Some(direct)) = entry.direct.get() {
+            return write_direct(&entry, direct, event);
         }
         self.encoder
             .encode_struct(event, &entry.cached)
@@ -569,28 +594,56 @@ impl EventCodec {
             })
     }
 
+    /// The hot path: a subject already resolved to the event's own schema
+    /// is written without awaiting anything. `None`: take the long way.
+    fn encode_warm<E: Event>(
+        &self,
+        topic: &str,
+        event: &E,
+    ) -> Option<Result<Vec<u8>, EncodeError>> {
+        let strategies = read(&self.strategies);
+        let entry = strategies
+            .get(topic)?
+            .iter()
+            .find(|entry| entry.event == E::FULL_NAME)?;
+        if !entry.warm.load(Ordering::Acquire) {
+            return None;
+        }
+        let direct = entry.direct.get()?.as_ref()?;
+        Some(write_direct(entry, direct, event))
+    }
+
     fn cached_strategy<E: Event>(&self, topic: &str) -> Arc<SubjectAndStrategy> {
-        let key = (topic.to_owned(), E::FULL_NAME);
-        if let Some(found) = self
-            .strategies
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Arc::clone(found);
+        let find = |entries: &Vec<Arc<SubjectAndStrategy>>| {
+            entries
+                .iter()
+                .find(|entry| entry.event == E::FULL_NAME)
+                .map(Arc::clone)
+        };
+        if let Some(found) = read(&self.strategies).get(topic).and_then(find) {
+            return found;
         }
         let built = Arc::new(SubjectAndStrategy {
+            event: E::FULL_NAME,
             subject: self.subject_for::<E>(topic),
             resolving: self.strategy_for::<E>(topic),
             cached: self.strategy_with::<E>(topic, false),
-            warm: std::sync::atomic::AtomicBool::new(false),
-            direct_id: std::sync::OnceLock::new(),
+            warm: AtomicBool::new(false),
+            direct: OnceLock::new(),
+            size_hint: AtomicUsize::new(64),
         });
         let mut strategies = self.strategies.write().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(strategies.entry(key).or_insert(built))
+        let entries = strategies.entry(topic.to_owned()).or_default();
+        match find(entries) {
+            Some(found) => found,
+            None => {
+                entries.push(Arc::clone(&built));
+                built
+            }
+        }
     }
 
-    /// Decodes a payload with its writer schema, whatever event type it is.
+    /// Decodes a payload with its writer schema, whatever type it is.
     pub async fn decode_value(&self, payload: Option<&[u8]>) -> Result<DecodedValue, DecodeError> {
         let bytes = payload.ok_or(DecodeError::NoPayload)?;
         let (schema_id, writer) = self.writer_schema(bytes).await?;
@@ -620,10 +673,19 @@ impl EventCodec {
         writer: &AvroSchema,
     ) -> Result<DecodedValue, DecodeError> {
         let malformed = |reason: String| DecodeError::MalformedBody { schema_id, reason };
-        let resolved =
-            ResolvedSchema::try_from(&writer.parsed).map_err(|e| malformed(e.to_string()))?;
-        verify::check(&writer.parsed, resolved.get_names(), &bytes[HEADER_LEN..])
-            .map_err(malformed)?;
+        let known = read(&self.plans).get(&schema_id).map(Arc::clone);
+        let plan = match known {
+            Some(plan) => plan,
+            None => {
+                let plan = Arc::new(Plan::compile(&writer.parsed).map_err(malformed)?);
+                self.plans
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(schema_id, Arc::clone(&plan));
+                plan
+            }
+        };
+        plan.check(&bytes[HEADER_LEN..]).map_err(malformed)?;
         // The schema is cached now, so any error left is the body's.
         let decoded = self
             .decoder
@@ -637,63 +699,54 @@ impl EventCodec {
         })
     }
 
-    /// The writer of `E`'s own schema, built on first use.
-    fn writer<E: Event>(&self) -> Option<Arc<GenericDatumWriter<'static>>> {
-        if let Some(found) = self
-            .writers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(E::FULL_NAME)
-        {
-            return Some(Arc::clone(found));
+    /// The hot path: records of a schema id already known to be `E`'s own
+    /// schema are checked and read without awaiting anything. `None`: not
+    /// known yet, or read through schema resolution.
+    fn decode_known<E: Event>(
+        &self,
+        schema_id: u32,
+        bytes: &[u8],
+    ) -> Option<Result<Decoded<E>, DecodeError>> {
+        let readings = read(&self.readings);
+        let (_, reading) = readings
+            .get(&schema_id)?
+            .iter()
+            .find(|(event, _)| *event == E::FULL_NAME)?;
+        match &**reading {
+            Reading::Own(own) => Some(own.read(schema_id, bytes)),
+            Reading::Resolve => None,
         }
-        let built = Arc::new(GenericDatumWriter::builder(E::schema()).build().ok()?);
-        self.writers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(E::FULL_NAME, Arc::clone(&built));
-        Some(built)
     }
 
-    /// A reader of `E`'s own schema when `writer` (registered as
-    /// `schema_id`) is that schema (same canonical form, so the same bytes);
-    /// checked once per schema id.
-    fn own_reader<E: Event>(&self, schema_id: u32, writer: &AvroSchema) -> Option<Arc<OwnReader>> {
-        let key = (schema_id, E::FULL_NAME);
-        let known = self
-            .own_schema
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .copied();
-        let own = known.unwrap_or_else(|| {
-            let own = writer.parsed.canonical_form() == E::schema().canonical_form();
-            self.own_schema
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, own);
-            own
-        });
-        if !own {
-            return None;
+    /// How records of `schema_id` are read as `E`, once known.
+    fn known_reading<E: Event>(&self, schema_id: u32) -> Option<Arc<Reading>> {
+        read(&self.readings)
+            .get(&schema_id)?
+            .iter()
+            .find(|(event, _)| *event == E::FULL_NAME)
+            .map(|(_, reading)| Arc::clone(reading))
+    }
+
+    /// Decides once per schema id how records are read as `E`: straight
+    /// into the type when `writer` is `E`'s own schema (same canonical form,
+    /// so the same bytes), else through schema resolution.
+    fn learn_reading<E: Event>(&self, schema_id: u32, writer: &AvroSchema) -> Arc<Reading> {
+        let own = (writer.parsed.canonical_form() == E::schema().canonical_form())
+            .then(|| {
+                Some(OwnReader {
+                    plan: Plan::compile(E::schema()).ok()?,
+                    reader: GenericDatumReader::builder(E::schema()).build().ok()?,
+                })
+            })
+            .flatten();
+        let reading = Arc::new(own.map_or(Reading::Resolve, Reading::Own));
+        let mut readings = self.readings.write().unwrap_or_else(|p| p.into_inner());
+        let entries = readings.entry(schema_id).or_default();
+        if let Some((_, known)) = entries.iter().find(|(event, _)| *event == E::FULL_NAME) {
+            return Arc::clone(known);
         }
-        if let Some(found) = self
-            .readers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(E::FULL_NAME)
-        {
-            return Some(Arc::clone(found));
-        }
-        let built = Arc::new(OwnReader {
-            names: ResolvedSchema::try_from(E::schema()).ok()?,
-            reader: GenericDatumReader::builder(E::schema()).build().ok()?,
-        });
-        self.readers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(E::FULL_NAME, Arc::clone(&built));
-        Some(built)
+        entries.push((E::FULL_NAME, Arc::clone(&reading)));
+        reading
     }
 
     /// Decodes a payload into the event type `E`. A record written with
@@ -705,16 +758,17 @@ impl EventCodec {
         payload: Option<&[u8]>,
     ) -> Result<Decoded<E>, DecodeError> {
         let bytes = payload.ok_or(DecodeError::NoPayload)?;
-        let (schema_id, writer) = self.writer_schema(bytes).await?;
-        if let Some(own) = self.own_reader::<E>(schema_id, &writer) {
-            let malformed = |reason: String| DecodeError::MalformedBody { schema_id, reason };
-            let mut body = &bytes[HEADER_LEN..];
-            verify::check(E::schema(), own.names.get_names(), body).map_err(malformed)?;
-            let event = own
-                .reader
-                .read_deser::<E>(&mut body)
-                .map_err(|e| malformed(e.to_string()))?;
-            return Ok(Decoded { schema_id, event });
+        let schema_id = split_header(bytes)?;
+        if let Some(decoded) = self.decode_known::<E>(schema_id, bytes) {
+            return decoded;
+        }
+        let (_, writer) = self.writer_schema(bytes).await?;
+        let reading = match self.known_reading::<E>(schema_id) {
+            Some(reading) => reading,
+            None => self.learn_reading::<E>(schema_id, &writer),
+        };
+        if let Reading::Own(own) = &*reading {
+            return own.read(schema_id, bytes);
         }
         let DecodedValue {
             schema_id,
@@ -740,6 +794,37 @@ impl EventCodec {
         let event =
             apache_avro::from_value::<E>(&resolved).map_err(|e| incompatible(e.to_string()))?;
         Ok(Decoded { schema_id, event })
+    }
+}
+
+/// A read lock that a panic elsewhere does not poison for good.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the converter does (apache-avro's schema-aware serializer), with a
+/// writer built once and straight into the framed buffer, sized by the
+/// longest body written so far.
+fn write_direct<E: Event>(
+    entry: &SubjectAndStrategy,
+    direct: &DirectWriter,
+    event: &E,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut bytes = Vec::with_capacity(entry.size_hint.load(Ordering::Relaxed));
+    bytes.push(MAGIC_BYTE);
+    bytes.extend_from_slice(&direct.id.to_be_bytes());
+    match direct.writer.write_ser(&mut bytes, event) {
+        Ok(_) => {
+            if bytes.len() > entry.size_hint.load(Ordering::Relaxed) {
+                entry.size_hint.fetch_max(bytes.len(), Ordering::Relaxed);
+            }
+            Ok(bytes)
+        }
+        Err(e) => Err(EncodeError::Serialize {
+            subject: entry.subject.clone(),
+            reason: e.to_string(),
+            source: SRCError::non_retryable_with_cause(e, "Could not get Avro bytes"),
+        }),
     }
 }
 

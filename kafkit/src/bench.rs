@@ -201,12 +201,32 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!();
     println!("| benchmark | kafkit | baseline | ratio |");
     println!("|---|---|---|---|");
-    if let Some((kafkit, bare)) = codec_times {
+    if let Some(codec) = codec_times {
         println!(
-            "| codec: encode + decode one OrderPlaced, ns ({} per round, best round) | {kafkit:.0} | {bare:.0} (apache-avro schema-aware serde, writer and reader built once) | {:.2}x (lower is better) |",
+            "| codec: encode + decode one OrderPlaced, ns ({} per round, best round) | {:.0} | {:.0} (apache-avro schema-aware serde, writer and reader built once) | {:.2}x (lower is better) |",
             args.codec_events,
-            kafkit / bare
+            codec.kafkit_ns,
+            codec.bare_ns,
+            codec.kafkit_ns / codec.bare_ns
         );
+        println!(
+            "| codec: encode / decode apart, ns | {:.0} / {:.0} | {:.0} / {:.0} | {:.2}x / {:.2}x |",
+            codec.kafkit_split.0,
+            codec.kafkit_split.1,
+            codec.bare_split.0,
+            codec.bare_split.1,
+            codec.kafkit_split.0 / codec.bare_split.0,
+            codec.kafkit_split.1 / codec.bare_split.1
+        );
+        match codec.allocations {
+            Some(a) => println!(
+                "| codec: heap allocations per encode / per decode | {} / {} | {} / {} | |",
+                a.kafkit_encode, a.kafkit_decode, a.bare_encode, a.bare_decode
+            ),
+            None => println!(
+                "| codec: heap allocations | not counted (the counting allocator is not installed) | | |"
+            ),
+        }
     }
     if let Some(publish) = &publish {
         println!(
@@ -314,11 +334,44 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The codec part's result.
+#[derive(Debug, Clone, Copy)]
+struct CodecResult {
+    kafkit_ns: f64,
+    bare_ns: f64,
+    /// (encode, decode), best round of each.
+    kafkit_split: (f64, f64),
+    bare_split: (f64, f64),
+    allocations: Option<Allocations>,
+}
+
+/// Heap allocations per call (reallocations included), counted on one thread.
+#[derive(Debug, Clone, Copy)]
+struct Allocations {
+    kafkit_encode: f64,
+    kafkit_decode: f64,
+    bare_encode: f64,
+    bare_decode: f64,
+}
+
+/// Heap allocations per call of `f` over `calls` calls, on this thread.
+fn allocations_per_call(
+    calls: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    let (result, spent) = densa_alloc::measure(|| (0..calls).try_for_each(|_| f()));
+    result?;
+    Ok((spent.allocs + spent.reallocs) as f64 / calls as f64)
+}
+
 /// Nanoseconds per encode + decode of one `OrderPlaced`: kafkit's codec
 /// (warm registry cache, Confluent framing, the body check before reading)
 /// against apache-avro's schema-aware serializer and deserializer with the
-/// same framing, writer and reader built once. Best round of each.
-async fn codec_bench(args: &BenchArgs, registry_url: &str) -> anyhow::Result<(f64, f64)> {
+/// same framing, writer and reader built once. Best round of each, and the
+/// heap allocations of each call (counted per thread by the binary's
+/// allocator).
+async fn codec_bench(args: &BenchArgs, registry_url: &str) -> anyhow::Result<CodecResult> {
+    use futures::FutureExt;
     let codec = EventCodec::new(CodecSettings::new(registry_url))?;
     let order = order();
     let topic = "bench-codec";
@@ -328,33 +381,99 @@ async fn codec_bench(args: &BenchArgs, registry_url: &str) -> anyhow::Result<(f6
         apache_avro::writer::datum::GenericDatumWriter::builder(OrderPlaced::schema()).build()?;
     let reader =
         apache_avro::reader::datum::GenericDatumReader::builder(OrderPlaced::schema()).build()?;
-    let (mut kafkit, mut bare) = (f64::INFINITY, f64::INFINITY);
+    let bare_encode = |order: &OrderPlaced| -> anyhow::Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(128);
+        bytes.push(0u8);
+        bytes.extend_from_slice(&id.to_be_bytes());
+        writer.write_ser(&mut bytes, order)?;
+        Ok(bytes)
+    };
+    let bare_decode = |bytes: &[u8]| -> anyhow::Result<OrderPlaced> {
+        Ok(reader.read_deser(&mut bytes.get(5..).context("short")?)?)
+    };
+    // Counted synchronously on this thread: a warm codec never waits, so
+    // each call must be ready at its first poll.
+    let allocations = if densa_alloc::is_active() {
+        let ready = "a warm codec call waited";
+        let calls = 1_000;
+        let encoded = bare_encode(&order)?;
+        Some(Allocations {
+            kafkit_encode: allocations_per_call(calls, || {
+                std::hint::black_box(
+                    codec
+                        .encode(topic, &order)
+                        .now_or_never()
+                        .context(ready)??,
+                );
+                Ok(())
+            })?,
+            kafkit_decode: allocations_per_call(calls, || {
+                let decoded = codec.decode::<OrderPlaced>(Some(&encoded));
+                std::hint::black_box(decoded.now_or_never().context(ready)??);
+                Ok(())
+            })?,
+            bare_encode: allocations_per_call(calls, || {
+                std::hint::black_box(bare_encode(&order)?);
+                Ok(())
+            })?,
+            bare_decode: allocations_per_call(calls, || {
+                std::hint::black_box(bare_decode(&encoded)?);
+                Ok(())
+            })?,
+        })
+    } else {
+        None
+    };
+    // Encode and decode are timed apart (decode reads one payload over
+    // and over), so each side's split is visible too.
+    let encoded = codec.encode(topic, &order).await?;
+    let n = args.codec_events as f64;
+    let mut best = [f64::INFINITY; 4];
     for round in 1..=args.rounds {
         let started = Instant::now();
         for _ in 0..args.codec_events {
-            let bytes = codec.encode(topic, std::hint::black_box(&order)).await?;
-            let back = codec.decode::<OrderPlaced>(Some(&bytes)).await?;
-            std::hint::black_box(back);
+            std::hint::black_box(codec.encode(topic, std::hint::black_box(&order)).await?);
         }
-        let k = started.elapsed().as_nanos() as f64 / args.codec_events as f64;
+        let kafkit_encode = started.elapsed().as_nanos() as f64 / n;
         let started = Instant::now();
         for _ in 0..args.codec_events {
-            let mut bytes = Vec::with_capacity(128);
-            bytes.push(0u8);
-            bytes.extend_from_slice(&id.to_be_bytes());
-            writer.write_ser(&mut bytes, std::hint::black_box(&order))?;
-            let back: OrderPlaced = reader.read_deser(&mut bytes.get(5..).context("short")?)?;
-            std::hint::black_box(back);
+            let payload = Some(std::hint::black_box(&encoded[..]));
+            std::hint::black_box(codec.decode::<OrderPlaced>(payload).await?);
         }
-        let b = started.elapsed().as_nanos() as f64 / args.codec_events as f64;
+        let kafkit_decode = started.elapsed().as_nanos() as f64 / n;
+        let started = Instant::now();
+        for _ in 0..args.codec_events {
+            std::hint::black_box(bare_encode(std::hint::black_box(&order))?);
+        }
+        let bare_encode_ns = started.elapsed().as_nanos() as f64 / n;
+        let started = Instant::now();
+        for _ in 0..args.codec_events {
+            std::hint::black_box(bare_decode(std::hint::black_box(&encoded))?);
+        }
+        let bare_decode_ns = started.elapsed().as_nanos() as f64 / n;
+        let (k, b) = (
+            kafkit_encode + kafkit_decode,
+            bare_encode_ns + bare_decode_ns,
+        );
         println!(
-            "codec round {round}: kafkit {k:.0} ns, apache-avro serde {b:.0} ns ({:.2}x)",
+            "codec round {round}: kafkit {k:.0} ns (encode {kafkit_encode:.0}, decode {kafkit_decode:.0}), apache-avro serde {b:.0} ns (encode {bare_encode_ns:.0}, decode {bare_decode_ns:.0}) ({:.2}x)",
             k / b
         );
-        kafkit = kafkit.min(k);
-        bare = bare.min(b);
+        for (best, now) in
+            best.iter_mut()
+                .zip([kafkit_encode, kafkit_decode, bare_encode_ns, bare_decode_ns])
+        {
+            *best = best.min(now);
+        }
     }
-    Ok((kafkit, bare))
+    let [kafkit_encode, kafkit_decode, bare_encode_ns, bare_decode_ns] = best;
+    Ok(CodecResult {
+        kafkit_ns: kafkit_encode + kafkit_decode,
+        bare_ns: bare_encode_ns + bare_decode_ns,
+        kafkit_split: (kafkit_encode, kafkit_decode),
+        bare_split: (bare_encode_ns, bare_decode_ns),
+        allocations,
+    })
 }
 
 async fn registry_requests(url: &str) -> anyhow::Result<u64> {

@@ -3,6 +3,11 @@
 use clap::Parser;
 use kafkit::{Cli, Command};
 
+/// Counts heap allocations per thread (a thread-local counter, no shared
+/// state), so `kafkit bench` can report them per encoded event.
+#[global_allocator]
+static ALLOCATOR: densa_alloc::CountingAllocator = densa_alloc::CountingAllocator::system();
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
