@@ -64,11 +64,12 @@ pub struct BenchArgs {
     pub rounds: usize,
     /// Run only these parts (comma separated): codec, publish, http,
     /// consume, e2e, latency (end-to-end latency and real-job throughput at
-    /// each `--fetch-waits-ms`).
+    /// each `--fetch-waits-ms`), telemetry (consume and publish with and
+    /// without an OTLP endpoint).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "codec,publish,http,consume,e2e,latency"
+        default_value = "codec,publish,http,consume,e2e,latency,telemetry"
     )]
     pub only: Vec<Part>,
     /// Encode + decode round trips per round of the codec part.
@@ -77,6 +78,12 @@ pub struct BenchArgs {
     /// `fetch.wait.max.ms` values the latency part compares.
     #[arg(long, value_delimiter = ',', default_value = "100,50,25,10,5")]
     pub fetch_waits_ms: Vec<u64>,
+    /// Orders each consumer-service run of the telemetry part reads.
+    #[arg(long, default_value_t = 100_000)]
+    pub telemetry_orders: usize,
+    /// Events each publish run of the telemetry part sends.
+    #[arg(long, default_value_t = 100_000)]
+    pub telemetry_events: usize,
     /// Orders each real-job run of the latency part reads.
     #[arg(long, default_value_t = 50_000)]
     pub latency_job_orders: usize,
@@ -91,6 +98,7 @@ pub enum Part {
     Consume,
     E2e,
     Latency,
+    Telemetry,
 }
 
 pub(crate) fn order() -> OrderPlaced {
@@ -197,6 +205,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ),
         false => None,
     };
+    let telemetry = match runs(Part::Telemetry) {
+        true => Some(
+            crate::bench_telemetry::telemetry_bench(
+                &kafka,
+                &registry.url,
+                &events,
+                crate::bench_telemetry::TelemetrySizes {
+                    orders: args.telemetry_orders,
+                    events: args.telemetry_events,
+                    in_flight: args.in_flight,
+                    linger_ms: args.linger_ms,
+                    rounds: args.rounds,
+                },
+            )
+            .await?,
+        ),
+        false => None,
+    };
 
     println!();
     println!("| benchmark | kafkit | baseline | ratio |");
@@ -262,6 +288,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             http.kafkit.rps / http.fair.rps,
             http.kafkit.p99_ms / http.fair.p99_ms
         );
+    }
+    if let Some(telemetry) = &telemetry {
+        use crate::bench_consume::{cpu, median, rates};
+        use crate::bench_telemetry::Tracing;
+        let off = telemetry.of(Tracing::Off);
+        for tracing in [Tracing::Every, Tracing::OneInTen] {
+            let this = telemetry.of(tracing);
+            let (consume_ratio, publish_ratio) = telemetry.ratios(tracing);
+            println!(
+                "| telemetry, {}: consumer-service real job, orders/s (CPU us/order; spans exported per order) | {:.0} ({:.1}; {:.2}) | {:.0} ({:.1}), no endpoint | {consume_ratio:.2}x |",
+                tracing.label(),
+                median(&rates(&this.consume)),
+                median(&cpu(&this.consume)),
+                median(&this.consume_spans),
+                median(&rates(&off.consume)),
+                median(&cpu(&off.consume)),
+            );
+            println!(
+                "| telemetry, {}: publish, events/s (spans exported per event) | {:.0} ({:.2}) | {:.0}, no endpoint | {publish_ratio:.2}x |",
+                tracing.label(),
+                median(&this.publish),
+                median(&this.publish_spans),
+                median(&off.publish),
+            );
+        }
     }
     if let Some((consume, _)) = &consume {
         use crate::bench_consume::{cpu, median, rates, ratios};
@@ -510,25 +561,7 @@ async fn publish_bench(
     let before = registry_requests(registry_url).await?;
     let (mut best_kafkit, mut best_raw) = (0f64, 0f64);
     for round in 1..=args.rounds {
-        let started = Instant::now();
-        let mut pending = FuturesUnordered::new();
-        for i in 0..args.events {
-            if pending.len() >= args.in_flight {
-                pending.next().await.context("publish stream ended")??;
-            }
-            let (events, sample, headers) = (&events, &sample, &headers);
-            pending.push(async move {
-                let mut event = sample.clone();
-                event.customer_id = format!("bench-customer-{i}");
-                events
-                    .publish_event(topic, &event.order_id, &event, headers)
-                    .await
-            });
-        }
-        while let Some(result) = pending.next().await {
-            result?;
-        }
-        let kafkit_rate = args.events as f64 / started.elapsed().as_secs_f64();
+        let kafkit_rate = publish_round(&events, topic, args.events, args.in_flight).await?;
 
         let started = Instant::now();
         let mut pending = FuturesUnordered::new();
@@ -565,6 +598,38 @@ async fn publish_bench(
     }
     let during = registry_requests(registry_url).await? - before;
     Ok((best_kafkit, best_raw, during))
+}
+
+/// Events/s of `EventPublisher` publishing `count` orders (each its own
+/// customer id, so each is encoded) with `in_flight` awaiting their
+/// acknowledgement at once.
+pub(crate) async fn publish_round(
+    events: &EventPublisher,
+    topic: &str,
+    count: usize,
+    in_flight: usize,
+) -> anyhow::Result<f64> {
+    let sample = order();
+    let headers = EventHeaders::new::<OrderPlaced>("/kafkit-bench");
+    let started = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    for i in 0..count {
+        if pending.len() >= in_flight {
+            pending.next().await.context("publish stream ended")??;
+        }
+        let (sample, headers) = (&sample, &headers);
+        pending.push(async move {
+            let mut event = sample.clone();
+            event.customer_id = format!("bench-customer-{i}");
+            events
+                .publish_event(topic, &event.order_id, &event, headers)
+                .await
+        });
+    }
+    while let Some(result) = pending.next().await {
+        result?;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -260,6 +260,29 @@ async fn service_job_rate(
     faults: &str,
     fetch_wait_ms: Option<u64>,
 ) -> anyhow::Result<Rate> {
+    service_job_rate_with(
+        kafka,
+        registry_url,
+        [topic, output],
+        count,
+        faults,
+        fetch_wait_ms,
+        &[],
+    )
+    .await
+}
+
+/// [`service_job_rate`] with these environment variables set for the
+/// service (its telemetry settings).
+pub(crate) async fn service_job_rate_with(
+    kafka: &KafkaSettings,
+    registry_url: &str,
+    [topic, output]: [&str; 2],
+    count: usize,
+    faults: &str,
+    fetch_wait_ms: Option<u64>,
+    env: &[(&str, String)],
+) -> anyhow::Result<Rate> {
     let group = format!("bench-job-{}", uuid::Uuid::new_v4().simple());
     let fetch_wait = fetch_wait_ms.map(|ms| ms.to_string());
     let mut extra = vec!["--faults", faults];
@@ -267,7 +290,7 @@ async fn service_job_rate(
         extra.extend(["--fetch-wait-max-ms", ms.as_str()]);
     }
     let process =
-        ServiceProcess::start(kafka, registry_url, [topic, output, &group], &extra).await?;
+        ServiceProcess::start(kafka, registry_url, [topic, output, &group], &extra, env).await?;
     let (pid, ops, log) = (process.pid(), process.ops.clone(), process.log.clone());
     let measured = async {
         let client = reqwest::Client::new();
@@ -328,6 +351,7 @@ impl ServiceProcess {
         registry_url: &str,
         [topic, output, group]: [&str; 3],
         extra: &[&str],
+        env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
         let listen = format!("127.0.0.1:{}", devstack::free_port()?);
         let mut args = vec![
@@ -351,7 +375,7 @@ impl ServiceProcess {
         let child = crate::dev::spawn_self(
             "consumer-service",
             &args,
-            &[],
+            env,
             &log,
             &format!("{ops}/healthz"),
         )
@@ -763,7 +787,7 @@ async fn idle_cpu(
     let wait = wait_ms.to_string();
     let extra = ["--static-membership", "false", "--fetch-wait-max-ms", &wait];
     let process =
-        ServiceProcess::start(kafka, registry_url, [&topic, &output, &group], &extra).await?;
+        ServiceProcess::start(kafka, registry_url, [&topic, &output, &group], &extra, &[]).await?;
     let pid = process.pid();
     // Both consumers join (and the first fetches settle) before measuring.
     tokio::time::sleep(Duration::from_secs(8)).await;

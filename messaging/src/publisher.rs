@@ -42,9 +42,25 @@ impl ClientContext for PublisherContext {
 type KafkitProducer = FutureProducer<PublisherContext>;
 
 /// A producer span named after the semantic conventions for messaging,
-/// built only when spans are exported (a span per record costs throughput).
+/// built only when spans are exported (a span per record costs throughput)
+/// and the sampler could keep it. Under the default parent-based sampler:
+/// inside a span, only when that span is sampled; outside any span, not for
+/// a record whose `traceparent` says "not sampled" (it continues an
+/// unsampled trace, and keeps that header).
 fn send_span(record: &OutgoingRecord) -> Span {
-    if !kafkit_telemetry::context::exported() {
+    let current = Span::current();
+    let worth_building = if current.is_none() {
+        let traceparent = record
+            .headers
+            .iter()
+            .find(|(name, _)| name == TRACEPARENT)
+            .and_then(|(_, value)| std::str::from_utf8(value).ok());
+        kafkit_telemetry::context::continues(traceparent)
+    } else {
+        // Inside a request or a record's span: a child of it.
+        kafkit_telemetry::context::continues_span(&current)
+    };
+    if !worth_building {
         return Span::none();
     }
     tracing::info_span!(

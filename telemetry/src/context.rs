@@ -6,10 +6,10 @@
 //! spans have no context: `traceparent` answers None and callers keep the
 //! header they had.
 
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::TraceContextExt;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use std::collections::HashMap;
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -23,7 +23,12 @@ pub const TRACESTATE: &str = "tracestate";
 /// until then the helpers below skip their work on the hot path.
 static SPANS_BUILT: AtomicBool = AtomicBool::new(false);
 
-pub(crate) fn spans_built() {
+/// Whether the sampler follows the parent's decision (`parentbased_*`,
+/// the default): then a span whose parent was not sampled is not either.
+static PARENT_BASED: AtomicBool = AtomicBool::new(true);
+
+pub(crate) fn spans_built(parent_based: bool) {
+    PARENT_BASED.store(parent_based, Ordering::Release);
     SPANS_BUILT.store(true, Ordering::Release);
 }
 
@@ -44,21 +49,78 @@ pub fn trace_id_of(traceparent: &str) -> Option<&str> {
     traceparent.split('-').nth(1).filter(|id| id.len() == 32)
 }
 
+/// Whether a span continuing the trace in `traceparent` is worth building:
+/// spans are exported, and the sampler could keep it. Under a parent-based
+/// sampler (the default) a parent marked "not sampled" decides for its
+/// children, so nothing is built (no span, no attributes) and the record
+/// keeps the `traceparent` it came with: its trace id and its "not sampled"
+/// flag travel on, which is what the skipped span would have passed on.
+pub fn continues(traceparent: Option<&str>) -> bool {
+    if !active() {
+        return false;
+    }
+    if !PARENT_BASED.load(Ordering::Acquire) {
+        return true;
+    }
+    traceparent
+        .and_then(parse)
+        .is_none_or(|parent| parent.is_sampled())
+}
+
+/// Whether a child of `parent` (a span in progress) is worth building: spans
+/// are exported and, under a parent-based sampler, `parent` was sampled.
+pub fn continues_span(parent: &Span) -> bool {
+    if !active() {
+        return false;
+    }
+    !PARENT_BASED.load(Ordering::Acquire) || parent.context().span().span_context().is_sampled()
+}
+
+/// A `traceparent` value (version `00`), read without a propagator.
+fn parse(traceparent: &str) -> Option<SpanContext> {
+    let mut parts = traceparent.trim().split('-');
+    let (Some("00"), Some(trace), Some(span), Some(flags), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    if trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+        return None;
+    }
+    let context = SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        TraceFlags::new(u8::from_str_radix(flags, 16).ok()?),
+        true,
+        TraceState::default(),
+    );
+    context.is_valid().then_some(context)
+}
+
 /// Makes the context in these header values the parent of `span`.
 /// Returns false when there is no valid context to continue.
 pub fn set_parent(span: &Span, traceparent: Option<&str>, tracestate: Option<&str>) -> bool {
     let Some(traceparent) = traceparent.filter(|_| active()) else {
         return false;
     };
-    let mut carrier = HashMap::new();
-    carrier.insert(TRACEPARENT.to_owned(), traceparent.to_owned());
-    if let Some(state) = tracestate {
-        carrier.insert(TRACESTATE.to_owned(), state.to_owned());
-    }
-    let parent = TraceContextPropagator::new().extract(&carrier);
-    if !parent.span().span_context().is_valid() {
+    let Some(remote) = parse(traceparent) else {
         return false;
-    }
+    };
+    let state = tracestate
+        .and_then(|s| TraceState::from_str(s).ok())
+        .unwrap_or_default();
+    let remote = SpanContext::new(
+        remote.trace_id(),
+        remote.span_id(),
+        remote.trace_flags(),
+        true,
+        state,
+    );
+    let parent = opentelemetry::Context::new().with_remote_span_context(remote);
     span.set_parent(parent).is_ok()
 }
 
@@ -68,13 +130,19 @@ pub fn traceparent(span: &Span) -> Option<(String, Option<String>)> {
         return None;
     }
     let context = span.context();
-    if !context.span().span_context().is_valid() {
+    let span = context.span();
+    let ids = span.span_context();
+    if !ids.is_valid() {
         return None;
     }
-    let mut carrier: HashMap<String, String> = HashMap::new();
-    TraceContextPropagator::new().inject_context(&context, &mut carrier);
-    let parent = carrier.remove(TRACEPARENT)?;
-    Some((parent, carrier.remove(TRACESTATE).filter(|s| !s.is_empty())))
+    let parent = format!(
+        "00-{}-{}-{:02x}",
+        ids.trace_id(),
+        ids.span_id(),
+        ids.trace_flags().to_u8()
+    );
+    let state = ids.trace_state().header();
+    Some((parent, (!state.is_empty()).then_some(state)))
 }
 
 /// Fills the `trace_id` and `span_id` fields `span` declared (as

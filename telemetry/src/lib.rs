@@ -167,12 +167,25 @@ pub fn init(options: Options) -> anyhow::Result<Telemetry> {
     // record costs throughput (measured in the README's benchmarks). Without
     // it the records keep the `traceparent` they were given, so a record's
     // trace id still survives its hops, and logs still show it.
-    if exporting_to.is_some() {
-        context::spans_built();
+    let sampler = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
+    let sampler = sampler.trim();
+    // `always_off` keeps no span: none is built.
+    let building = exporting_to.is_some() && sampler != "always_off";
+    if building {
+        context::spans_built(sampler.is_empty() || sampler.starts_with("parentbased_"));
     }
-    let spans = exporting_to.is_some().then(|| {
+    // Per span, only the fields kafkit declares: no source location, thread
+    // or busy/idle timings (each an attribute built and exported per
+    // record), and no OpenTelemetry context made current at every poll of
+    // an instrumented future (kafkit reads a span's context from the span).
+    let spans = building.then(|| {
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_target(false)
+            .with_context_activation(false)
             .with_filter(LevelFilter::INFO)
     });
     tracing_subscriber::registry()

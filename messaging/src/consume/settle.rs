@@ -360,9 +360,12 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
 
     /// A `process <topic>` consumer span, continuing the trace the record's
     /// `traceparent` names (the span that sent it). It lasts until the
-    /// record is settled. Built only when spans are exported.
+    /// record is settled. Built only when spans are exported and the
+    /// sampler could keep it (not for a record whose sender was not sampled,
+    /// under the default parent-based sampler).
     pub fn process_span(&self, message: &Record, headers: &HeaderView<'_>) -> Span {
-        if !kafkit_telemetry::context::exported() {
+        let traceparent = header_text(headers, kafkit_telemetry::context::TRACEPARENT);
+        if !kafkit_telemetry::context::continues(traceparent) {
             return Span::none();
         }
         let span = tracing::info_span!(
@@ -387,13 +390,10 @@ impl<E: Event + 'static, H: Handler<E>> Worker<E, H> {
         );
         kafkit_telemetry::context::set_parent(
             &span,
-            header_text(headers, kafkit_telemetry::context::TRACEPARENT),
+            traceparent,
             header_text(headers, kafkit_telemetry::context::TRACESTATE),
         );
-        kafkit_telemetry::context::record_ids(
-            &span,
-            header_text(headers, kafkit_telemetry::context::TRACEPARENT),
-        );
+        kafkit_telemetry::context::record_ids(&span, traceparent);
         span
     }
 
