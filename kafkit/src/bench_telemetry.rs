@@ -234,7 +234,12 @@ pub async fn telemetry_bench(
     for topic in [&every, &one_in_ten] {
         specs.push(TopicSpec::new(topic, 3));
         specs.push(TopicSpec::new(policy.dlq_topic(topic), 3));
-        specs.extend(policy.retry_topics(topic).iter().map(|t| TopicSpec::new(t, 3)));
+        specs.extend(
+            policy
+                .retry_topics(topic)
+                .iter()
+                .map(|t| TopicSpec::new(t, 3)),
+        );
     }
     kafkit_messaging::ensure_topics(kafka, &specs).await?;
     fill_traced(events, &every, sizes.orders, 1).await?;

@@ -328,6 +328,45 @@ async fn a_dead_lettered_and_replayed_order_is_one_trace_with_otlp_metrics_and_l
             .unwrap();
         assert_eq!(response.status(), 202);
     }
+    // One more, from a caller whose own trace is not sampled: under the
+    // default parent-based sampler no kafkit span is kept for it, and its
+    // confirmation carries the caller's trace id, still marked not sampled.
+    let unsampled_trace = uuid::Uuid::new_v4().simple().to_string();
+    let body = serde_json::json!({"customer_id": "c-2", "items": [{"sku": "PEN-4", "quantity": 1, "unit_price_cents": 100}], "currency": "EUR"});
+    let response = client
+        .post(format!("http://127.0.0.1:{http_port}/v1/orders"))
+        .header(
+            "traceparent",
+            format!("00-{unsampled_trace}-00f067aa0ba902b7-00"),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let b = bootstrap.clone();
+    let confirmations = format!("confirmations-{id}");
+    let confirmed = tokio::task::spawn_blocking(move || wait_for(&b, &confirmations, 3))
+        .await
+        .unwrap();
+    let confirmed_traces: Vec<String> = confirmed
+        .iter()
+        .filter_map(|m| {
+            m.headers()?
+                .iter()
+                .find(|h| h.key == "traceparent")
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+        .collect();
+    let unsampled = confirmed_traces
+        .iter()
+        .find(|tp| tp.split('-').nth(1) == Some(unsampled_trace.as_str()))
+        .unwrap_or_else(|| {
+            panic!("no confirmation in trace {unsampled_trace}: {confirmed_traces:?}")
+        });
+    assert!(unsampled.ends_with("-00"), "{unsampled}");
+
     let b = bootstrap.clone();
     let dlq_name = dlq.clone();
     let dead = tokio::task::spawn_blocking(move || wait_for(&b, &dlq_name, 1))
@@ -367,6 +406,10 @@ async fn a_dead_lettered_and_replayed_order_is_one_trace_with_otlp_metrics_and_l
     consumer.stop();
 
     let all = spans(&received);
+    assert!(
+        all.iter().all(|s| s.trace_id != unsampled_trace),
+        "spans were exported for the unsampled caller's trace"
+    );
     let trace: Vec<&Seen> = all.iter().filter(|s| s.trace_id == trace_id).collect();
     let by_id: HashMap<&str, &Seen> = trace.iter().map(|s| (s.span_id.as_str(), *s)).collect();
     // The chain from the last dead-lettering up to the HTTP request: of the
@@ -473,8 +516,9 @@ async fn a_dead_lettered_and_replayed_order_is_one_trace_with_otlp_metrics_and_l
         "a replay starts over"
     );
 
-    // Metrics over OTLP after: 3 orders + 1 replayed; 2 handled; the doomed
-    // one twice through both tiers and twice dead-lettered.
+    // Metrics over OTLP after: 4 orders + 1 replayed; 3 handled (the
+    // unsampled caller's order is counted like any other); the doomed one
+    // twice through both tiers and twice dead-lettered.
     let consumed = |stage: &str| {
         exported_sum(
             &received,
@@ -483,7 +527,7 @@ async fn a_dead_lettered_and_replayed_order_is_one_trace_with_otlp_metrics_and_l
             &[("kafkit.stage", stage)],
         )
     };
-    assert_eq!(consumed("main"), 4);
+    assert_eq!(consumed("main"), 5);
     // A retry record read before it is due is held and read again: reads
     // count every time, processing once.
     assert!(consumed("retry") >= 4, "{}", consumed("retry"));
@@ -495,7 +539,7 @@ async fn a_dead_lettered_and_replayed_order_is_one_trace_with_otlp_metrics_and_l
             &[("kafkit.stage", stage), ("kafkit.outcome", outcome)],
         )
     };
-    assert_eq!(processed("main", "handled"), 2);
+    assert_eq!(processed("main", "handled"), 3);
     assert_eq!(processed("main", "retried"), 2);
     assert_eq!(processed("retry", "retried"), 2);
     assert_eq!(processed("retry", "dead-lettered"), 2);
@@ -530,7 +574,7 @@ async fn a_dead_lettered_and_replayed_order_is_one_trace_with_otlp_metrics_and_l
             "messaging.client.sent.messages",
             &[("messaging.destination.name", topic.as_str())],
         ),
-        3
+        4
     );
 
     // Log lines inside a span carry its trace id.

@@ -343,7 +343,14 @@ impl Publisher {
     /// that can never send again).
     pub fn enqueue(&self, record: &OutgoingRecord) -> Result<PendingDelivery, PublishError> {
         let span = send_span(record);
-        let context = kafkit_telemetry::context::traceparent(&span);
+        let context = if span.is_none() {
+            // No span of its own: the enclosing span's context, when there is
+            // one (a request whose caller was not sampled passes on its trace
+            // id and its "not sampled" flag, as the skipped span would have).
+            kafkit_telemetry::context::traceparent(&Span::current())
+        } else {
+            kafkit_telemetry::context::traceparent(&span)
+        };
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 2);
         for (name, value) in &record.headers {
             let replaced = matches!(name.as_ref(), TRACEPARENT | TRACESTATE) && context.is_some();

@@ -6,9 +6,7 @@
 //! spans have no context: `traceparent` answers None and callers keep the
 //! header they had.
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Span;
@@ -160,5 +158,54 @@ pub fn record_ids(span: &Span, arrived_with: Option<&str>) {
         span.record("span_id", span_context.span_id().to_string());
     } else if let Some(trace_id) = arrived_with.and_then(trace_id_of) {
         span.record("trace_id", trace_id);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const NOT_SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+
+    #[test]
+    fn traceparent_values_are_read_with_their_sampled_flag() {
+        let sampled = parse(SAMPLED).unwrap();
+        assert!(sampled.is_sampled());
+        assert!(sampled.is_remote());
+        assert_eq!(
+            sampled.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(sampled.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(!parse(NOT_SAMPLED).unwrap().is_sampled());
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    /// The only test here that turns spans on: the state is process-wide.
+    #[test]
+    fn a_parent_based_sampler_continues_only_sampled_parents() {
+        assert!(!continues(Some(SAMPLED)), "nothing is built before init");
+        spans_built(true);
+        assert!(continues(Some(SAMPLED)));
+        assert!(!continues(Some(NOT_SAMPLED)));
+        assert!(continues(None), "a root: the sampler decides");
+        assert!(continues(Some("garbage")), "no valid parent: a root");
+        spans_built(false);
+        assert!(
+            continues(Some(NOT_SAMPLED)),
+            "another sampler decides itself"
+        );
     }
 }
