@@ -150,26 +150,37 @@ impl EventHeaders {
 
     /// Header name and bytes pairs, ready for any Kafka client.
     pub fn to_pairs(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let mut pairs = vec![
-            (CE_SPECVERSION, SPEC_VERSION.as_bytes().to_vec()),
-            (CE_ID, self.id.clone().into_bytes()),
-            (CE_TYPE, self.event_type.clone().into_bytes()),
-            (CE_SOURCE, self.source.clone().into_bytes()),
-            (
-                CE_TIME,
-                humantime::format_rfc3339_millis(self.time)
-                    .to_string()
-                    .into_bytes(),
-            ),
-            (CONTENT_TYPE, self.content_type.clone().into_bytes()),
-        ];
+        let mut pairs = Vec::with_capacity(8);
+        self.write_pairs(|name, value| pairs.push((name, value.to_vec())));
+        pairs
+    }
+
+    /// Hands each header name and value to `write`, in the order of
+    /// [`to_pairs`](Self::to_pairs), without allocating: for a producer that
+    /// copies the bytes into its own record anyway.
+    pub fn write_pairs(&self, mut write: impl FnMut(&'static str, &[u8])) {
+        write(CE_SPECVERSION, SPEC_VERSION.as_bytes());
+        write(CE_ID, self.id.as_bytes());
+        write(CE_TYPE, self.event_type.as_bytes());
+        write(CE_SOURCE, self.source.as_bytes());
+        // RFC 3339 with milliseconds is 24 bytes for years 0000-9999.
+        let mut time = [0u8; 40];
+        let left = {
+            let mut rest = &mut time[..];
+            use std::io::Write as _;
+            // Cannot fail for a buffer this size; an impossible overflow
+            // would only shorten the value.
+            let _ = write!(rest, "{}", humantime::format_rfc3339_millis(self.time));
+            rest.len()
+        };
+        write(CE_TIME, &time[..time.len() - left]);
+        write(CONTENT_TYPE, self.content_type.as_bytes());
         if let Some(tp) = &self.traceparent {
-            pairs.push((TRACEPARENT, tp.to_string().into_bytes()));
+            write(TRACEPARENT, &tp.to_bytes());
         }
         if let Some(ts) = &self.tracestate {
-            pairs.push((TRACESTATE, ts.clone().into_bytes()));
+            write(TRACESTATE, ts.as_bytes());
         }
-        pairs
     }
 
     /// Reads the headers of a record. The first occurrence of a name wins.
@@ -282,6 +293,24 @@ impl TraceParent {
             parent_id: random_span_id(),
             ..*self
         }
+    }
+
+    /// The header value, `00-<trace id>-<parent id>-<flags>` in lowercase hex.
+    pub fn to_bytes(&self) -> [u8; 55] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 55];
+        out[0] = b'0';
+        out[1] = b'0';
+        let mut hex = |at: usize, bytes: &[u8]| {
+            for (i, byte) in bytes.iter().enumerate() {
+                out[at + 2 * i] = DIGITS[usize::from(byte >> 4)];
+                out[at + 2 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
+            }
+        };
+        hex(3, &self.trace_id);
+        hex(36, &self.parent_id);
+        hex(53, &[self.flags]);
+        out
     }
 
     /// True when the sampled flag (bit 0 of [`flags`](Self::flags)) is set.
@@ -445,6 +474,10 @@ mod tests {
         let tp: TraceParent = example.parse().unwrap();
         assert!(tp.is_sampled());
         assert_eq!(tp.to_string(), example);
+        assert_eq!(&tp.to_bytes()[..], example.as_bytes());
+        let unsampled = TraceParent { flags: 0, ..tp };
+        assert_eq!(&unsampled.to_bytes()[..], unsampled.to_string().as_bytes());
+        assert!(unsampled.to_string().ends_with("-00"));
         assert_eq!(tp.child().trace_id, tp.trace_id);
         assert_ne!(tp.child().parent_id, tp.parent_id);
         for bad in [

@@ -47,14 +47,12 @@ type KafkitProducer = FutureProducer<PublisherContext>;
 /// inside a span, only when that span is sampled; outside any span, not for
 /// a record whose `traceparent` says "not sampled" (it continues an
 /// unsampled trace, and keeps that header).
-fn send_span(record: &OutgoingRecord) -> Span {
+fn send_span(topic: &str, key: Option<&[u8]>, traceparent: Option<&str>) -> Span {
+    if !kafkit_telemetry::context::exported() {
+        return Span::none();
+    }
     let current = Span::current();
     let worth_building = if current.is_none() {
-        let traceparent = record
-            .headers
-            .iter()
-            .find(|(name, _)| name == TRACEPARENT)
-            .and_then(|(_, value)| std::str::from_utf8(value).ok());
         kafkit_telemetry::context::continues(traceparent)
     } else {
         // Inside a request or a record's span: a child of it.
@@ -65,14 +63,14 @@ fn send_span(record: &OutgoingRecord) -> Span {
     }
     tracing::info_span!(
         "send",
-        otel.name = %format_args!("send {}", record.topic),
+        otel.name = %format_args!("send {topic}"),
         otel.kind = "producer",
         otel.status_code = tracing::field::Empty,
         "messaging.system" = "kafka",
         "messaging.operation.type" = "send",
         "messaging.operation.name" = "send",
-        "messaging.destination.name" = record.topic.as_str(),
-        "messaging.kafka.message.key" = record.key.as_deref().map(String::from_utf8_lossy).as_deref(),
+        "messaging.destination.name" = topic,
+        "messaging.kafka.message.key" = key.map(String::from_utf8_lossy).as_deref(),
         "messaging.destination.partition.id" = tracing::field::Empty,
         "messaging.kafka.offset" = tracing::field::Empty,
         "error.type" = tracing::field::Empty,
@@ -102,13 +100,24 @@ impl OutgoingRecord {
             partition: None,
             key: Some(key.to_vec()),
             payload: Some(payload),
-            headers: headers
-                .to_pairs()
-                .into_iter()
-                .map(|(n, v)| (Cow::Borrowed(n), v))
-                .collect(),
+            headers: {
+                let mut pairs = Vec::with_capacity(8);
+                headers
+                    .write_pairs(|name, value| pairs.push((Cow::Borrowed(name), value.to_vec())));
+                pairs
+            },
         }
     }
+}
+
+/// A record to hand over, borrowed: what [`Publisher::enqueue_parts`] sends.
+struct Parts<'a> {
+    topic: &'a str,
+    partition: Option<i32>,
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+    /// The record's own `traceparent`, for the decision to build a span.
+    traceparent: Option<&'a str>,
 }
 
 /// Where the broker stored an acknowledged record.
@@ -342,8 +351,47 @@ impl Publisher {
     /// means the record was not taken at all (a full local queue, a producer
     /// that can never send again).
     pub fn enqueue(&self, record: &OutgoingRecord) -> Result<PendingDelivery, PublishError> {
-        let span = send_span(record);
-        let context = if span.is_none() {
+        let traceparent = record
+            .headers
+            .iter()
+            .find(|(name, _)| name == TRACEPARENT)
+            .and_then(|(_, value)| std::str::from_utf8(value).ok());
+        self.enqueue_parts(
+            Parts {
+                topic: &record.topic,
+                partition: record.partition,
+                key: record.key.as_deref(),
+                payload: record.payload.as_deref(),
+                traceparent,
+            },
+            record.headers.len(),
+            |write| {
+                for (name, value) in &record.headers {
+                    write(name, value);
+                }
+            },
+        )
+    }
+
+    /// [`enqueue`](Self::enqueue) from borrowed parts: `headers` hands each
+    /// header to the writer it is given, straight into the producer's record.
+    fn enqueue_parts(
+        &self,
+        parts: Parts<'_>,
+        header_count: usize,
+        headers: impl FnOnce(&mut dyn FnMut(&str, &[u8])),
+    ) -> Result<PendingDelivery, PublishError> {
+        let Parts {
+            topic,
+            partition,
+            key,
+            payload,
+            traceparent,
+        } = parts;
+        let span = send_span(topic, key, traceparent);
+        let context = if !kafkit_telemetry::context::exported() {
+            None
+        } else if span.is_none() {
             // No span of its own: the enclosing span's context, when there is
             // one (a request whose caller was not sampled passes on its trace
             // id and its "not sampled" flag, as the skipped span would have).
@@ -351,43 +399,45 @@ impl Publisher {
         } else {
             kafkit_telemetry::context::traceparent(&span)
         };
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 2);
-        for (name, value) in &record.headers {
-            let replaced = matches!(name.as_ref(), TRACEPARENT | TRACESTATE) && context.is_some();
-            if !replaced {
-                headers = headers.insert(Header {
+        let mut owned = Some(OwnedHeaders::new_with_capacity(header_count + 2));
+        let mut add = |name: &str, value: &[u8]| {
+            if let Some(built) = owned.take() {
+                owned = Some(built.insert(Header {
                     key: name,
                     value: Some(value),
-                });
+                }));
             }
-        }
+        };
+        headers(&mut |name, value| {
+            let replaced = matches!(name, TRACEPARENT | TRACESTATE) && context.is_some();
+            if !replaced {
+                add(name, value);
+            }
+        });
         if let Some((traceparent, tracestate)) = &context {
-            headers = headers.insert(Header {
-                key: TRACEPARENT,
-                value: Some(traceparent),
-            });
+            add(TRACEPARENT, traceparent.as_bytes());
             if let Some(state) = tracestate {
-                headers = headers.insert(Header {
-                    key: TRACESTATE,
-                    value: Some(state),
-                });
+                add(TRACESTATE, state.as_bytes());
             }
         }
-        let mut message = FutureRecord::<Vec<u8>, Vec<u8>>::to(&record.topic).headers(headers);
-        if let Some(key) = &record.key {
+        let mut message = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(headers) = owned {
+            message = message.headers(headers);
+        }
+        if let Some(key) = key {
             message = message.key(key);
         }
-        if let Some(partition) = record.partition {
+        if let Some(partition) = partition {
             message = message.partition(partition);
         }
-        if let Some(payload) = &record.payload {
+        if let Some(payload) = payload {
             message = message.payload(payload);
         }
         let (generation, producer) = self.producer();
         match producer.send_result(message) {
             Ok(delivery) => Ok(PendingDelivery {
                 delivery,
-                topic: record.topic.clone(),
+                topic: topic.to_owned(),
                 generation,
                 producer,
                 publisher: self.clone(),
@@ -395,13 +445,12 @@ impl Publisher {
             }),
             Err((error, _)) => {
                 self.recover_from_fatal(generation, &producer, &error);
-                let error = PublishError::classify(&record.topic, error);
+                let error = PublishError::classify(topic, error);
                 record_failure(&span, &error);
                 Err(error)
             }
         }
     }
-
     /// Records handed to librdkafka and not yet acknowledged or failed.
     pub fn in_flight(&self) -> i32 {
         self.producer().1.in_flight_count()
@@ -649,7 +698,21 @@ impl EventPublisher {
         headers: &EventHeaders,
     ) -> Result<Delivered, PublishEventError> {
         let payload = self.codec.encode(topic, event).await?;
-        let record = OutgoingRecord::event(topic, key.as_bytes(), payload, headers);
-        Ok(self.publisher.publish(&record).await?)
+        // Straight from the event's headers into the producer's record: no
+        // intermediate `OutgoingRecord` with a copy of every header.
+        let traceparent = headers.traceparent.map(|tp| tp.to_bytes());
+        let parts = Parts {
+            topic,
+            partition: None,
+            key: Some(key.as_bytes()),
+            payload: Some(&payload),
+            traceparent: traceparent
+                .as_ref()
+                .and_then(|tp| std::str::from_utf8(tp).ok()),
+        };
+        let delivery = self
+            .publisher
+            .enqueue_parts(parts, 8, |write| headers.write_pairs(|n, v| write(n, v)))?;
+        Ok(delivery.await?)
     }
 }
