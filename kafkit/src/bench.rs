@@ -364,6 +364,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             median(&consume.noop_raw),
             median(&ratios(&consume.noop_kafkit, &consume.noop_raw))
         );
+        println!(
+            "| consume path, no-op handler (it decodes each record), against a raw consumer that decodes too, records/s | {:.0} | {:.0} (raw StreamConsumer, apache-avro serde decode, store offsets) | {:.2}x |",
+            median(&consume.noop_kafkit),
+            median(&consume.noop_raw_decoding),
+            median(&ratios(&consume.noop_kafkit, &consume.noop_raw_decoding))
+        );
     }
     if let Some((e2e_p50, e2e_p99)) = e2e {
         println!(
