@@ -1,20 +1,17 @@
 //! `kafkit bench`: kafkit's hot paths side by side with a baseline, in one run.
 //!
 //! Machines here are shared and noisy, so only ratios measured in the same
-//! run mean anything. Each pair is run alternately, several rounds, and the
-//! best round of each side is compared.
+//! run mean anything. Each pair is run alternately, several rounds; the best
+//! round of each side and the median of the round ratios are reported.
+//! docs/benchmarks.md says what each part measures and what it found.
 //!
-//! (a) publish: `kafkit_messaging::EventPublisher` (encode through the registry with
-//!     a warm cache, produce with acks=all, wait for the ack) against a raw
-//!     rdkafka `FutureProducer` sending the same pre-encoded bytes with the
-//!     same headers, key and producer settings.
-//! (b) HTTP ingest: `POST /v1/orders` on producer-service against a bare
-//!     axum handler that reads the same body and answers 202, and against
-//!     the same job written by hand (axum, the JSON parsed, a raw
-//!     `FutureProducer` acknowledgement of pre-encoded bytes).
-//!
-//! The registry's request counter is read before and after the timed runs:
-//! after warm-up, no request per record.
+//! This file: the codec (encode and decode apart, heap allocations per call),
+//! publish (`EventPublisher` against a raw `FutureProducer` sending
+//! pre-encoded bytes, and one encoding each event), HTTP ingest
+//! (producer-service against a bare 202 and the same job by hand). The
+//! consume side is in `bench_consume`, the cost of exporting spans in
+//! `bench_telemetry`. The registry's request counter is read before and
+//! after the timed runs: after warm-up, no request per record.
 
 use anyhow::Context;
 use axum::http::StatusCode;

@@ -665,7 +665,10 @@ async fn raw_consume_rate(
     for _ in 1..count {
         let message = consumer.recv().await?;
         if decode {
-            let mut body = message.payload().and_then(|p| p.get(5..)).context("no body")?;
+            let mut body = message
+                .payload()
+                .and_then(|p| p.get(5..))
+                .context("no body")?;
             std::hint::black_box(reader.read_deser::<OrderPlaced>(&mut body)?);
         } else {
             std::hint::black_box(message.payload());

@@ -164,7 +164,7 @@ pub fn init(options: Options) -> anyhow::Result<Telemetry> {
         (false, false) => fmt.with_filter(filter).boxed(),
     };
     // Only when spans go somewhere: building OpenTelemetry spans for every
-    // record costs throughput (measured in the README's benchmarks). Without
+    // record costs throughput (measured in docs/benchmarks.md). Without
     // it the records keep the `traceparent` they were given, so a record's
     // trace id still survives its hops, and logs still show it.
     let sampler = std::env::var("OTEL_TRACES_SAMPLER").unwrap_or_default();
