@@ -279,7 +279,10 @@ pub struct TraceParent {
 impl TraceParent {
     /// A new sampled trace with random ids.
     pub fn new_root() -> Self {
-        let trace = uuid::Uuid::new_v4().into_bytes();
+        let mut trace = random_bytes();
+        if trace == [0; 16] {
+            trace[15] = 1;
+        }
         Self {
             trace_id: trace,
             parent_id: random_span_id(),
@@ -319,8 +322,20 @@ impl TraceParent {
     }
 }
 
+/// 16 random bytes: a version 4 UUID with its fixed version and variant
+/// bits replaced by random ones from a second, so every bit is random (a
+/// sampler that reads the low 63 bits of a trace id, as OpenTelemetry's
+/// ratio sampler does, would otherwise find the variant bit always set).
+fn random_bytes() -> [u8; 16] {
+    let mut bytes = uuid::Uuid::new_v4().into_bytes();
+    let more = uuid::Uuid::new_v4().into_bytes();
+    bytes[6] = more[0];
+    bytes[8] = more[1];
+    bytes
+}
+
 fn random_span_id() -> [u8; 8] {
-    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let bytes = random_bytes();
     let mut id = [0u8; 8];
     id.copy_from_slice(&bytes[..8]);
     if id == [0; 8] {
@@ -465,6 +480,21 @@ mod tests {
         assert_eq!(
             EventHeaders::from_pairs(pairs).unwrap_err(),
             HeaderError::Missing(CE_ID)
+        );
+    }
+
+    #[test]
+    fn new_traces_and_spans_are_random_in_every_bit() {
+        let roots: Vec<TraceParent> = (0..200).map(|_| TraceParent::new_root()).collect();
+        // A version 4 UUID would fix byte 6's high nibble to 4 and byte 8's
+        // top bit to 1; over 200 ids each differs at least once.
+        assert!(roots.iter().any(|t| t.trace_id[6] >> 4 != 4));
+        assert!(roots.iter().any(|t| t.trace_id[8] & 0x80 == 0));
+        assert!(roots.iter().any(|t| t.parent_id[6] >> 4 != 4));
+        assert!(
+            roots
+                .iter()
+                .all(|t| t.trace_id != [0; 16] && t.parent_id != [0; 8])
         );
     }
 

@@ -681,8 +681,8 @@ impl RawSide<'_> {
 }
 
 /// Events/s of `EventPublisher` publishing `count` orders (each its own
-/// customer id, so each is encoded) with `in_flight` awaiting their
-/// acknowledgement at once.
+/// customer id, so each is encoded, and its own headers) with `in_flight`
+/// awaiting their acknowledgement at once.
 pub(crate) async fn publish_round(
     events: &EventPublisher,
     topic: &str,
@@ -690,14 +690,18 @@ pub(crate) async fn publish_round(
     in_flight: usize,
 ) -> anyhow::Result<f64> {
     let sample = order();
-    let headers = EventHeaders::new::<OrderPlaced>("/kafkit-bench");
+    // Each event its own headers (its own id and trace), made before the
+    // clock starts, as a caller has them when it publishes.
+    let headers: Vec<EventHeaders> = (0..count)
+        .map(|_| EventHeaders::new::<OrderPlaced>("/kafkit-bench"))
+        .collect();
     let started = Instant::now();
     let mut pending = FuturesUnordered::new();
-    for i in 0..count {
+    for (i, headers) in headers.iter().enumerate() {
         if pending.len() >= in_flight {
             pending.next().await.context("publish stream ended")??;
         }
-        let (sample, headers) = (&sample, &headers);
+        let sample = &sample;
         pending.push(async move {
             let mut event = sample.clone();
             event.customer_id = format!("bench-customer-{i}");

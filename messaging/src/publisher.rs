@@ -7,7 +7,7 @@
 //! will never be taken, e.g. too large).
 
 use crate::config::{KafkaSettings, ProducerSettings};
-use kafkit_events::{EncodeError, Event, EventCodec, EventHeaders};
+use kafkit_events::{EncodeError, Event, EventCodec, EventHeaders, TraceParent};
 use kafkit_telemetry::context::{TRACEPARENT, TRACESTATE};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -41,27 +41,55 @@ impl ClientContext for PublisherContext {
 
 type KafkitProducer = FutureProducer<PublisherContext>;
 
+/// What a record's send contributes to its trace.
+enum SendTrace {
+    /// A `send` span: the record carries its context.
+    Span(Span),
+    /// No span: the record carries the enclosing span's context, or the
+    /// `traceparent` it has.
+    Skipped,
+    /// A root kafkit decided not to keep: the record carries its own trace
+    /// marked not sampled (this `traceparent`).
+    NotSampled(String),
+}
+
 /// A producer span named after the semantic conventions for messaging,
 /// built only when spans are exported (a span per record costs throughput)
 /// and the sampler could keep it. Under the default parent-based sampler:
 /// inside a span, only when that span is sampled; outside any span, not for
 /// a record whose `traceparent` says "not sampled" (it continues an
-/// unsampled trace, and keeps that header).
-fn send_span(topic: &str, key: Option<&[u8]>, traceparent: Option<&str>) -> Span {
+/// unsampled trace, and keeps that header), and for a new trace only when
+/// the root sampler keeps it, decided before anything is built
+/// (`kafkit_telemetry::sampling`).
+fn send_trace(topic: &str, key: Option<&[u8]>, traceparent: Option<&str>) -> SendTrace {
     if !kafkit_telemetry::context::exported() {
-        return Span::none();
+        return SendTrace::Skipped;
     }
     let current = Span::current();
-    let worth_building = if current.is_none() {
-        kafkit_telemetry::context::continues(traceparent)
-    } else {
-        // Inside a request or a record's span: a child of it.
-        kafkit_telemetry::context::continues_span(&current)
-    };
-    if !worth_building {
-        return Span::none();
+    let mut root_kept = false;
+    if current.is_none() {
+        if !kafkit_telemetry::context::continues(traceparent) {
+            return SendTrace::Skipped;
+        }
+        let own = traceparent.and_then(|tp| tp.parse::<TraceParent>().ok());
+        if let Some(own) = own {
+            match kafkit_telemetry::sampling::keeps_root(own.trace_id) {
+                Some(false) => {
+                    let not_sampled = TraceParent {
+                        flags: own.flags & !1,
+                        ..own
+                    };
+                    return SendTrace::NotSampled(not_sampled.to_string());
+                }
+                Some(true) => root_kept = true,
+                None => {}
+            }
+        }
+    } else if !kafkit_telemetry::context::continues_span(&current) {
+        // Inside a request or a record's span that was not sampled.
+        return SendTrace::Skipped;
     }
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "send",
         otel.name = %format_args!("send {topic}"),
         otel.kind = "producer",
@@ -74,7 +102,12 @@ fn send_span(topic: &str, key: Option<&[u8]>, traceparent: Option<&str>) -> Span
         "messaging.destination.partition.id" = tracing::field::Empty,
         "messaging.kafka.offset" = tracing::field::Empty,
         "error.type" = tracing::field::Empty,
-    )
+        "kafkit.root.sampled" = tracing::field::Empty,
+    );
+    if root_kept {
+        span.record(kafkit_telemetry::sampling::ROOT_SAMPLED, true);
+    }
+    SendTrace::Span(span)
 }
 
 /// A record to publish. Bytes are sent as they are.
@@ -388,16 +421,23 @@ impl Publisher {
             payload,
             traceparent,
         } = parts;
-        let span = send_span(topic, key, traceparent);
-        let context = if !kafkit_telemetry::context::exported() {
-            None
-        } else if span.is_none() {
+        let (span, context) = match send_trace(topic, key, traceparent) {
+            SendTrace::Span(span) => {
+                let context = kafkit_telemetry::context::traceparent(&span);
+                (span, context)
+            }
             // No span of its own: the enclosing span's context, when there is
             // one (a request whose caller was not sampled passes on its trace
             // id and its "not sampled" flag, as the skipped span would have).
-            kafkit_telemetry::context::traceparent(&Span::current())
-        } else {
-            kafkit_telemetry::context::traceparent(&span)
+            SendTrace::Skipped => (
+                Span::none(),
+                if kafkit_telemetry::context::exported() {
+                    kafkit_telemetry::context::traceparent(&Span::current())
+                } else {
+                    None
+                },
+            ),
+            SendTrace::NotSampled(traceparent) => (Span::none(), Some((traceparent, None))),
         };
         let mut owned = Some(OwnedHeaders::new_with_capacity(header_count + 2));
         let mut add = |name: &str, value: &[u8]| {

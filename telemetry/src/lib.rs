@@ -17,6 +17,7 @@
 
 pub mod context;
 pub mod metrics;
+pub mod sampling;
 
 use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
@@ -125,7 +126,12 @@ fn span_exporter() -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
 pub fn init(options: Options) -> anyhow::Result<Telemetry> {
     let resource = resource(&options.service_name);
     let exporting_to = endpoint("TRACES");
-    let mut provider = SdkTracerProvider::builder().with_resource(resource);
+    // The sampler the environment asks for, except that a root kafkit
+    // already decided to keep is kept (see `sampling`).
+    let configured = opentelemetry_sdk::trace::Config::default().sampler;
+    let mut provider = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(sampling::HonourRootDecisions(configured));
     if exporting_to.is_some() {
         provider = provider.with_batch_exporter(span_exporter()?);
     }
@@ -173,6 +179,10 @@ pub fn init(options: Options) -> anyhow::Result<Telemetry> {
     let building = exporting_to.is_some() && sampler != "always_off";
     if building {
         context::spans_built(sampler.is_empty() || sampler.starts_with("parentbased_"));
+        let ratio = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok();
+        if let Some(rule) = sampling::RootRule::from_env(sampler, ratio.as_deref()) {
+            sampling::set_root_rule(rule);
+        }
     }
     // Per span, only the fields kafkit declares: no source location, thread
     // or busy/idle timings (each an attribute built and exported per
