@@ -127,16 +127,31 @@ pub async fn fill(
     count: usize,
     keys: Option<usize>,
 ) -> anyhow::Result<()> {
-    let headers = &EventHeaders::new::<OrderPlaced>("/kafkit-bench");
-    let mut pending = futures::stream::FuturesUnordered::new();
-    for i in 0..count {
+    let headers = EventHeaders::new::<OrderPlaced>("/kafkit-bench");
+    publish_all(events, topic, count, |i| {
         let mut order = super::bench::order();
         order.customer_id = format!("customer-{i}");
         if i % 100 == 50 {
             order.items[0].sku = format!("{FLAKY}-1");
         }
         let key = keys.map_or_else(|| order.order_id.clone(), |k| format!("key-{}", i % k));
-        pending.push(async move { events.publish_event(topic, &key, &order, headers).await });
+        (key, order, headers.clone())
+    })
+    .await
+}
+
+/// Produces the `count` orders `make` gives (key, order, headers), 1,000
+/// awaiting their acknowledgement at once.
+pub async fn publish_all(
+    events: &EventPublisher,
+    topic: &str,
+    count: usize,
+    make: impl Fn(usize) -> (String, OrderPlaced, EventHeaders),
+) -> anyhow::Result<()> {
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for i in 0..count {
+        let (key, order, headers) = make(i);
+        pending.push(async move { events.publish_event(topic, &key, &order, &headers).await });
         if pending.len() >= 1000 {
             pending.next().await.context("fill")??;
         }

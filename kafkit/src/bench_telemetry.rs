@@ -13,14 +13,12 @@
 //! of them, or one in ten).
 
 use crate::bench::{order, publish_round};
-use crate::bench_consume::{Rate, median, ratios, service_job_rate_with};
+use crate::bench_consume::{Rate, median, publish_all, ratios, service_job_rate_with};
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use kafkit_events::{EventHeaders, TraceParent};
 use kafkit_messaging::{
     EventPublisher, KafkaSettings, ProducerSettings, Publisher, RetryPolicy, TopicSpec,
@@ -189,8 +187,7 @@ async fn fill_traced(
     count: usize,
     sampled_one_in: usize,
 ) -> anyhow::Result<()> {
-    let mut pending = FuturesUnordered::new();
-    for i in 0..count {
+    publish_all(events, topic, count, |i| {
         let mut order = order();
         order.customer_id = format!("customer-{i}");
         let mut headers = EventHeaders::new::<OrderPlaced>("/kafkit-bench");
@@ -198,19 +195,9 @@ async fn fill_traced(
             flags: u8::from(i % sampled_one_in == 0),
             ..TraceParent::new_root()
         });
-        pending.push(async move {
-            events
-                .publish_event(topic, &order.order_id, &order, &headers)
-                .await
-        });
-        if pending.len() >= 1000 {
-            pending.next().await.context("fill")??;
-        }
-    }
-    while let Some(result) = pending.next().await {
-        result?;
-    }
-    Ok(())
+        (order.order_id.clone(), order, headers)
+    })
+    .await
 }
 
 /// Runs every configuration, alternating, `sizes.rounds` times.
