@@ -187,19 +187,42 @@ impl EventHeaders {
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     ) -> Result<Self, HeaderError> {
-        let pairs: Vec<(&str, Option<&[u8]>)> = pairs.into_iter().collect();
-        let text = |name: &'static str| -> Result<Option<String>, HeaderError> {
-            match pairs.iter().find(|(n, _)| *n == name) {
-                None | Some((_, None)) => Ok(None),
-                Some((_, Some(bytes))) => {
-                    String::from_utf8(bytes.to_vec())
-                        .map(Some)
-                        .map_err(|_| HeaderError::Invalid {
-                            name,
-                            reason: "not UTF-8".into(),
-                        })
-                }
+        // One pass, borrowing: only the values kept are copied.
+        const NAMES: [&str; 8] = [
+            CE_SPECVERSION,
+            CE_ID,
+            CE_TYPE,
+            CE_SOURCE,
+            CE_TIME,
+            CONTENT_TYPE,
+            TRACEPARENT,
+            TRACESTATE,
+        ];
+        let mut found: [Option<Option<&[u8]>>; 8] = [None; 8];
+        for (name, value) in pairs {
+            if let Some(slot) = NAMES
+                .iter()
+                .position(|n| *n == name)
+                .and_then(|i| found.get_mut(i))
+                && slot.is_none()
+            {
+                *slot = Some(value);
             }
+        }
+        let text = |name: &'static str| -> Result<Option<&str>, HeaderError> {
+            let value = NAMES
+                .iter()
+                .position(|n| *n == name)
+                .and_then(|i| found.get(i).copied().flatten())
+                .flatten();
+            value
+                .map(|bytes| {
+                    std::str::from_utf8(bytes).map_err(|_| HeaderError::Invalid {
+                        name,
+                        reason: "not UTF-8".into(),
+                    })
+                })
+                .transpose()
         };
         let required = |name: &'static str| text(name)?.ok_or(HeaderError::Missing(name));
         let spec = required(CE_SPECVERSION)?;
@@ -211,7 +234,7 @@ impl EventHeaders {
         }
         let time = match text(CE_TIME)? {
             None => SystemTime::UNIX_EPOCH,
-            Some(t) => humantime::parse_rfc3339_weak(&t).map_err(|e| HeaderError::Invalid {
+            Some(t) => humantime::parse_rfc3339_weak(t).map_err(|e| HeaderError::Invalid {
                 name: CE_TIME,
                 reason: e.to_string(),
             })?,
@@ -225,13 +248,13 @@ impl EventHeaders {
             })
             .transpose()?;
         Ok(Self {
-            id: required(CE_ID)?,
-            event_type: required(CE_TYPE)?,
-            source: required(CE_SOURCE)?,
+            id: required(CE_ID)?.to_owned(),
+            event_type: required(CE_TYPE)?.to_owned(),
+            source: required(CE_SOURCE)?.to_owned(),
             time,
-            content_type: text(CONTENT_TYPE)?.unwrap_or_else(|| AVRO_CONTENT_TYPE.to_owned()),
+            content_type: text(CONTENT_TYPE)?.unwrap_or(AVRO_CONTENT_TYPE).to_owned(),
             traceparent,
-            tracestate: text(TRACESTATE)?,
+            tracestate: text(TRACESTATE)?.map(str::to_owned),
         })
     }
 }
@@ -392,13 +415,19 @@ impl fmt::Display for TraceParent {
 impl FromStr for TraceParent {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parts: Vec<&str> = s.trim().split('-').collect();
-        let [version, trace, parent, flags] = parts.as_slice() else {
+        let mut parts = s.trim().split('-');
+        let (Some(version), Some(trace), Some(parent), Some(flags), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(format!(
                 "expected version-traceid-parentid-flags, got {s:?}"
             ));
         };
-        if *version != "00" {
+        if version != "00" {
             return Err(format!("unsupported traceparent version {version:?}"));
         }
         let flags = match flags.len() {
@@ -481,6 +510,50 @@ mod tests {
             EventHeaders::from_pairs(pairs).unwrap_err(),
             HeaderError::Missing(CE_ID)
         );
+    }
+
+    #[test]
+    fn the_first_of_a_repeated_header_wins_and_bad_values_are_named() {
+        let base = [
+            (CE_SPECVERSION, Some(&b"1.0"[..])),
+            (CE_ID, Some(&b"first"[..])),
+            (CE_ID, Some(&b"second"[..])),
+            (CE_TYPE, Some(&b"t"[..])),
+            (CE_SOURCE, Some(&b"/s"[..])),
+            ("unrelated", Some(&b"\xff"[..])),
+        ];
+        let read = EventHeaders::from_pairs(base).unwrap();
+        assert_eq!(read.id, "first");
+        assert_eq!(read.content_type, AVRO_CONTENT_TYPE);
+        assert_eq!(read.time, SystemTime::UNIX_EPOCH);
+        assert_eq!(read.traceparent, None);
+        let mut not_utf8 = base.to_vec();
+        not_utf8.insert(0, (CE_SOURCE, Some(&[0xff, 0xfe][..])));
+        assert!(matches!(
+            EventHeaders::from_pairs(not_utf8).unwrap_err(),
+            HeaderError::Invalid {
+                name: CE_SOURCE,
+                ..
+            }
+        ));
+        let mut bad_trace = base.to_vec();
+        bad_trace.push((TRACEPARENT, Some(&b"00-abc-def-01"[..])));
+        assert!(matches!(
+            EventHeaders::from_pairs(bad_trace).unwrap_err(),
+            HeaderError::Invalid {
+                name: TRACEPARENT,
+                ..
+            }
+        ));
+        let mut old_spec = base.to_vec();
+        old_spec[0] = (CE_SPECVERSION, Some(&b"0.3"[..]));
+        assert!(matches!(
+            EventHeaders::from_pairs(old_spec).unwrap_err(),
+            HeaderError::Invalid {
+                name: CE_SPECVERSION,
+                ..
+            }
+        ));
     }
 
     #[test]

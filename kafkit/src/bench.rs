@@ -681,8 +681,8 @@ impl RawSide<'_> {
 }
 
 /// Events/s of `EventPublisher` publishing `count` orders (each its own
-/// customer id, so each is encoded, and its own headers) with `in_flight`
-/// awaiting their acknowledgement at once.
+/// customer id, so each is encoded; headers taken in turn from 1,024) with
+/// `in_flight` awaiting their acknowledgement at once.
 pub(crate) async fn publish_round(
     events: &EventPublisher,
     topic: &str,
@@ -690,14 +690,15 @@ pub(crate) async fn publish_round(
     in_flight: usize,
 ) -> anyhow::Result<f64> {
     let sample = order();
-    // Each event its own headers (its own id and trace), made before the
-    // clock starts, as a caller has them when it publishes.
-    let headers: Vec<EventHeaders> = (0..count)
+    // Headers of 1,024 events (ids and traces of their own), made before
+    // the clock starts and used in turn: varied traces for a sampler, and
+    // warm in the cache as a caller's headers are when it publishes.
+    let headers: Vec<EventHeaders> = (0..1024)
         .map(|_| EventHeaders::new::<OrderPlaced>("/kafkit-bench"))
         .collect();
     let started = Instant::now();
     let mut pending = FuturesUnordered::new();
-    for (i, headers) in headers.iter().enumerate() {
+    for (i, headers) in (0..count).zip(headers.iter().cycle()) {
         if pending.len() >= in_flight {
             pending.next().await.context("publish stream ended")??;
         }

@@ -740,7 +740,11 @@ impl EventPublisher {
         let payload = self.codec.encode(topic, event).await?;
         // Straight from the event's headers into the producer's record: no
         // intermediate `OutgoingRecord` with a copy of every header.
-        let traceparent = headers.traceparent.map(|tp| tp.to_bytes());
+        // Only read to decide on a span, which only an exporter needs.
+        let traceparent = headers
+            .traceparent
+            .filter(|_| kafkit_telemetry::context::exported())
+            .map(|tp| tp.to_bytes());
         let parts = Parts {
             topic,
             partition: None,
