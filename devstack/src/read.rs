@@ -51,9 +51,20 @@ pub async fn read_topic(bootstrap: &str, topic: &str, want: usize, within: Durat
             )
             .create()
             .unwrap();
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(5)))
-            .unwrap();
+        // A busy broker may drop one metadata request (seen once with Tansu
+        // as "broker transport failure" in a long rebalancing test): ask
+        // again until `within` has passed.
+        let deadline = Instant::now() + within.max(Duration::from_secs(10));
+        let metadata = loop {
+            match consumer.fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(5))) {
+                Ok(metadata) => break metadata,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("reading {topic}: metadata not fetched ({e}), asking again");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("reading {topic}: metadata not fetched: {e}"),
+            }
+        };
         let mut assignment = TopicPartitionList::new();
         for partition in metadata.topics()[0].partitions() {
             assignment
@@ -68,8 +79,11 @@ pub async fn read_topic(bootstrap: &str, topic: &str, want: usize, within: Durat
             || (records.len() >= want && quiet_polls < 2)
         {
             match consumer.poll(Duration::from_millis(250)) {
-                Some(message) => {
-                    let message = message.unwrap().detach();
+                // A transient client error (a connection dropped) is not a
+                // record: librdkafka reconnects and the next poll goes on.
+                Some(Err(e)) => eprintln!("reading {topic}: {e}"),
+                Some(Ok(message)) => {
+                    let message = message.detach();
                     let headers = message
                         .headers()
                         .map(|h| {
