@@ -561,11 +561,12 @@ impl EventCodec {
             })?;
         entry.direct.get_or_init(|| {
             let own = schema.parsed.canonical_form() == E::schema().canonical_form();
-            let writer = GenericDatumWriter::builder(E::schema()).build().ok()?;
-            own.then_some(DirectWriter {
-                id: schema.id,
-                writer,
-            })
+            own.then(|| GenericDatumWriter::builder(E::schema()).build().ok())
+                .flatten()
+                .map(|writer| DirectWriter {
+                    id: schema.id,
+                    writer,
+                })
         });
         entry.warm.store(true, Ordering::Release);
         Ok(schema.id)

@@ -7,7 +7,7 @@
 //! will never be taken, e.g. too large).
 
 use crate::config::{KafkaSettings, ProducerSettings};
-use kafkit_events::{EncodeError, Event, EventCodec, EventHeaders, TraceParent};
+use kafkit_events::{EncodeError, Event, EventCodec, EventHeaders};
 use kafkit_telemetry::context::{TRACEPARENT, TRACESTATE};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -68,22 +68,11 @@ fn send_trace(topic: &str, key: Option<&[u8]>, traceparent: Option<&str>) -> Sen
     let current = Span::current();
     let mut root_kept = false;
     if current.is_none() {
-        if !kafkit_telemetry::context::continues(traceparent) {
-            return SendTrace::Skipped;
-        }
-        let own = traceparent.and_then(|tp| tp.parse::<TraceParent>().ok());
-        if let Some(own) = own {
-            match kafkit_telemetry::sampling::keeps_root(own.trace_id) {
-                Some(false) => {
-                    let not_sampled = TraceParent {
-                        flags: own.flags & !1,
-                        ..own
-                    };
-                    return SendTrace::NotSampled(not_sampled.to_string());
-                }
-                Some(true) => root_kept = true,
-                None => {}
-            }
+        use kafkit_telemetry::sampling::{SendOutsideSpans, send_outside_spans};
+        match send_outside_spans(traceparent) {
+            SendOutsideSpans::Skip => return SendTrace::Skipped,
+            SendOutsideSpans::NotSampled(traceparent) => return SendTrace::NotSampled(traceparent),
+            SendOutsideSpans::Build { kept } => root_kept = kept,
         }
     } else if !kafkit_telemetry::context::continues_span(&current) {
         // Inside a request or a record's span that was not sampled.
@@ -384,11 +373,16 @@ impl Publisher {
     /// means the record was not taken at all (a full local queue, a producer
     /// that can never send again).
     pub fn enqueue(&self, record: &OutgoingRecord) -> Result<PendingDelivery, PublishError> {
-        let traceparent = record
-            .headers
-            .iter()
-            .find(|(name, _)| name == TRACEPARENT)
-            .and_then(|(_, value)| std::str::from_utf8(value).ok());
+        // Only read to decide on a span, which only an exporter needs.
+        let traceparent = if kafkit_telemetry::context::exported() {
+            record
+                .headers
+                .iter()
+                .find(|(name, _)| name == TRACEPARENT)
+                .and_then(|(_, value)| std::str::from_utf8(value).ok())
+        } else {
+            None
+        };
         self.enqueue_parts(
             Parts {
                 topic: &record.topic,

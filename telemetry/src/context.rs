@@ -54,15 +54,15 @@ pub fn trace_id_of(traceparent: &str) -> Option<&str> {
 /// keeps the `traceparent` it came with: its trace id and its "not sampled"
 /// flag travel on, which is what the skipped span would have passed on.
 pub fn continues(traceparent: Option<&str>) -> bool {
+    continues_parent(traceparent.and_then(parse).as_ref())
+}
+
+/// [`continues`] for a parent already read.
+pub(crate) fn continues_parent(parent: Option<&SpanContext>) -> bool {
     if !active() {
         return false;
     }
-    if !PARENT_BASED.load(Ordering::Acquire) {
-        return true;
-    }
-    traceparent
-        .and_then(parse)
-        .is_none_or(|parent| parent.is_sampled())
+    !PARENT_BASED.load(Ordering::Acquire) || parent.is_none_or(SpanContext::is_sampled)
 }
 
 /// Whether a child of `parent` (a span in progress) is worth building: spans
@@ -75,7 +75,7 @@ pub fn continues_span(parent: &Span) -> bool {
 }
 
 /// A `traceparent` value (version `00`), read without a propagator.
-fn parse(traceparent: &str) -> Option<SpanContext> {
+pub(crate) fn parse(traceparent: &str) -> Option<SpanContext> {
     let mut parts = traceparent.trim().split('-');
     let (Some("00"), Some(trace), Some(span), Some(flags), None) = (
         parts.next(),
@@ -202,6 +202,26 @@ mod tests {
         assert!(!continues(Some(NOT_SAMPLED)));
         assert!(continues(None), "a root: the sampler decides");
         assert!(continues(Some("garbage")), "no valid parent: a root");
+        // A send outside any span, from its record's own trace.
+        use crate::sampling::{RootRule, SendOutsideSpans, send_outside_spans, set_root_rule};
+        set_root_rule(RootRule::Never);
+        assert_eq!(
+            send_outside_spans(Some(SAMPLED)),
+            SendOutsideSpans::NotSampled(NOT_SAMPLED.to_owned())
+        );
+        assert_eq!(
+            send_outside_spans(Some(NOT_SAMPLED)),
+            SendOutsideSpans::Skip
+        );
+        assert_eq!(
+            send_outside_spans(None),
+            SendOutsideSpans::Build { kept: false }
+        );
+        set_root_rule(RootRule::Always);
+        assert_eq!(
+            send_outside_spans(Some(SAMPLED)),
+            SendOutsideSpans::Build { kept: true }
+        );
         spans_built(false);
         assert!(
             continues(Some(NOT_SAMPLED)),

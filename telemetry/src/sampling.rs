@@ -91,6 +91,45 @@ pub fn keeps_root(trace_id: [u8; 16]) -> Option<bool> {
     Some(rule.keeps(trace_id))
 }
 
+/// What a send outside any span does with the trace its record names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutsideSpans {
+    /// No span: the record's trace was not sampled (or no span is built).
+    Skip,
+    /// No span, and the record goes out with this `traceparent`: its own
+    /// trace, marked not sampled, because the root sampler drops it.
+    NotSampled(String),
+    /// A `send` span; `kept`: kafkit decided to keep this root, so the span
+    /// carries [`ROOT_SAMPLED`].
+    Build {
+        /// Whether kafkit already decided to keep it.
+        kept: bool,
+    },
+}
+
+/// Decides a send made outside any span from the record's own
+/// `traceparent`, read once: a parent marked not sampled skips it (under a
+/// parent-based sampler), and a trace the root sampler drops is never built.
+pub fn send_outside_spans(traceparent: Option<&str>) -> SendOutsideSpans {
+    let parent = traceparent.and_then(crate::context::parse);
+    if !crate::context::continues_parent(parent.as_ref()) {
+        return SendOutsideSpans::Skip;
+    }
+    let Some(parent) = parent else {
+        return SendOutsideSpans::Build { kept: false };
+    };
+    match keeps_root(parent.trace_id().to_bytes()) {
+        Some(false) => SendOutsideSpans::NotSampled(format!(
+            "00-{}-{}-{:02x}",
+            parent.trace_id(),
+            parent.span_id(),
+            parent.trace_flags().to_u8() & !1
+        )),
+        Some(kept) => SendOutsideSpans::Build { kept },
+        None => SendOutsideSpans::Build { kept: false },
+    }
+}
+
 /// The configured sampler, except that a root span carrying
 /// [`ROOT_SAMPLED`] is kept: kafkit decided it already.
 #[derive(Debug, Clone)]
