@@ -45,7 +45,7 @@ impl Tracing {
     /// Every configuration, in the order each round runs them.
     pub const ALL: [Self; 3] = [Self::Off, Self::Every, Self::OneInTen];
 
-    /// How the README names it.
+    /// How the report and docs/benchmarks.md name it.
     pub fn label(self) -> &'static str {
         match self {
             Self::Off => "no endpoint",

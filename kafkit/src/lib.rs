@@ -15,6 +15,9 @@ pub mod tail;
 pub mod term;
 pub mod topics;
 
+#[cfg(test)]
+mod docs_check;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]

@@ -500,7 +500,7 @@ fn ports_and_topic_names_agree_with_the_code() {
     assert_eq!(
         (producer_port, consumer_port, registry_port, kafka_port),
         (8080, 8082, 8081, 9092),
-        "DESIGN.md's ports"
+        "docs/DESIGN.md's ports"
     );
     let compose = compose();
     let services = &compose["services"];

@@ -1,4 +1,4 @@
-//! kafkit's retry and dead-letter header names (DESIGN.md).
+//! kafkit's retry and dead-letter header names (docs/DESIGN.md, header contract).
 //!
 //! A hop to a retry tier or the DLQ replaces these headers; it never appends
 //! a second copy. Other headers (CloudEvents, trace context, the producer's
