@@ -205,24 +205,30 @@ async fn health_readiness_and_metrics_answer() {
     feeder.send(&names.topic, &order("BOOK-1", "JPY")).await;
     read_topic(stack.bootstrap(), &names.dlq(), 1, WAIT).await;
     let client = reqwest::Client::new();
-    assert_eq!(
-        client
-            .get(format!("{}/healthz", service.ops_url))
+    // The same operations JSON as every kafkit service, with this one's checks.
+    for (path, expected) in [
+        ("healthz", serde_json::json!({"status": "alive"})),
+        (
+            "readyz",
+            serde_json::json!({"status": "ready", "checks": {
+                "kafka": "ok", "schema_registry": "ok", "destinations": "ok"
+            }}),
+        ),
+    ] {
+        let answer = client
+            .get(format!("{}/{path}", service.ops_url))
             .send()
             .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        client
-            .get(format!("{}/readyz", service.ops_url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+        assert_eq!(
+            answer.headers()["content-type"],
+            "application/json",
+            "{path}"
+        );
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body, expected, "{path}");
+    }
     let metrics = client
         .get(format!("{}/metrics", service.ops_url))
         .send()

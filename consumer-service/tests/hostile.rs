@@ -271,6 +271,10 @@ async fn a_missing_dead_letter_topic_holds_the_record_turns_readyz_503_and_then_
         detail.contains(&names.dlq()),
         "names the missing topic: {detail}"
     );
+    assert!(
+        detail.contains("urn:kafkit:problem:not-ready") && detail.contains("destinations: "),
+        "a not-ready problem naming the failed check: {detail}"
+    );
     create_topics(stack.bootstrap(), vec![names.dlq()]).await;
     let dead = read_topic(stack.bootstrap(), &names.dlq(), 1, WAIT).await;
     assert_eq!(dead.len(), 1);

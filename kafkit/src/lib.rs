@@ -16,6 +16,8 @@ pub mod term;
 pub mod topics;
 
 #[cfg(test)]
+mod deps_check;
+#[cfg(test)]
 mod docs_check;
 
 use clap::{Parser, Subcommand};

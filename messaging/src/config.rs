@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// Flags and environment shared by every kafkit process that talks to Kafka.
-#[derive(Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers.
     #[arg(
@@ -31,7 +31,7 @@ pub struct KafkaArgs {
     pub sasl_username: Option<String>,
     /// SASL password; never shown in debug output.
     #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
-    pub sasl_password: Option<String>,
+    pub sasl_password: Option<Secret>,
     /// CA bundle to verify the brokers' certificates.
     #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
     pub ssl_ca_location: Option<String>,
@@ -65,29 +65,6 @@ impl KafkaArgs {
     /// Every pass-through property, in the order given.
     pub fn properties(&self) -> Vec<(String, String)> {
         self.properties.iter().flat_map(|p| p.0.clone()).collect()
-    }
-}
-
-impl fmt::Debug for KafkaArgs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KafkaArgs")
-            .field("bootstrap_servers", &self.bootstrap_servers)
-            .field("security_protocol", &self.security_protocol)
-            .field("sasl_mechanism", &self.sasl_mechanism)
-            .field("sasl_username", &self.sasl_username)
-            .field(
-                "sasl_password",
-                &self.sasl_password.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "properties",
-                &self
-                    .properties()
-                    .iter()
-                    .map(|(k, _)| k.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
     }
 }
 
@@ -259,7 +236,10 @@ impl From<KafkaArgs> for KafkaSettings {
         set("security.protocol", args.security_protocol);
         set("sasl.mechanism", args.sasl_mechanism);
         set("sasl.username", args.sasl_username);
-        set("sasl.password", args.sasl_password);
+        set(
+            "sasl.password",
+            args.sasl_password.map(|s| s.expose().to_owned()),
+        );
         set("ssl.ca.location", args.ssl_ca_location);
         set("ssl.certificate.location", args.ssl_certificate_location);
         set("ssl.key.location", args.ssl_key_location);

@@ -316,9 +316,17 @@ async fn a_batch_publishes_its_valid_orders_and_reports_each_item() {
 async fn health_readiness_and_metrics_answer() {
     let stack = Stack::start().await;
     let app = spawn_app(stack.kafka.bootstrap_servers(), &stack.registry.url, &[]).await;
-    assert_eq!(app.get("/healthz").await.status, 200);
+    let alive = app.get("/healthz").await;
+    assert_eq!(alive.status, 200);
+    assert_eq!(alive.header("content-type"), Some("application/json"));
+    assert_eq!(alive.body, json!({"status": "alive"}));
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status, 200, "{ready:?}");
+    // The same operations JSON as every kafkit service, with this one's checks.
+    assert_eq!(
+        ready.body,
+        json!({"status": "ready", "checks": {"kafka": "ok", "schema_registry": "ok"}})
+    );
     assert_eq!(app.post_order(&valid_order()).await.status, 202);
     assert_eq!(app.post_order(&json!({})).await.status, 400);
     let metrics = app.get("/metrics").await.text;

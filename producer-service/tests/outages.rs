@@ -64,7 +64,7 @@ impl Drop for BehindProxy {
 
 /// The broker goes away behind a proxy and comes back with its state, as a
 /// Kafka broker does after a restart. (Restarting Tansu itself loses the
-/// idempotent producer's state, which real Kafka keeps; see the README.)
+/// idempotent producer's state, which real Kafka keeps; see docs/tansu.md.)
 ///
 /// An order in flight when the brokers go is answered 503 `outcome-unknown`
 /// (it may still be stored); once the service knows no broker answers, an
@@ -104,12 +104,10 @@ async fn an_unreachable_broker_gives_503_without_waiting_out_the_timeout_and_ret
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let readiness = app.get("/readyz").await;
-    assert!(
-        readiness.assert_problem(503)["detail"]
-            .as_str()
-            .unwrap()
-            .contains("kafka")
-    );
+    let problem = readiness.assert_problem(503);
+    assert_eq!(problem["type"], "urn:kafkit:problem:not-ready");
+    assert!(problem["detail"].as_str().unwrap().starts_with("kafka: "));
+    assert!(readiness.header("retry-after").is_some());
     let started = Instant::now();
     let refused = app.post_order_with_key(&valid_order(), "refused").await;
     let waited = started.elapsed();

@@ -7,7 +7,7 @@
 //! offsets, then flushes the producer within the grace period.
 
 use crate::args::{ConsumerArgs, Role};
-use crate::ops::{self, Ops};
+use crate::ops;
 use anyhow::Context;
 use futures::future::BoxFuture;
 use kafkit_events::{Event, EventCodec};
@@ -206,12 +206,9 @@ where
             listener,
             loops,
             stop,
-            ops: Ops {
-                missing,
-                publisher,
-                codec,
-                metrics,
-            },
+            checks: ops::consumer_checks(publisher.clone(), codec, missing),
+            publisher,
+            metrics,
             grace: args.grace(),
         })
     }
@@ -223,7 +220,9 @@ pub struct Service {
     listener: TcpListener,
     loops: Vec<BoxFuture<'static, ()>>,
     stop: watch::Sender<bool>,
-    ops: Ops,
+    checks: Vec<ops::Check>,
+    publisher: Publisher,
+    metrics: MetricsPipeline,
     grace: Duration,
 }
 
@@ -253,11 +252,12 @@ impl Service {
         let addr = self.local_addr();
         let stopped = self.stop.subscribe();
         let tasks: Vec<_> = self.loops.into_iter().map(tokio::spawn).collect();
-        let publisher = self.ops.publisher.clone();
-        let pipeline = self.ops.metrics.clone();
+        let (publisher, pipeline) = (self.publisher, self.metrics);
+        let rendered = pipeline.clone();
         tracing::info!(%addr, service = %self.name, "listening");
-        let server = axum::serve(self.listener, ops::router(self.ops))
-            .with_graceful_shutdown(stop_signal(stopped));
+        let router = ops::router(self.checks, move || rendered.render());
+        let server =
+            axum::serve(self.listener, router).with_graceful_shutdown(stop_signal(stopped));
         let server = tokio::spawn(async move { server.await });
         shutdown.await;
         let _ = self.stop.send(true);

@@ -13,17 +13,15 @@
 //! [`ConsumerService`]: crate::ConsumerService
 
 use crate::http::{HttpMetrics, IdempotencyStore, Ingest, Problem, traced};
+use crate::ops;
 use anyhow::Context;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::http::StatusCode;
 use futures::future::BoxFuture;
 use kafkit_events::{Event, EventCodec};
 use kafkit_messaging::{
-    BrokerState, BrokerWatch, Compression, EventPublisher, KafkaArgs, KafkaSettings,
-    ProducerSettings, Publisher, SchemaRegistryArgs, TopicSpec, ensure_topics,
+    BrokerState, Compression, EventPublisher, KafkaArgs, KafkaSettings, ProducerSettings,
+    Publisher, SchemaRegistryArgs, TopicSpec, ensure_topics,
 };
 use std::future::Future;
 use std::net::SocketAddr;
@@ -249,16 +247,24 @@ impl IngestService {
             metrics: metrics.clone(),
             args: Arc::clone(&args),
         };
-        let ops = Ops {
-            brokers,
-            registry,
-            metrics: metrics.clone(),
-        };
+        let checks = vec![
+            ops::Check::new("kafka", move || {
+                let state = match brokers.state() {
+                    BrokerState::Reachable => Ok(()),
+                    BrokerState::Unreachable(why) => Err(why),
+                };
+                std::future::ready(state)
+            }),
+            ops::Check::new("schema_registry", move || {
+                std::future::ready(registry.borrow().clone())
+            }),
+        ];
+        let rendered = metrics.clone();
         let routes = self
             .routes
             .context("give the service its routes (IngestService::routes)")?;
         let router = routes(parts)
-            .merge(ops_routes(ops))
+            .merge(ops::router(checks, move || rendered.render()))
             .fallback(|| async {
                 Problem::new(StatusCode::NOT_FOUND, "Not found", "no such route")
             })
@@ -295,65 +301,6 @@ async fn watch_registry(
         }
     });
     state
-}
-
-/// What `/readyz` and `/metrics` read.
-#[derive(Debug, Clone)]
-struct Ops {
-    brokers: BrokerWatch,
-    registry: watch::Receiver<Result<(), String>>,
-    metrics: HttpMetrics,
-}
-
-fn ops_routes(ops: Ops) -> Router {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { json(StatusCode::OK, serde_json::json!({"status": "alive"})) }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(ops)
-}
-
-fn json(status: StatusCode, body: serde_json::Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-/// Ready means "can publish now": a broker answers and the event's schema
-/// id is known. Both are kept current in the background, so the probe gets
-/// its answer at once.
-async fn readyz(State(ops): State<Ops>) -> Response {
-    let kafka = match ops.brokers.state() {
-        BrokerState::Reachable => Ok(()),
-        BrokerState::Unreachable(why) => Err(why),
-    };
-    let registry = ops.registry.borrow().clone();
-    match (kafka, registry) {
-        (Ok(()), Ok(())) => json(
-            StatusCode::OK,
-            serde_json::json!({"status": "ready", "kafka": "ok", "schema_registry": "ok"}),
-        ),
-        (kafka, registry) => {
-            let mut failures = Vec::new();
-            if let Err(e) = kafka {
-                failures.push(format!("kafka: {e}"));
-            }
-            if let Err(e) = registry {
-                failures.push(format!("schema registry: {e}"));
-            }
-            Problem::unavailable(failures.join("; "), RETRY_AFTER_SECS).into_response()
-        }
-    }
-}
-
-async fn metrics(State(ops): State<Ops>) -> Response {
-    crate::ops::prometheus_text(ops.metrics.render())
 }
 
 /// A built HTTP ingest service, ready to serve.

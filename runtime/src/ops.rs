@@ -1,29 +1,22 @@
-//! The operations endpoint every service gets: `/healthz` (the process
-//! answers), `/readyz` (Kafka, the schema registry and every destination
-//! topic are there, else 503 problem+json with each reason) and `/metrics`
-//! (Prometheus text of the service's meters).
+//! The operations endpoint every service gets, one router with the same
+//! JSON everywhere: `/healthz` (the process answers), `/readyz` (each of
+//! the service's checks, else 503 problem+json naming each reason) and
+//! `/metrics` (Prometheus text of the service's meters).
 
+use crate::RETRY_AFTER_SECS;
+use crate::http::Problem;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::future::BoxFuture;
 use kafkit_events::EventCodec;
 use kafkit_messaging::Publisher;
-use kafkit_telemetry::metrics::MetricsPipeline;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// What the operations endpoint reads.
-#[derive(Debug, Clone)]
-pub(crate) struct Ops {
-    pub publisher: Publisher,
-    pub codec: Arc<EventCodec>,
-    pub metrics: MetricsPipeline,
-    /// Destination topics the cluster does not have, checked in the background.
-    pub missing: watch::Receiver<Vec<String>>,
-}
 
 /// How often the destination topics are looked for.
 const DESTINATIONS_EVERY: Duration = Duration::from_secs(5);
@@ -75,61 +68,129 @@ pub(crate) async fn watch_destinations(
     state
 }
 
-pub(crate) fn router(ops: Ops) -> Router {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { (StatusCode::OK, "{\"status\":\"alive\"}") }),
-        )
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(ops)
+/// One condition `/readyz` reports: its name in the answer and how to look
+/// at it now (an answer at once, or within a short timeout).
+#[derive(Clone)]
+pub(crate) struct Check {
+    name: &'static str,
+    look: Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>,
 }
 
-async fn readyz(State(ops): State<Ops>) -> Response {
-    let kafka = ops
-        .publisher
-        .check_broker(Duration::from_secs(2))
-        .await
-        .map_err(|e| format!("kafka: {e}"));
-    let registry = ops
-        .codec
-        .check_registry()
-        .await
-        .map_err(|e| format!("schema registry: {e}"));
-    let missing = ops.missing.borrow().clone();
-    let destinations = if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "destination topics missing: {}; records routed there are held until they exist (kafkit topics create, or CREATE_TOPICS=true)",
-            missing.join(", ")
-        ))
-    };
-    let failures: Vec<String> = [kafka, registry, destinations]
-        .into_iter()
-        .filter_map(Result::err)
-        .collect();
-    if failures.is_empty() {
-        (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            "{\"status\":\"ready\"}",
-        )
-            .into_response()
-    } else {
-        let body = serde_json::json!({"type": "about:blank", "title": "Not ready", "status": 503, "detail": failures.join("; ")});
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body.to_string(),
-        )
-            .into_response()
+impl Check {
+    pub(crate) fn new<F, Fut>(name: &'static str, look: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Self {
+            name,
+            look: Arc::new(move || Box::pin(look())),
+        }
     }
 }
 
-async fn metrics(State(ops): State<Ops>) -> Response {
-    prometheus_text(ops.metrics.render())
+/// What the operations routes serve.
+#[derive(Clone)]
+struct Endpoint {
+    checks: Arc<[Check]>,
+    metrics: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+/// The operations routes, the same JSON in every service:
+/// - `GET /healthz`: `200 {"status":"alive"}` while the process answers;
+/// - `GET /readyz`: `200 {"status":"ready","checks":{"kafka":"ok",...}}`, or
+///   `503` problem+json of type [`NOT_READY`] whose `detail` names each
+///   failed check and why, with `Retry-After`;
+/// - `GET /metrics`: Prometheus text of `metrics()`.
+pub(crate) fn router(
+    checks: Vec<Check>,
+    metrics: impl Fn() -> String + Send + Sync + 'static,
+) -> Router {
+    let endpoint = Endpoint {
+        checks: checks.into(),
+        metrics: Arc::new(metrics),
+    };
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { json(StatusCode::OK, &serde_json::json!({"status": "alive"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(|State(endpoint): State<Endpoint>| async move {
+            prometheus_text((endpoint.metrics)())
+        }))
+        .with_state(endpoint)
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(endpoint): State<Endpoint>) -> Response {
+    let looks = endpoint.checks.iter().map(|check| (check.look)());
+    let states = futures::future::join_all(looks).await;
+    let mut checks = serde_json::Map::new();
+    let mut failures = Vec::new();
+    for (check, state) in endpoint.checks.iter().zip(states) {
+        let shown = match state {
+            Ok(()) => "ok".to_owned(),
+            Err(why) => {
+                failures.push(format!("{}: {why}", check.name));
+                why
+            }
+        };
+        checks.insert(check.name.to_owned(), shown.into());
+    }
+    if failures.is_empty() {
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready", "checks": checks}),
+        )
+    } else {
+        Problem::not_ready(failures.join("; "), RETRY_AFTER_SECS).into_response()
+    }
+}
+
+/// The consumer service's conditions: a broker answers, the registry
+/// answers, and every destination topic (retry tiers, DLQ, outputs) exists.
+pub(crate) fn consumer_checks(
+    publisher: Publisher,
+    codec: Arc<EventCodec>,
+    missing: watch::Receiver<Vec<String>>,
+) -> Vec<Check> {
+    vec![
+        Check::new("kafka", move || {
+            let publisher = publisher.clone();
+            async move {
+                publisher
+                    .check_broker(Duration::from_secs(2))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }),
+        Check::new("schema_registry", move || {
+            let codec = Arc::clone(&codec);
+            async move { codec.check_registry().await.map_err(|e| e.to_string()) }
+        }),
+        Check::new("destinations", move || {
+            let missing = missing.borrow().clone();
+            async move {
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "topics missing: {}; records routed there are held until they exist (kafkit topics create, or CREATE_TOPICS=true)",
+                        missing.join(", ")
+                    ))
+                }
+            }
+        }),
+    ]
 }
 
 /// A `/metrics` answer: Prometheus text exposition format.

@@ -16,4 +16,4 @@ pub use body::{idempotency_key, parse_json, read_json_body};
 pub use idempotency::{Begin, Claim, Finality, IdempotencyStore, StoredAnswer};
 pub use ingest::{Ingest, respond, traced};
 pub use metrics::HttpMetrics;
-pub use problem::{FieldError, NOT_TAKEN, OUTCOME_UNKNOWN, PROBLEM_JSON, Problem};
+pub use problem::{FieldError, NOT_READY, NOT_TAKEN, OUTCOME_UNKNOWN, PROBLEM_JSON, Problem};

@@ -84,6 +84,8 @@ pub struct Problem {
 pub const OUTCOME_UNKNOWN: &str = "urn:kafkit:problem:outcome-unknown";
 /// Nothing was published: no broker or registry could take the event now.
 pub const NOT_TAKEN: &str = "urn:kafkit:problem:unavailable";
+/// `/readyz`: something the service needs is not there now.
+pub const NOT_READY: &str = "urn:kafkit:problem:not-ready";
 
 impl Problem {
     /// A problem of type `about:blank`, without field errors or `Retry-After`.
@@ -117,6 +119,15 @@ impl Problem {
                 "Event not accepted, try again",
                 detail,
             )
+        }
+    }
+
+    /// `/readyz` refused: `detail` names each condition that failed and why.
+    pub fn not_ready(detail: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            kind: NOT_READY,
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready", detail)
         }
     }
 
