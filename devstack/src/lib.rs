@@ -11,6 +11,7 @@ pub mod proxy;
 pub mod raw;
 pub mod read;
 pub mod tansu;
+pub mod tools;
 
 pub use broker::{
     Broker, BrokerOptions, Storage, TestKafka, ensure_topic, free_port,

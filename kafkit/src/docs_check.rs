@@ -24,13 +24,18 @@ fn read(path: &Path) -> String {
 fn documents() -> Vec<PathBuf> {
     let root = root();
     let mut files = vec![root.join("README.md")];
-    for dir in [root.join("docs"), root.clone(), root.join("examples")] {
+    for dir in [
+        root.join("docs"),
+        root.join("docs/contracts"),
+        root.clone(),
+        root.join("examples"),
+    ] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if dir == root.join("docs") {
+            if dir.starts_with(root.join("docs")) {
                 if path.extension().is_some_and(|e| e == "md") {
                     files.push(path);
                 }

@@ -9,7 +9,9 @@ pub mod bench_telemetry;
 pub mod demo;
 pub mod dev;
 pub mod dlq;
+pub mod docs;
 pub mod new;
+pub mod reader;
 pub mod schemas;
 pub mod tail;
 pub mod term;
@@ -76,6 +78,11 @@ pub enum Command {
         #[command(subcommand)]
         command: topics::TopicsCommand,
     },
+    /// Write the contract documents: AsyncAPI for the topics, OpenAPI for producer-service.
+    Docs {
+        #[command(subcommand)]
+        command: docs::DocsCommand,
+    },
     /// Watch, inspect and replay dead letters.
     Dlq {
         #[command(subcommand)]
@@ -121,6 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchPublish(args) => bench_telemetry::publish_worker_main(args).await,
         Command::Tail(args) => tail::run(args).await,
         Command::Dlq { command } => dlq::run(command).await,
+        Command::Docs { command } => docs::run(command),
         Command::New(args) => new::run(args),
         Command::Schemas { command } => schemas::run(command).await,
         Command::Topics { command } => topics::run(command).await,

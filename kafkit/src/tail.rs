@@ -2,6 +2,7 @@
 //! retry and dead-letter headers, to watch a record move through the tiers.
 //! (The full DLQ viewer is `kafkit dlq watch`, a later issue.)
 
+use crate::reader::throwaway_group;
 use kafkit_messaging::KafkaArgs;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -24,14 +25,7 @@ pub struct TailArgs {
 
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     let kafka = kafkit_messaging::KafkaSettings::from(args.kafka.clone());
-    let consumer: StreamConsumer = kafka
-        .client_config()
-        .set(
-            "group.id",
-            format!("kafkit-tail-{}", uuid::Uuid::new_v4().simple()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
+    let consumer: StreamConsumer = crate::reader::config(&kafka, &throwaway_group("tail"))
         .set(
             "auto.offset.reset",
             if args.only_new { "latest" } else { "earliest" },

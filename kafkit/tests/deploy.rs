@@ -1,5 +1,8 @@
-//! Static checks of `docker-compose.yml`, `deploy/Dockerfile` and the
-//! Kubernetes manifests (no Docker engine or cluster on these machines).
+//! Static checks of what ships beside the code: `docker-compose.yml`,
+//! `deploy/Dockerfile`, the Kubernetes manifests (no Docker engine or
+//! cluster on these machines) and the contract documents in
+//! `docs/contracts/` (AsyncAPI 3.0 and OpenAPI 3.1, validated against their
+//! specifications' schemas).
 //!
 //! Schemas are checked by well-kept tools, installed pinned by
 //! `scripts/install-deploy-tools.sh`: `check-jsonschema` against the Compose
@@ -10,6 +13,7 @@
 #![allow(clippy::unwrap_used)]
 
 use clap::{CommandFactory, Parser};
+use devstack::tools::tool;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,25 +24,6 @@ const KUBERNETES: &str = "1.33.0";
 
 fn root(path: &str) -> PathBuf {
     Path::new(ROOT).join(path)
-}
-
-/// The virtualenv's bin directory; a clear failure when it was not installed.
-fn tool(name: &str) -> PathBuf {
-    let dir = std::env::var_os("KAFKIT_DEPLOY_TOOLS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("KAFKIT_CACHE_DIR").map(|c| PathBuf::from(c).join("deploy-tools"))
-        })
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/kafkit/deploy-tools")
-        });
-    let path = dir.join("bin").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/install-deploy-tools.sh",
-        path.display()
-    );
-    path
 }
 
 fn run(program: &Path, args: &[&str], input: Option<&str>) -> (bool, String) {
@@ -779,4 +764,61 @@ fn secrets_are_never_logged_even_at_trace_level() {
         !text.contains(REGISTRY_PASSWORD),
         "the registry password was logged"
     );
+}
+
+/// `check-jsonschema` of `file` against `schema`: (valid, output).
+fn schema_check(schema: &Path, file: &Path) -> (bool, String) {
+    run(
+        &tool("check-jsonschema"),
+        &[
+            "--schemafile",
+            &schema.to_string_lossy(),
+            &file.to_string_lossy(),
+        ],
+        None,
+    )
+}
+
+#[test]
+fn the_asyncapi_document_follows_asyncapi_3() {
+    let schema = root("deploy/schemas/asyncapi-3.0.0.json");
+    let file = root("docs/contracts/asyncapi.json");
+    let (ok, out) = schema_check(&schema, &file);
+    assert!(ok, "{out}");
+    // The schema checks the Avro payloads too: a type Avro lacks fails.
+    let broken = std::fs::read_to_string(&file).unwrap().replacen(
+        "\"type\": \"record\"",
+        "\"type\": \"recordz\"",
+        1,
+    );
+    let path = std::env::temp_dir().join(format!("asyncapi-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&path, broken).unwrap();
+    let (ok, out) = schema_check(&schema, &path);
+    std::fs::remove_file(&path).ok();
+    assert!(!ok && out.contains("recordz"), "{out}");
+}
+
+#[test]
+fn the_openapi_document_follows_openapi_3_1() {
+    let file = root("docs/contracts/openapi.json");
+    let (ok, out) = run(
+        &tool("openapi-spec-validator"),
+        &[&file.to_string_lossy()],
+        None,
+    );
+    assert!(ok, "{out}");
+    let broken = std::fs::read_to_string(&file).unwrap().replacen(
+        "#/components/schemas/Accepted",
+        "#/components/schemas/Nowhere",
+        1,
+    );
+    let path = std::env::temp_dir().join(format!("openapi-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&path, broken).unwrap();
+    let (ok, out) = run(
+        &tool("openapi-spec-validator"),
+        &[&path.to_string_lossy()],
+        None,
+    );
+    std::fs::remove_file(&path).ok();
+    assert!(!ok && out.contains("Nowhere"), "{out}");
 }

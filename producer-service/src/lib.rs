@@ -6,6 +6,7 @@
 //! Everything but the orders API is the kafkit runtime's (`IngestService`).
 
 pub mod domain;
+pub mod openapi;
 pub mod routes;
 pub mod settings;
 

@@ -14,9 +14,9 @@ use crate::settings::Settings;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use kafkit_events::EventHeaders;
 use kafkit_messaging::{BrokerState, EventPublisher, PublishError, PublishEventError};
 use kafkit_runtime::http::{
@@ -41,8 +41,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
 }
 
-/// The orders API; the runtime adds `/healthz`, `/readyz`, `/metrics` and
-/// the problem+json fallbacks.
+/// The orders API and its OpenAPI document (`/openapi.json`); the runtime
+/// adds `/healthz`, `/readyz`, `/metrics` and the problem+json fallbacks.
 pub fn router(parts: IngestParts, settings: Settings) -> Router {
     let state = AppState {
         events: parts.events,
@@ -50,9 +50,14 @@ pub fn router(parts: IngestParts, settings: Settings) -> Router {
         metrics: parts.metrics,
         settings: Arc::new(settings),
     };
+    let openapi = crate::openapi::document(&state.settings).to_string();
     Router::new()
         .route("/v1/orders", post(place_order))
         .route("/v1/orders/batch", post(place_batch))
+        .route(
+            "/openapi.json",
+            get(|| async move { ([(header::CONTENT_TYPE, JSON)], openapi) }),
+        )
         .with_state(state)
 }
 

@@ -474,3 +474,74 @@ async fn a_partly_unavailable_batch_resumed_with_its_key_publishes_each_order_on
     assert_eq!(replay.status, 202);
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
 }
+
+/// The running service answers as its OpenAPI document says. schemathesis
+/// (pinned by scripts/install-deploy-tools.sh) reads `/openapi.json` from
+/// the service and sends generated requests, valid and invalid, to every
+/// operation; it fails on any 5xx and on any status, content type, header
+/// or body the document does not give for that operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_service_answers_as_its_openapi_document_says() {
+    let stack = Stack::start().await;
+    let app = spawn_app(stack.kafka.bootstrap_servers(), &stack.registry.url, &[]).await;
+    let served = app.get("/openapi.json").await;
+    assert_eq!(served.status, 200);
+    assert_eq!(served.header("content-type"), Some("application/json"));
+    assert_eq!(served.body["openapi"], "3.1.0");
+    assert_eq!(
+        served.body["components"]["schemas"]["Batch"]["properties"]["orders"]["maxItems"], 100,
+        "the limits are the running settings'"
+    );
+    let checks = [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+    ]
+    .join(",");
+    let junit = std::env::temp_dir().join(format!("{}.xml", support::random_name("schemathesis")));
+    let run = tokio::process::Command::new(devstack::tools::tool("schemathesis"))
+        .args([
+            "run",
+            &format!("{}/openapi.json", app.url),
+            "--checks",
+            &checks,
+            "--max-examples",
+            "100",
+            "--seed",
+            "20261127",
+            "--workers",
+            "1",
+            "--no-color",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "10",
+            "--report",
+            "junit",
+            "--report-junit-path",
+            &junit.to_string_lossy(),
+        ])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .await
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.status.success(), "schemathesis failed:\n{report}");
+    // Not a vacuous pass: every operation was tested, and valid orders were
+    // published and acknowledged.
+    let tested = std::fs::read_to_string(&junit).unwrap_or_default();
+    std::fs::remove_file(&junit).ok();
+    for operation in ["POST /v1/orders", "POST /v1/orders/batch", "GET /readyz"] {
+        assert!(
+            tested.contains(operation),
+            "{operation} not tested:\n{tested}\n{report}"
+        );
+    }
+    assert!(!app.keys_on_topic().await.is_empty(), "{report}");
+}

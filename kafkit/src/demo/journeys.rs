@@ -89,15 +89,8 @@ impl Monitor {
     /// lower than the truth; that only makes the monitor read a few older
     /// records, which belong to no order of this run and are ignored.)
     pub fn start(kafka: &KafkaSettings, topics: Topics) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = kafka
-            .client_config()
-            .set(
-                "group.id",
-                format!("kafkit-demo-monitor-{}", uuid::Uuid::new_v4().simple()),
-            )
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "100")
-            .create()?;
+        let group = crate::reader::throwaway_group("demo-monitor");
+        let consumer: StreamConsumer = crate::reader::config(kafka, &group).create()?;
         let mut assignment = TopicPartitionList::new();
         for topic in topics.all() {
             let metadata =

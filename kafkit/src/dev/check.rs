@@ -11,7 +11,7 @@ use kafkit_messaging::{
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use shared_events::{OrderItem, OrderPlaced};
 use std::time::{Duration, SystemTime};
 
@@ -65,11 +65,8 @@ pub async fn round_trip(bootstrap: &str, registry_url: &str, topic: &str) -> any
         payload.len()
     );
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("kafkit-demo-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let consumer: StreamConsumer =
+        crate::reader::config(&kafka, &crate::reader::throwaway_group("check")).create()?;
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     consumer.assign(&assignment)?;

@@ -143,12 +143,7 @@ fn assigned(
     topic: &str,
     committed: bool,
 ) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = kafka
-        .client_config()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .create()?;
+    let consumer: StreamConsumer = crate::reader::config(kafka, group).create()?;
     let partitions = partitions_of(&consumer, kafka, topic)?;
     let mut assignment = TopicPartitionList::new();
     for partition in &partitions {

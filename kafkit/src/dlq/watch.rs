@@ -9,6 +9,7 @@
 
 use super::record::{ClassSummary, DeadLetter, Filter};
 use super::{Output, now_ms, when};
+use crate::reader::throwaway_group;
 use crate::term::{BOLD, DIM, RED, Style};
 use anyhow::Context;
 use kafkit_events::EventCodec;
@@ -178,14 +179,7 @@ fn block(style: Style, letter: &DeadLetter, value: &serde_json::Value) -> String
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let kafka = KafkaSettings::from(args.kafka.clone());
     let codec = EventCodec::new(args.registry.codec_settings())?;
-    let consumer: StreamConsumer = kafka
-        .client_config()
-        .set(
-            "group.id",
-            format!("kafkit-watch-{}", uuid::Uuid::new_v4().simple()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
+    let consumer: StreamConsumer = crate::reader::config(&kafka, &throwaway_group("watch"))
         .set(
             "auto.offset.reset",
             if args.from_beginning || args.filter.since.is_some() || args.filter.after.is_some() {

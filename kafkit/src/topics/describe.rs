@@ -74,13 +74,8 @@ pub async fn run(args: DescribeArgs) -> anyhow::Result<()> {
 }
 
 pub fn describe(kafka: &KafkaSettings, topic: &str) -> anyhow::Result<Description> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set(
-            "group.id",
-            format!("kafkit-describe-{}", uuid::Uuid::new_v4().simple()),
-        )
-        .create()?;
+    let consumer: BaseConsumer =
+        crate::reader::config(kafka, &crate::reader::throwaway_group("describe")).create()?;
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
         .with_context(|| {
@@ -156,7 +151,7 @@ fn group_lag(
     partitions: &[PartitionOffsets],
 ) -> anyhow::Result<Option<GroupLag>> {
     // A consumer with the group's id that never subscribes only reads its offsets.
-    let reader: BaseConsumer = kafka.client_config().set("group.id", group).create()?;
+    let reader: BaseConsumer = crate::reader::config(kafka, group).create()?;
     let mut wanted = TopicPartitionList::new();
     for p in partitions {
         wanted.add_partition(topic, p.partition);
