@@ -119,7 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev { command } => dev::run(command).await,
         Command::Registry(args) => {
             let app = schema_registry::Application::build(args.into()).await?;
-            app.run_until_stopped(schema_registry::shutdown_signal())
+            app.run_until_stopped(kafkit_messaging::shutdown_signal())
                 .await?;
             Ok(())
         }

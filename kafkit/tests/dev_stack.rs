@@ -58,10 +58,31 @@ fn up_is_idempotent_check_round_trips_and_down_stops_only_what_up_started() {
     let first = pids(&state);
     assert!(first.iter().all(|p| pid_alive(p)), "{first:?}");
 
-    let again = kafkit(&state, &[&["dev", "up"][..], &ports].concat());
+    let again = kafkit(&state, &[&["dev", "up", "--env"][..], &ports].concat());
     assert!(again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("already running"), "{}", text(&again));
     assert_eq!(pids(&state), first, "a second up starts nothing new");
+    // With --env, standard output is the export line alone: fit for eval.
+    let exported = String::from_utf8(again.stdout.clone()).unwrap();
+    assert_eq!(
+        exported.trim_end(),
+        format!(
+            "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{broker_port} SCHEMA_REGISTRY_URL=http://127.0.0.1:{registry_port}"
+        ),
+        "{}",
+        text(&again)
+    );
+    let evaluated = Command::new("bash")
+        .args([
+            "-c",
+            &format!("eval \"{exported}\" && echo \"$KAFKA_BOOTSTRAP_SERVERS\""),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&evaluated.stdout).trim(),
+        format!("127.0.0.1:{broker_port}")
+    );
 
     let status = kafkit(&state, &["dev", "status"]);
     assert_eq!(

@@ -169,11 +169,8 @@ impl IngestService {
     /// SIGTERM: what a service's `main` calls.
     pub async fn run(self) -> anyhow::Result<()> {
         let name = self.name.clone();
-        crate::ops::with_telemetry(&name, async {
-            self.build()
-                .await?
-                .run_until_stopped(kafkit_messaging::shutdown_signal())
-                .await
+        crate::ops::run_main(&name, self.build(), |service, stop| {
+            service.run_until_stopped(stop)
         })
         .await
     }
@@ -318,9 +315,7 @@ pub struct IngestServer {
 impl IngestServer {
     /// Where the service answers.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        crate::ops::bound_addr(&self.listener)
     }
 
     /// Serves until `shutdown`, then flushes what is still in flight.

@@ -203,18 +203,33 @@ pub(crate) fn prometheus_text(text: String) -> Response {
         .into_response()
 }
 
-/// What a service's `main` runs: telemetry set up for `service_name`, then
-/// `run` (build and serve until Ctrl-C or SIGTERM), then the last export.
-pub(crate) async fn with_telemetry(
-    service_name: &str,
-    run: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<()> {
+/// What a service's `main` runs: telemetry set up for `name`, the service
+/// built, then served by `serve` until Ctrl-C or SIGTERM, then the last
+/// export of spans.
+pub(crate) async fn run_main<S, Fut>(
+    name: &str,
+    build: impl Future<Output = anyhow::Result<S>>,
+    serve: impl FnOnce(S, BoxFuture<'static, ()>) -> Fut,
+) -> anyhow::Result<()>
+where
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     let telemetry = kafkit_telemetry::init(kafkit_telemetry::Options {
-        service_name: service_name.to_owned(),
+        service_name: name.to_owned(),
         default_filter: "info".into(),
         stderr: false,
     })?;
-    let result = run.await;
+    let result = match build.await {
+        Ok(service) => serve(service, Box::pin(kafkit_messaging::shutdown_signal())).await,
+        Err(e) => Err(e),
+    };
     telemetry.shutdown();
     result
+}
+
+/// Where a bound listener answers.
+pub(crate) fn bound_addr(listener: &tokio::net::TcpListener) -> std::net::SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
 }

@@ -151,7 +151,10 @@ pub fn init(options: Options) -> anyhow::Result<Telemetry> {
     } else {
         std::io::stdout().is_terminal()
     };
-    let fmt = tracing_subscriber::fmt::layer().with_ansi(terminal && !json);
+    // Colour only for a person at a terminal who did not ask for none
+    // (https://no-color.org: `NO_COLOR` set and not empty).
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(terminal && !json && !no_color);
     let logs: Box<dyn Layer<Registry> + Send + Sync> = match (json, options.stderr) {
         (true, true) => fmt
             .json()

@@ -23,8 +23,16 @@ pub enum DevCommand {
     Install,
     /// Start the broker and the schema registry in the background.
     ///
-    /// Example: kafkit dev up --durable --broker-port 19092
-    Up(UpArgs),
+    /// Examples: kafkit dev up --durable --broker-port 19092
+    ///           eval "$(kafkit dev up --env)"
+    Up {
+        #[command(flatten)]
+        args: UpArgs,
+        /// Print only the `export ...` line on standard output (the
+        /// addresses and progress go to standard error), for `eval`.
+        #[arg(long)]
+        env: bool,
+    },
     /// Stop what `up` started.
     ///
     /// Example: kafkit dev down
@@ -149,14 +157,22 @@ pub async fn run(command: DevCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        DevCommand::Up(args) => {
+        DevCommand::Up { args, env } => {
             let stack = up(&args).await?;
-            println!("kafka:           {}", stack.bootstrap_servers);
-            println!("schema registry: {}", stack.registry_url);
-            println!(
+            let addresses = format!(
+                "kafka:           {}\nschema registry: {}",
+                stack.bootstrap_servers, stack.registry_url
+            );
+            let export = format!(
                 "export KAFKA_BOOTSTRAP_SERVERS={} SCHEMA_REGISTRY_URL={}",
                 stack.bootstrap_servers, stack.registry_url
             );
+            if env {
+                eprintln!("{addresses}");
+            } else {
+                println!("{addresses}");
+            }
+            println!("{export}");
             Ok(())
         }
         DevCommand::Down => tokio::task::spawn_blocking(down).await?,

@@ -220,6 +220,11 @@ pub fn document(layout: &Layout) -> Value {
             }),
         );
     };
+    // An event as its producer writes it: the CloudEvents headers required.
+    let plain = |event: &TopicEvent| {
+        let summary = format!("{} in the Confluent wire format", event.full_name);
+        message(event, &event.name, &summary, Map::new(), &cloud_events)
+    };
     let mut operation = |name: String, action: &str, topic: &str, summary: String| {
         operations.insert(
             name,
@@ -228,16 +233,7 @@ pub fn document(layout: &Layout) -> Value {
     };
     for event in &layout.consumes {
         let (main, dlq) = (&event.topic, layout.policy.dlq_topic(&event.topic));
-        messages.insert(
-            event.name.clone(),
-            message(
-                event,
-                &event.name,
-                &format!("{} in the Confluent wire format", event.full_name),
-                Map::new(),
-                &cloud_events,
-            ),
-        );
+        messages.insert(event.name.clone(), plain(event));
         channel(
             main,
             format!(
@@ -323,16 +319,7 @@ pub fn document(layout: &Layout) -> Value {
         operation(format!("receive_{}", id(&dlq)), "receive", &dlq, "kafkit dlq watch / inspect read it; kafkit dlq replay sends records back to their original topic".into());
     }
     for event in &layout.publishes {
-        messages.insert(
-            event.name.clone(),
-            message(
-                event,
-                &event.name,
-                &format!("{} in the Confluent wire format", event.full_name),
-                Map::new(),
-                &cloud_events,
-            ),
-        );
+        messages.insert(event.name.clone(), plain(event));
         channel(
             &event.topic,
             format!(
