@@ -20,6 +20,13 @@ pub use broker::{
 pub use proxy::BrokerProxy;
 pub use tansu::{TANSU_VERSION, find_tansu, install_tansu, tansu_install_root};
 
+/// A name no other test or run uses, `prefix-<32 hex digits>`: for the
+/// topics, groups and subjects a test makes, so tests run side by side and
+/// twice in a row on one broker.
+pub fn random_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
 /// Everything that can go wrong starting local Kafka.
 #[derive(Debug, thiserror::Error)]
 pub enum DevstackError {

@@ -4,8 +4,6 @@
 //! from tests through this library.
 
 pub mod bench;
-pub mod bench_consume;
-pub mod bench_telemetry;
 pub mod demo;
 pub mod dev;
 pub mod dlq;
@@ -105,7 +103,7 @@ pub enum Command {
     /// One publish run for `kafkit bench --only telemetry` (a process of its
     /// own, so its telemetry comes from its environment).
     #[command(hide = true)]
-    BenchPublish(bench_telemetry::PublishWorkerArgs),
+    BenchPublish(bench::telemetry::PublishWorkerArgs),
     /// Run producer-service in this process (what `kafkit demo` starts).
     #[command(hide = true)]
     ProducerService(producer_service::Settings),
@@ -125,7 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(args) => bench::run(args).await,
-        Command::BenchPublish(args) => bench_telemetry::publish_worker_main(args).await,
+        Command::BenchPublish(args) => bench::telemetry::publish_worker_main(args).await,
         Command::Tail(args) => tail::run(args).await,
         Command::Dlq { command } => dlq::run(command).await,
         Command::Docs { command } => docs::run(command),

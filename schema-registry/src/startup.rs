@@ -189,6 +189,25 @@ impl RunningRegistry {
         Ok(Application::build(settings).await?.spawn())
     }
 
+    /// A registry keeping its state in `topic` on the Kafka at `bootstrap`,
+    /// no users, listening on `listen` (port 0: a free one), serving in the
+    /// background: what a test of a service against a real broker needs.
+    pub async fn on_kafka(
+        bootstrap: &str,
+        topic: &str,
+        listen: SocketAddr,
+    ) -> Result<Self, StartError> {
+        let settings = RegistrySettings {
+            listen,
+            storage: StorageSettings::Kafka(crate::KafkaStoreSettings {
+                topic: topic.to_owned(),
+                ..crate::KafkaStoreSettings::new(bootstrap)
+            }),
+            users: Users::default(),
+        };
+        Ok(Application::build(settings).await?.spawn())
+    }
+
     /// Stops serving and waits until the listener is closed.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.stop.send(());

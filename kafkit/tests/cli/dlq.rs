@@ -2,9 +2,7 @@
 //! against dead letters a real consumer-service wrote.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
-use support::kafkit;
+use crate::support::kafkit;
 
 use clap::Parser;
 use devstack::TestKafka;

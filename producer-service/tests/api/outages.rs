@@ -2,14 +2,12 @@
 //! 503 with Retry-After, in bounded time, and nothing is claimed accepted.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{random_name, spawn_app, start_registry, valid_order};
 use devstack::{
     Broker, BrokerOptions, BrokerProxy, Storage, free_port, free_port_outside_ephemeral_range,
 };
 use schema_registry::RunningRegistry;
 use std::time::{Duration, Instant};
-use support::{random_name, spawn_app, start_registry, valid_order};
 
 /// A broker (memory storage) that advertises a proxy in front of it, so
 /// clients reach it through the proxy after the bootstrap; the registry on

@@ -53,9 +53,7 @@ pub async fn spawn_on_kafka(kafka: &TestKafka, topic: &str) -> TestApp {
     spawn_with(StorageSettings::Kafka(store)).await
 }
 
-pub fn random_name(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
+pub use devstack::random_name;
 
 pub async fn spawn_with(storage: StorageSettings) -> TestApp {
     spawn_with_users(storage, schema_registry::Users::default()).await

@@ -5,16 +5,14 @@
 //! that loses partitions to a newcomer stops producing for them.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{
+    Confirmation, Feeder, Names, ProxiedStack, Sent, Stack, committed_offsets, confirmations,
+    order, read_topic, spawn_service, started,
+};
 use consumer_service::handler::confirmation_id;
 use kafkit_messaging::headers as h;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-use support::{
-    Confirmation, Feeder, Names, ProxiedStack, Sent, Stack, committed_offsets, confirmations,
-    order, read_topic, spawn_service, started,
-};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -26,7 +24,7 @@ fn spread(count: usize, sku: &str) -> Vec<(i32, shared_events::OrderPlaced)> {
 }
 
 /// Waits until the service's main consumer has handled `count` records.
-async fn handled(service: &support::TestService, count: usize, within: Duration) {
+async fn handled(service: &crate::support::TestService, count: usize, within: Duration) {
     let deadline = Instant::now() + within;
     let labels = [("kafkit_stage", "main"), ("kafkit_outcome", "handled")];
     loop {

@@ -1,14 +1,12 @@
 //! `schema_registry_converter`, unchanged, as the client of this registry.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{record, spawn_app};
 use schema_registry_converter::async_impl::schema_registry::{
     SrSettings, get_all_subjects, get_all_versions, get_schema_by_id,
     get_schema_by_subject_and_version, is_compatible_schema, post_schema,
 };
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
-use support::{record, spawn_app};
 
 fn avro(schema: &str) -> SuppliedSchema {
     SuppliedSchema::new(

@@ -12,8 +12,10 @@
 //! sampled as a producer with the same sampler would have marked them (all
 //! of them, or one in ten).
 
-use crate::bench::{order, publish_round};
-use crate::bench_consume::{Rate, median, publish_all, ratios, service_job_rate_with};
+use super::common::order;
+use super::common::{Rate, median, ratios};
+use super::consume::{publish_all, service_job_rate_with};
+use super::publish::publish_round;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::body::Bytes;

@@ -11,15 +11,13 @@
 //! printed).
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{confirmations, order, read_topic, started};
 use kafkit_events::EventHeaders;
 use kafkit_messaging::headers as h;
 use rdkafka::message::Message;
 use shared_events::OrderPlaced;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use support::{confirmations, order, read_topic, started};
 
 /// Partition and offset of a record on the main topic.
 type Coordinates = (i32, i64);

@@ -1,13 +1,11 @@
 //! The registry keeps its state in a compacted Kafka topic on a real broker.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{random_name, record, spawn_on_kafka, spawn_with};
 use devstack::TestKafka;
 use schema_registry::{KafkaStoreSettings, StorageSettings};
 use serde_json::json;
 use std::time::Duration;
-use support::{random_name, record, spawn_on_kafka, spawn_with};
 
 #[tokio::test]
 async fn a_restarted_registry_has_the_same_schemas_ids_config_and_deletions() {

@@ -9,30 +9,20 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use schema_registry::{
-    Application as Registry, KafkaStoreSettings, RegistrySettings, RunningRegistry, StorageSettings,
-};
+use schema_registry::RunningRegistry;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-pub fn random_name(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
+pub use devstack::random_name;
 
 /// A registry of the test's own, its state on `bootstrap`.
 pub async fn start_registry(bootstrap: &str) -> RunningRegistry {
-    let store = KafkaStoreSettings {
-        topic: random_name("_schemas"),
-        ..KafkaStoreSettings::new(bootstrap)
-    };
-    let settings = RegistrySettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        storage: StorageSettings::Kafka(store),
-        users: Default::default(),
-    };
-    Registry::build(settings).await.unwrap().spawn()
+    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    RunningRegistry::on_kafka(bootstrap, &random_name("_schemas"), listen)
+        .await
+        .unwrap()
 }
 
 /// Broker and registry for one test.

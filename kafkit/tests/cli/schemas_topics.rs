@@ -1,9 +1,7 @@
 //! `kafkit schemas` and `kafkit topics`, run as a user runs them.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
-use support::kafkit;
+use crate::support::kafkit;
 
 use schema_registry::{
     Application as Registry, RegistrySettings, RunningRegistry, StorageSettings,

@@ -1,10 +1,8 @@
 //! Every REST endpoint, happy path and Confluent error codes, over real HTTP.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{MEDIA_TYPE, record, spawn_app};
 use serde_json::json;
-use support::{MEDIA_TYPE, record, spawn_app};
 
 fn v1() -> String {
     record("Order", r#"{"name":"id","type":"string"}"#)
@@ -441,7 +439,8 @@ async fn with_users_configured_requests_need_their_credentials() {
         inline: vec![("alice".into(), "s3cret".into())],
         file: None,
     };
-    let app = support::spawn_with_users(schema_registry::StorageSettings::Memory, users).await;
+    let app =
+        crate::support::spawn_with_users(schema_registry::StorageSettings::Memory, users).await;
     let client = reqwest::Client::new();
     let get = |user: Option<(&str, &str)>| {
         let mut request = client.get(format!("{}/subjects", app.url));

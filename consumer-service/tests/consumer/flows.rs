@@ -1,15 +1,13 @@
 //! Orders through the consumer: confirmed, retried, dead-lettered, held.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{Feeder, Names, Stack, order, read_topic, spawn_service, started};
 use consumer_service::handler::confirmation_id;
 use kafkit_events::{CodecSettings, EventCodec, EventHeaders};
 use kafkit_messaging::headers as h;
 use rdkafka::message::Message;
 use shared_events::{OrderConfirmed, OrderPlaced};
 use std::time::Duration;
-use support::{Feeder, Names, Stack, order, read_topic, spawn_service, started};
 
 const WAIT: Duration = Duration::from_secs(30);
 const BRIEF: Duration = Duration::from_millis(1500);

@@ -4,12 +4,10 @@
 //! stack it did not start running.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::kafkit_with_state as kafkit;
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use support::kafkit_with_state as kafkit;
 
 struct DownOnDrop(PathBuf);
 
@@ -41,7 +39,7 @@ fn demo_with_a_duration_exits_0_and_its_summary_matches_the_topics() {
     let (broker, registry, http, ops) = (port(), port(), port(), port());
     let stack = ["--broker-port", &broker, "--registry-port", &registry];
     let up = kafkit(&state, &[&["dev", "up"][..], &stack].concat());
-    assert!(up.status.success(), "{}", support::text(&up));
+    assert!(up.status.success(), "{}", crate::support::text(&up));
 
     let demo = kafkit(
         &state,
@@ -60,7 +58,7 @@ fn demo_with_a_duration_exits_0_and_its_summary_matches_the_topics() {
         ]
         .concat(),
     );
-    let output = support::text(&demo);
+    let output = crate::support::text(&demo);
     assert!(demo.status.success(), "{output}");
     assert!(output.contains("Every order is settled"), "{output}");
     assert!(output.contains("dlq watch orders.dlq"), "{output}");
@@ -76,7 +74,7 @@ fn demo_with_a_duration_exits_0_and_its_summary_matches_the_topics() {
     ] {
         assert_eq!(
             summary.get(topic).copied(),
-            Some(support::read_all(&bootstrap, topic).len()),
+            Some(crate::support::read_all(&bootstrap, topic).len()),
             "{topic} in the summary vs on the broker:\n{output}"
         );
     }
@@ -103,9 +101,9 @@ fn demo_with_a_duration_exits_0_and_its_summary_matches_the_topics() {
     }
     let status = kafkit(&state, &["dev", "status"]);
     assert_eq!(
-        support::text(&status).matches("(answering)").count(),
+        crate::support::text(&status).matches("(answering)").count(),
         2,
         "{}",
-        support::text(&status)
+        crate::support::text(&status)
     );
 }

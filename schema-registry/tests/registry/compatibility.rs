@@ -1,10 +1,8 @@
 //! Compatibility accept/reject through the REST API under each level.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{record, spawn_app};
 use serde_json::json;
-use support::{record, spawn_app};
 
 const ID: &str = r#"{"name":"id","type":"string"}"#;
 const NOTE_DEFAULT: &str = r#"{"name":"note","type":["null","string"],"default":null}"#;
@@ -16,7 +14,7 @@ fn schema(fields: &[&str]) -> String {
 
 /// Asks the compatibility endpoint, verbose, and returns (compatible, messages).
 async fn check(
-    app: &support::TestApp,
+    app: &crate::support::TestApp,
     subject: &str,
     version: &str,
     schema: &str,

@@ -7,8 +7,6 @@
 //! log lines carry the trace id.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -183,7 +181,7 @@ fn exported_sum(received: &Shared, service: &str, metric: &str, want: &[(&str, &
 fn wait_for(bootstrap: &str, topic: &str, want: usize) -> Vec<OwnedMessage> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let records = support::read_all(bootstrap, topic);
+        let records = crate::support::read_all(bootstrap, topic);
         if records.len() >= want || Instant::now() > deadline {
             return records;
         }

@@ -11,32 +11,19 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use schema_registry::{
-    Application as Registry, KafkaStoreSettings, RegistrySettings, RunningRegistry, StorageSettings,
-};
+use schema_registry::RunningRegistry;
 use shared_events::{OrderItem, OrderPlaced};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-pub fn random_name(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
+pub use devstack::random_name;
 
 /// A registry whose state lives in `topic` on `bootstrap`, on `listen`.
 pub async fn start_registry(bootstrap: &str, topic: &str, listen: SocketAddr) -> RunningRegistry {
-    let store = KafkaStoreSettings {
-        topic: topic.to_owned(),
-        ..KafkaStoreSettings::new(bootstrap)
-    };
-    Registry::build(RegistrySettings {
-        listen,
-        storage: StorageSettings::Kafka(store),
-        users: Default::default(),
-    })
-    .await
-    .unwrap()
-    .spawn()
+    RunningRegistry::on_kafka(bootstrap, topic, listen)
+        .await
+        .unwrap()
 }
 
 /// Names of one test's topics and group.

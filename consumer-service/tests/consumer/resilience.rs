@@ -2,8 +2,10 @@
 //! and a consumer killed without committing redoes work but skips none.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{
+    Feeder, Names, Stack, create_topics, order, random_name, read_topic, service_args,
+    spawn_service, start_process, start_registry,
+};
 use consumer_service::handler::confirmation_id;
 use devstack::{TestKafka, free_port};
 use kafkit_events::{CodecSettings, EventCodec};
@@ -12,10 +14,6 @@ use shared_events::{OrderConfirmed, OrderPlaced};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::{
-    Feeder, Names, Stack, create_topics, order, random_name, read_topic, service_args,
-    spawn_service, start_process, start_registry,
-};
 
 #[tokio::test]
 async fn while_the_registry_is_down_nothing_is_dead_lettered_and_all_is_processed_after() {
@@ -153,7 +151,7 @@ async fn a_consumer_killed_without_committing_and_restarted_loses_nothing() {
 
     let mut second = start();
     let codec = EventCodec::new(CodecSettings::new(stack.registry.url.clone())).unwrap();
-    let sources = |records: Vec<support::Read>| {
+    let sources = |records: Vec<crate::support::Read>| {
         let codec = &codec;
         async move {
             let mut found = Vec::new();

@@ -15,6 +15,7 @@
 //! - end to end: produce `OrderPlaced`, consumer-service confirms it; latency
 //!   from the produce acknowledgement to reading the `OrderConfirmed`.
 
+use super::common::*;
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
@@ -31,44 +32,6 @@ use shared_events::{OrderConfirmed, OrderPlaced};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-/// CPU time (user + system) a process has used so far, from `/proc`.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // Linux reports clock ticks of 1/100 s (USER_HZ) on every platform kafkit runs on.
-    Some(Duration::from_millis(ticks * 10))
-}
-
-/// A rate and the CPU it cost.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Rate {
-    pub per_second: f64,
-    /// CPU microseconds per record of the process doing the job.
-    pub cpu_us: f64,
-}
-
-impl Rate {
-    fn new(count: usize, took: Duration, cpu: Option<Duration>) -> Self {
-        Self {
-            per_second: count as f64 / took.as_secs_f64(),
-            cpu_us: cpu.map_or(f64::NAN, |c| c.as_secs_f64() * 1e6 / count as f64),
-        }
-    }
-}
-
-/// The median of `values` (NaN when empty).
-pub fn median(values: &[f64]) -> f64 {
-    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
-}
 
 /// How often the service's `/metrics` is read while it runs: rendering them
 /// costs the service CPU, so not too often; the end is known to within this.
@@ -98,19 +61,6 @@ pub struct ConsumeResult {
     pub noop_raw_decoding: Vec<f64>,
 }
 
-/// Per-round ratios `a[i] / b[i]`.
-pub fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
-    a.iter().zip(b).map(|(a, b)| a / b).collect()
-}
-
-pub fn rates(of: &[Rate]) -> Vec<f64> {
-    of.iter().map(|r| r.per_second).collect()
-}
-
-pub fn cpu(of: &[Rate]) -> Vec<f64> {
-    of.iter().map(|r| r.cpu_us).collect()
-}
-
 /// The sizes of one consume benchmark run.
 #[derive(Debug, Clone, Copy)]
 pub struct ConsumeSizes {
@@ -129,7 +79,7 @@ pub async fn fill(
 ) -> anyhow::Result<()> {
     let headers = EventHeaders::new::<OrderPlaced>("/kafkit-bench");
     publish_all(events, topic, count, |i| {
-        let mut order = super::bench::order();
+        let mut order = super::common::order();
         order.customer_id = format!("customer-{i}");
         if i % 100 == 50 {
             order.items[0].sku = format!("{FLAKY}-1");
@@ -746,7 +696,7 @@ pub async fn end_to_end(
     let mut sent_at = std::collections::HashMap::new();
     let mut latencies = Vec::new();
     // Warm-up order: group joins, schema registration of OrderConfirmed.
-    let warm = super::bench::order();
+    let warm = super::common::order();
     events
         .publish_event(&topic, &warm.order_id, &warm, &headers)
         .await?;
@@ -754,7 +704,7 @@ pub async fn end_to_end(
         .await
         .context("no warm-up confirmation")??;
     for _ in 0..orders {
-        let order = super::bench::order();
+        let order = super::common::order();
         events
             .publish_event(&topic, &order.order_id, &order, &headers)
             .await?;

@@ -2,11 +2,9 @@
 //! the real binary, on free ports, with its own state directory.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{kafkit_with_state as kafkit, text};
 use std::path::Path;
 use std::process::Command;
-use support::{kafkit_with_state as kafkit, text};
 
 fn pid_alive(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -1,14 +1,12 @@
 //! `POST /v1/orders` and `/v1/orders/batch` against a real broker and registry.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{Stack, spawn_app, valid_order};
 use apache_avro::types::Value as Avro;
 use rdkafka::message::{Headers, Message};
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use serde_json::json;
-use support::{Stack, spawn_app, valid_order};
 
 fn field<'a>(record: &'a Avro, name: &str) -> &'a Avro {
     let Avro::Record(fields) = record else {
@@ -500,7 +498,10 @@ async fn the_running_service_answers_as_its_openapi_document_says() {
         "response_schema_conformance",
     ]
     .join(",");
-    let junit = std::env::temp_dir().join(format!("{}.xml", support::random_name("schemathesis")));
+    let junit = std::env::temp_dir().join(format!(
+        "{}.xml",
+        crate::support::random_name("schemathesis")
+    ));
     let run = tokio::process::Command::new(devstack::tools::tool("schemathesis"))
         .args([
             "run",

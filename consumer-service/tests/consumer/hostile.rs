@@ -4,15 +4,13 @@
 //! broker. None holds its partition, none is skipped, none panics.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::{
+    Feeder, Names, Stack, confirmations, create_topics, order, read_topic, spawn_service, started,
+};
 use consumer_service::handler::confirmation_id;
 use kafkit_messaging::headers as h;
 use rdkafka::message::Message;
 use std::time::{Duration, SystemTime};
-use support::{
-    Feeder, Names, Stack, confirmations, create_topics, order, read_topic, spawn_service, started,
-};
 
 const WAIT: Duration = Duration::from_secs(30);
 

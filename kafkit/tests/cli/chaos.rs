@@ -7,8 +7,7 @@
 //! Size: `KAFKIT_CHAOS_ORDERS` (default 300).
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use crate::support::read_all;
 use consumer_service::handler::confirmation_id;
 use devstack::{TestKafka, free_port_outside_ephemeral_range};
 use kafkit_events::{CodecSettings, EventCodec};
@@ -23,7 +22,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::read_all;
 
 fn name(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
