@@ -94,82 +94,9 @@ async fn with_stack(
 ) -> anyhow::Result<()> {
     let mut screen = Screen::detect();
     let topics = topics();
-    screen.line(&format!(
-        "kafka {}, schema registry {}",
-        stack.bootstrap_servers, stack.registry_url
-    ));
-    let registry = crate::schemas::Registry::at(&stack.registry_url);
-    for (_, full_name, schema) in shared_events::events::all_schemas() {
-        let topic = crate::schemas::default_topic(full_name).unwrap_or("orders");
-        let subject = format!("{topic}-value");
-        let (version, id) = crate::schemas::register(&registry, &subject, schema).await?;
-        screen.line(&format!(
-            "registered {full_name} as {subject} version {version} id {id}"
-        ));
-    }
-    let kafka = KafkaSettings::new(&stack.bootstrap_servers);
-    let specs: Vec<TopicSpec> = topics.all().iter().map(|t| TopicSpec::new(t, 3)).collect();
-    ensure_topics(&kafka, &specs)
-        .await
-        .context("could not create the demo's topics")?;
-    screen.line(&format!("topics {}", topics.all().join(", ")));
-
-    let log_dir = dev::state_dir().join("demo");
-    let common = [
-        ("KAFKA_BOOTSTRAP_SERVERS", stack.bootstrap_servers.clone()),
-        ("SCHEMA_REGISTRY_URL", stack.registry_url.clone()),
-        ("ORDERS_TOPIC", topics.main.clone()),
-        ("CONFIRMATIONS_TOPIC", topics.confirmations.clone()),
-    ];
-    let api = format!("http://127.0.0.1:{}", args.http_port);
-    let mut producer = services::start(
-        "producer-service",
-        &[
-            &common[..],
-            &[("PRODUCER_LISTEN", format!("127.0.0.1:{}", args.http_port))],
-        ]
-        .concat(),
-        &format!("{api}/readyz"),
-        &log_dir,
-    )
-    .await?;
-    screen.line(&format!(
-        "producer-service  {api}  (log {})",
-        producer.log.display()
-    ));
-    let consumer = services::start(
-        "consumer-service",
-        &[
-            &common[..],
-            &[
-                ("CONSUMER_LISTEN", format!("127.0.0.1:{}", args.ops_port)),
-                ("CONSUMER_ROLE", "all".into()),
-                ("FAULTS", traffic::FAULTS.into()),
-                ("RETRY_DELAYS_MS", RETRY_DELAYS_MS.into()),
-                ("MAX_ATTEMPTS", MAX_ATTEMPTS.into()),
-                ("LAG_INTERVAL_MS", "1000".into()),
-            ],
-        ]
-        .concat(),
-        &format!("http://127.0.0.1:{}/readyz", args.ops_port),
-        &log_dir,
-    )
-    .await;
-    let mut consumer = match consumer {
-        Ok(consumer) => consumer,
-        Err(e) => {
-            producer.stop().await;
-            return Err(e);
-        }
-    };
-    screen.line(&format!(
-        "consumer-service  http://127.0.0.1:{}/metrics  retry tiers {RETRY_DELAYS_MS} ms, {MAX_ATTEMPTS} attempts, faults {}  (log {})",
-        args.ops_port,
-        traffic::FAULTS,
-        consumer.log.display()
-    ));
-    screen.line("");
-
+    let kafka = prepare(&mut screen, stack, &topics).await?;
+    // Each service is a guard: a failure from here on kills what started.
+    let (mut producer, mut consumer) = start_services(&mut screen, args, stack, &topics).await?;
     let result = show(
         args,
         &mut screen,
@@ -199,6 +126,88 @@ async fn with_stack(
         );
     }
     Ok(())
+}
+
+/// Stage 1: the events' schemas registered, the demo's topics created.
+async fn prepare(
+    screen: &mut Screen,
+    stack: &Stack,
+    topics: &Topics,
+) -> anyhow::Result<KafkaSettings> {
+    screen.line(&format!(
+        "kafka {}, schema registry {}",
+        stack.bootstrap_servers, stack.registry_url
+    ));
+    let registry = crate::schemas::Registry::at(&stack.registry_url);
+    for (_, full_name, schema) in shared_events::events::all_schemas() {
+        let topic = crate::schemas::default_topic(full_name).unwrap_or("orders");
+        let subject = format!("{topic}-value");
+        let (version, id) = crate::schemas::register(&registry, &subject, schema).await?;
+        screen.line(&format!(
+            "registered {full_name} as {subject} version {version} id {id}"
+        ));
+    }
+    let kafka = KafkaSettings::new(&stack.bootstrap_servers);
+    let specs: Vec<TopicSpec> = topics.all().iter().map(|t| TopicSpec::new(t, 3)).collect();
+    ensure_topics(&kafka, &specs)
+        .await
+        .context("could not create the demo's topics")?;
+    screen.line(&format!("topics {}", topics.all().join(", ")));
+    Ok(kafka)
+}
+
+/// Stage 2: producer-service and consumer-service (with fault injection
+/// and short retry tiers) started and ready. If the consumer fails to
+/// start, the producer is stopped by its guard.
+async fn start_services(
+    screen: &mut Screen,
+    args: &DemoArgs,
+    stack: &Stack,
+    topics: &Topics,
+) -> anyhow::Result<(services::Service, services::Service)> {
+    let log_dir = dev::state_dir().join("demo");
+    let common = [
+        ("KAFKA_BOOTSTRAP_SERVERS", stack.bootstrap_servers.clone()),
+        ("SCHEMA_REGISTRY_URL", stack.registry_url.clone()),
+        ("ORDERS_TOPIC", topics.main.clone()),
+        ("CONFIRMATIONS_TOPIC", topics.confirmations.clone()),
+    ];
+    let api = format!("http://127.0.0.1:{}", args.http_port);
+    let producer_env = [("PRODUCER_LISTEN", format!("127.0.0.1:{}", args.http_port))];
+    let producer = services::start(
+        "producer-service",
+        &[&common[..], &producer_env].concat(),
+        &format!("{api}/readyz"),
+        &log_dir,
+    )
+    .await?;
+    screen.line(&format!(
+        "producer-service  {api}  (log {})",
+        producer.log.display()
+    ));
+    let consumer_env = [
+        ("CONSUMER_LISTEN", format!("127.0.0.1:{}", args.ops_port)),
+        ("CONSUMER_ROLE", "all".into()),
+        ("FAULTS", traffic::FAULTS.into()),
+        ("RETRY_DELAYS_MS", RETRY_DELAYS_MS.into()),
+        ("MAX_ATTEMPTS", MAX_ATTEMPTS.into()),
+        ("LAG_INTERVAL_MS", "1000".into()),
+    ];
+    let consumer = services::start(
+        "consumer-service",
+        &[&common[..], &consumer_env].concat(),
+        &format!("http://127.0.0.1:{}/readyz", args.ops_port),
+        &log_dir,
+    )
+    .await?;
+    screen.line(&format!(
+        "consumer-service  http://127.0.0.1:{}/metrics  retry tiers {RETRY_DELAYS_MS} ms, {MAX_ATTEMPTS} attempts, faults {}  (log {})",
+        args.ops_port,
+        traffic::FAULTS,
+        consumer.log.display()
+    ));
+    screen.line("");
+    Ok((producer, consumer))
 }
 
 /// Sends the orders and shows what happens until Ctrl-C or `--duration`.

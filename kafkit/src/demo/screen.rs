@@ -29,8 +29,15 @@ impl Screen {
         }
     }
 
-    pub fn paint(&self, code: &str, text: &str) -> String {
-        self.style.paint(code, text)
+    pub fn paint(&self, look: anstyle::Style, text: &str) -> String {
+        self.style.paint(look, text)
+    }
+
+    /// A table of names and counts, indented, each line on its own.
+    fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
+        for line in crate::term::table(header, rows, &[1]).lines() {
+            self.line(&format!("  {line}"));
+        }
     }
 
     /// A line of its own, above the status line.
@@ -121,20 +128,22 @@ impl Screen {
         rows.push(("refused by the HTTP API".to_owned(), refused));
         self.line("");
         self.line(&self.paint(BOLD, title));
-        self.line(&format!("  {:<32} {:>7}", "outcome", "orders"));
-        self.line(&format!(
-            "  {:<32} {:>7}",
-            "sent (202 Accepted)", tally.sent
-        ));
-        for (name, count) in rows {
-            self.line(&format!("  {name:<32} {count:>7}"));
-        }
+        let outcomes: Vec<Vec<String>> =
+            std::iter::once(("sent (202 Accepted)".to_owned(), tally.sent))
+                .chain(rows)
+                .map(|(name, count)| vec![name, count.to_string()])
+                .collect();
+        self.table(&["outcome", "orders"], &outcomes);
         self.line("");
-        self.line(&format!("  {:<32} {:>7}", "topic", "records"));
-        for topic in topics.all() {
-            let count = tally.records.get(&topic).copied().unwrap_or_default();
-            self.line(&format!("  {topic:<32} {count:>7}"));
-        }
+        let records: Vec<Vec<String>> = topics
+            .all()
+            .into_iter()
+            .map(|topic| {
+                let count = tally.records.get(&topic).copied().unwrap_or_default();
+                vec![topic, count.to_string()]
+            })
+            .collect();
+        self.table(&["topic", "records"], &records);
         self.line("");
     }
 }

@@ -246,45 +246,47 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         }
         Output::Table => {
             println!("{} dead letters on {}", letters.len(), args.topic);
-            println!(
-                "{:<22} {:<28} {:<7} {:<24} key / message",
-                "died", "from", "attempt", "class"
-            );
-            for l in &letters {
-                let from = format!(
-                    "{}[{}]@{}",
-                    l.original_topic.as_deref().unwrap_or("?"),
-                    l.original_partition.map_or("?".into(), |p| p.to_string()),
-                    l.original_offset.map_or("?".into(), |o| o.to_string())
-                );
-                println!(
-                    "{:<22} {:<28} {:<7} {:<24} {} / {}",
-                    when(l.dead_at_ms),
-                    from,
-                    l.attempt.map_or("-".into(), |a| a.to_string()),
-                    l.error_class,
-                    l.key_text.as_deref().unwrap_or("-"),
-                    match &l.replayed_from {
+            let rows: Vec<Vec<String>> = letters
+                .iter()
+                .map(|l| {
+                    let from = format!(
+                        "{}[{}]@{}",
+                        l.original_topic.as_deref().unwrap_or("?"),
+                        l.original_partition.map_or("?".into(), |p| p.to_string()),
+                        l.original_offset.map_or("?".into(), |o| o.to_string())
+                    );
+                    let message = match &l.replayed_from {
                         Some(from) => format!(
                             "{} (died again after a replay from {from})",
                             l.error_message
                         ),
                         None => l.error_message.clone(),
-                    }
-                );
-            }
+                    };
+                    vec![
+                        when(l.dead_at_ms),
+                        from,
+                        l.attempt.map_or("-".into(), |a| a.to_string()),
+                        l.error_class.clone(),
+                        format!("{} / {message}", l.key_text.as_deref().unwrap_or("-")),
+                    ]
+                })
+                .collect();
+            let header = ["died", "from", "attempt", "class", "key / message"];
+            println!("{}", crate::term::table(&header, &rows, &[]));
             println!();
-            println!(
-                "{:<24} {:>6}  {:<22} {:<22}",
-                "class", "count", "first", "last"
-            );
-            for (class, (count, first, last)) in groups {
-                println!(
-                    "{class:<24} {count:>6}  {:<22} {:<22}",
-                    when(*first),
-                    when(*last)
-                );
-            }
+            let rows: Vec<Vec<String>> = groups
+                .iter()
+                .map(|(class, (count, first, last))| {
+                    vec![
+                        class.to_string(),
+                        count.to_string(),
+                        when(*first),
+                        when(*last),
+                    ]
+                })
+                .collect();
+            let header = ["class", "count", "first", "last"];
+            println!("{}", crate::term::table(&header, &rows, &[1]));
         }
     }
     Ok(())
@@ -329,90 +331,137 @@ pub struct ReplaySummary {
     pub failed: Vec<(String, String)>,
 }
 
-pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
-    let kafka = KafkaSettings::from(args.kafka.clone());
-    let group = args.group.clone().unwrap_or_else(|| {
-        let key = format!("{}|{}|{:?}", args.topic, args.filter.fingerprint(), args.to);
-        format!(
-            "kafkit-replay-{}",
-            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()).simple()
-        )
-    });
-    let consumer = assigned(&kafka, &group, &args.topic, true)?;
-    let publisher = Publisher::new(&kafka, &ProducerSettings::default())?;
-    let now = now_ms();
-    let mut letters = Vec::new();
-    read_until_idle(&consumer, IDLE, |letter| letters.push(letter)).await?;
+/// What the plan does with one dead letter, in the order they were read.
+#[derive(Debug)]
+enum Step<'a> {
+    /// Send it to `destination`.
+    Move {
+        letter: &'a DeadLetter,
+        id: String,
+        destination: String,
+    },
+    /// Filtered out, or over `--limit`.
+    Skip,
+    /// It cannot be sent (and nothing after it in its partition is remembered).
+    Fail {
+        letter: &'a DeadLetter,
+        id: String,
+        reason: String,
+    },
+}
 
-    let mut summary = ReplaySummary::default();
-    let mut blocked: std::collections::BTreeSet<i32> = std::collections::BTreeSet::new();
+/// `dlqtopic/partition/offset`, as `kafkit.replay.from` carries it.
+fn coordinates(letter: &DeadLetter) -> String {
+    format!(
+        "{}/{}/{}",
+        letter.dlq_topic, letter.dlq_partition, letter.dlq_offset
+    )
+}
+
+/// Which dead letters move where: the filter, the limit, the destination
+/// (`--to`, else the topic each came from). Pure: nothing is sent.
+fn plan<'a>(letters: &'a [DeadLetter], args: &ReplayArgs, now: i64) -> Vec<Step<'a>> {
+    let mut planned = 0;
+    letters
+        .iter()
+        .map(|letter| {
+            if !args.filter.matches(letter, now) || args.limit.is_some_and(|l| planned >= l) {
+                return Step::Skip;
+            }
+            let id = coordinates(letter);
+            match args.to.clone().or_else(|| letter.original_topic.clone()) {
+                Some(destination) => {
+                    planned += 1;
+                    Step::Move {
+                        letter,
+                        id,
+                        destination,
+                    }
+                }
+                None => Step::Fail {
+                    letter,
+                    id,
+                    reason: "no original topic in its headers; pass --to".into(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The copy a replay sends: key and value byte for byte, the failure
+/// headers removed, the audit headers added.
+fn replay_record(letter: &DeadLetter, id: &str, destination: &str) -> OutgoingRecord {
+    let mut headers = letter.replay_headers();
+    headers.push(("kafkit.replay.from".into(), id.as_bytes().to_vec()));
+    headers.push(("kafkit.replay.at".into(), now_ms().to_string().into_bytes()));
+    OutgoingRecord {
+        topic: destination.to_owned(),
+        partition: None,
+        key: letter.key.clone(),
+        payload: letter.value.clone(),
+        headers,
+    }
+}
+
+/// Where a replay stands once it ends.
+#[derive(Debug, Default)]
+struct Sent {
+    summary: ReplaySummary,
+    /// Stopped by Ctrl-C or SIGTERM before the end of the plan.
+    stopped: bool,
+}
+
+/// Sends each planned move in order, and remembers each in `group` (a
+/// synchronous commit) as soon as the broker has it, so an interrupted
+/// replay run again sends nothing twice; unless something before it in its
+/// partition failed: then the next run must see that one again. Ctrl-C or
+/// SIGTERM stops between records.
+async fn send(
+    steps: &[Step<'_>],
+    args: &ReplayArgs,
+    group: &str,
+    publisher: &Publisher,
+    consumer: &StreamConsumer,
+) -> anyhow::Result<Sent> {
     let pace = args
         .rate
         .map(|r| Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
-    let verb = if args.dry_run { "would move" } else { "moved" };
-    let mut progress =
-        crate::term::Progress::new(format!("replaying {}", args.topic), letters.len());
-    // Ctrl-C (or SIGTERM) stops between records, after what was sent is
-    // remembered: the same command again goes on from there.
     let stop = Arc::new(AtomicBool::new(false));
     let signalled = Arc::clone(&stop);
     let watcher = tokio::spawn(async move {
         kafkit_messaging::shutdown_signal().await;
         signalled.store(true, Ordering::SeqCst);
     });
-    let mut stopped = false;
-    for letter in &letters {
-        if !args.dry_run && stop.load(Ordering::SeqCst) {
-            stopped = true;
+    let mut progress = crate::term::Progress::new(format!("replaying {}", args.topic), steps.len());
+    let mut sent = Sent::default();
+    let mut blocked = std::collections::BTreeSet::new();
+    for step in steps {
+        if stop.load(Ordering::SeqCst) {
+            sent.stopped = true;
             break;
         }
-        if !args.dry_run {
-            progress.advance();
-        }
-        let matches =
-            args.filter.matches(letter, now) && args.limit.is_none_or(|l| summary.moved < l);
-        if !matches {
-            summary.skipped += 1;
-            continue;
-        }
-        let id = format!(
-            "{}/{}/{}",
-            letter.dlq_topic, letter.dlq_partition, letter.dlq_offset
-        );
-        let Some(destination) = args.to.clone().or_else(|| letter.original_topic.clone()) else {
-            summary
-                .failed
-                .push((id, "no original topic in its headers; pass --to".into()));
-            blocked.insert(letter.dlq_partition);
-            continue;
+        progress.advance();
+        let (letter, id, destination) = match step {
+            Step::Skip => {
+                sent.summary.skipped += 1;
+                continue;
+            }
+            Step::Fail { letter, id, reason } => {
+                sent.summary.failed.push((id.clone(), reason.clone()));
+                blocked.insert(letter.dlq_partition);
+                continue;
+            }
+            Step::Move {
+                letter,
+                id,
+                destination,
+            } => (*letter, id, destination),
         };
-        if args.dry_run {
-            println!(
-                "{verb} {id} -> {destination} (class {}, key {})",
-                letter.error_class,
-                letter.key_text.as_deref().unwrap_or("-")
-            );
-            summary.moved += 1;
-            continue;
-        }
-        let mut headers = letter.replay_headers();
-        headers.push(("kafkit.replay.from".into(), id.clone().into_bytes()));
-        headers.push(("kafkit.replay.at".into(), now_ms().to_string().into_bytes()));
-        let record = OutgoingRecord {
-            topic: destination.clone(),
-            partition: None,
-            key: letter.key.clone(),
-            payload: letter.value.clone(),
-            headers,
-        };
-        let span = replay_span(&args.topic, &group, letter, &destination);
+        let span = replay_span(&args.topic, group, letter, destination);
+        let record = replay_record(letter, id, destination);
         match publisher.publish(&record).instrument(span).await {
             Ok(_) => {
-                summary.moved += 1;
-                // Remember what was sent as soon as the broker has it, so an
-                // interrupted replay run again does not send it twice;
-                // unless something before it in the partition failed: then
-                // the next run must see that one again.
+                sent.summary.moved += 1;
                 if !blocked.contains(&letter.dlq_partition) {
                     let mut done = TopicPartitionList::new();
                     done.add_partition_offset(
@@ -426,7 +475,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
                 }
             }
             Err(e) => {
-                summary.failed.push((id, e.to_string()));
+                sent.summary.failed.push((id.clone(), e.to_string()));
                 blocked.insert(letter.dlq_partition);
             }
         }
@@ -436,21 +485,50 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
     }
     progress.finish();
     watcher.abort();
+    Ok(sent)
+}
+
+/// What `--dry-run` shows: each move the plan would make, and the counts.
+fn dry_run_summary(steps: &[Step<'_>]) -> ReplaySummary {
+    let mut summary = ReplaySummary::default();
+    for step in steps {
+        match step {
+            Step::Move {
+                letter,
+                id,
+                destination,
+            } => {
+                println!(
+                    "would move {id} -> {destination} (class {}, key {})",
+                    letter.error_class,
+                    letter.key_text.as_deref().unwrap_or("-")
+                );
+                summary.moved += 1;
+            }
+            Step::Skip => summary.skipped += 1,
+            Step::Fail { id, reason, .. } => summary.failed.push((id.clone(), reason.clone())),
+        }
+    }
+    summary
+}
+
+/// The closing lines: counts, the group that remembers, each failure.
+fn report(topic: &str, summary: &ReplaySummary, dry_run: bool, group: &str, stopped: bool) {
     if stopped {
         println!(
-            "{}: stopped after {} moved; what was sent is remembered: run the same command again to go on",
-            args.topic, summary.moved
+            "{topic}: stopped after {} moved; what was sent is remembered: run the same command again to go on",
+            summary.moved
         );
-        return Ok(summary);
+        return;
     }
+    let verb = if dry_run { "would move" } else { "moved" };
     println!(
-        "{}: {} {verb}, {} skipped (filtered out or over the limit), {} failed",
-        args.topic,
+        "{topic}: {} {verb}, {} skipped (filtered out or over the limit), {} failed",
         summary.moved,
         summary.skipped,
         summary.failed.len()
     );
-    if !args.dry_run {
+    if !dry_run {
         println!(
             "  replay group {group} remembers what it sent: the same replay again sends only what is new"
         );
@@ -458,13 +536,102 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
     for (id, reason) in &summary.failed {
         println!("  failed {id}: {reason}");
     }
-    Ok(summary)
+}
+
+/// `kafkit dlq replay`: read what this replay's group has not sent yet,
+/// plan, send (or, with `--dry-run`, show the plan), report.
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<ReplaySummary> {
+    let kafka = KafkaSettings::from(args.kafka.clone());
+    let group = args.group.clone().unwrap_or_else(|| {
+        let key = format!("{}|{}|{:?}", args.topic, args.filter.fingerprint(), args.to);
+        format!(
+            "kafkit-replay-{}",
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()).simple()
+        )
+    });
+    let consumer = assigned(&kafka, &group, &args.topic, true)?;
+    let now = now_ms();
+    let mut letters = Vec::new();
+    read_until_idle(&consumer, IDLE, |letter| letters.push(letter)).await?;
+    let steps = plan(&letters, &args, now);
+    if args.dry_run {
+        let summary = dry_run_summary(&steps);
+        report(&args.topic, &summary, true, &group, false);
+        return Ok(summary);
+    }
+    let publisher = Publisher::new(&kafka, &ProducerSettings::default())?;
+    let sent = send(&steps, &args, &group, &publisher, &consumer).await?;
+    report(&args.topic, &sent.summary, false, &group, sent.stopped);
+    Ok(sent.summary)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::resume_at;
+    use super::{ReplayArgs, Step, plan, resume_at};
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        replay: ReplayArgs,
+    }
+
+    #[test]
+    fn a_plan_filters_limits_and_fails_a_letter_without_a_destination() {
+        let letter = |offset: i64, class: &str, from: Option<&str>| {
+            let mut letter = super::record::tests::died_at(0);
+            letter.dlq_offset = offset;
+            letter.error_class = class.into();
+            letter.original_topic = from.map(str::to_owned);
+            letter
+        };
+        let letters = [
+            letter(0, "unsupported-currency", Some("orders")),
+            letter(1, "injected-permanent", Some("orders")),
+            letter(2, "unsupported-currency", None),
+            letter(3, "unsupported-currency", Some("orders")),
+        ];
+        let shape = |steps: &[Step<'_>]| -> Vec<String> {
+            steps
+                .iter()
+                .map(|s| match s {
+                    Step::Move {
+                        id, destination, ..
+                    } => format!("move {id} -> {destination}"),
+                    Step::Skip => "skip".into(),
+                    Step::Fail { id, .. } => format!("fail {id}"),
+                })
+                .collect()
+        };
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["x", "orders.dlq", "--class", "unsupported-currency"];
+            argv.extend_from_slice(extra);
+            Cli::parse_from(argv).replay
+        };
+        assert_eq!(
+            shape(&plan(&letters, &args(&[]), 1)),
+            [
+                "move orders.dlq/0/0 -> orders",
+                "skip",
+                "fail orders.dlq/0/2",
+                "move orders.dlq/0/3 -> orders"
+            ]
+        );
+        assert_eq!(
+            shape(&plan(&letters, &args(&["--limit", "1"]), 1)),
+            ["move orders.dlq/0/0 -> orders", "skip", "skip", "skip"]
+        );
+        assert_eq!(
+            shape(&plan(&letters, &args(&["--to", "orders-fixed"]), 1)),
+            [
+                "move orders.dlq/0/0 -> orders-fixed",
+                "skip",
+                "move orders.dlq/0/2 -> orders-fixed",
+                "move orders.dlq/0/3 -> orders-fixed"
+            ]
+        );
+    }
 
     #[test]
     fn a_replay_goes_on_where_it_stopped_unless_the_log_no_longer_starts_there() {

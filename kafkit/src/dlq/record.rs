@@ -265,10 +265,11 @@ impl Filter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn died_at(ms: i64) -> DeadLetter {
+    /// A kafkit dead letter from `orders`, class unsupported-currency.
+    pub(crate) fn died_at(ms: i64) -> DeadLetter {
         DeadLetter {
             dlq_topic: "orders.dlq".into(),
             dlq_partition: 0,

@@ -8,6 +8,7 @@
 //! a note instead of a table.
 
 use crate::dlq::Output;
+use crate::term::table;
 use anyhow::{Context, bail};
 use kafkit_messaging::{KafkaArgs, KafkaSettings};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -187,18 +188,31 @@ fn group_lag(
     }))
 }
 
+fn print_indented(text: &str) {
+    for line in text.lines() {
+        println!("  {line}");
+    }
+}
+
 fn print_table(d: &Description) {
     println!("{}  {} partitions", d.topic, d.partitions.len());
-    println!(
-        "  {:<10} {:>7} {:>12} {:>12}",
-        "partition", "leader", "low", "high"
-    );
-    for p in &d.partitions {
-        println!(
-            "  {:<10} {:>7} {:>12} {:>12}",
-            p.partition, p.leader, p.low, p.high
-        );
-    }
+    let rows: Vec<Vec<String>> = d
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                p.partition.to_string(),
+                p.leader.to_string(),
+                p.low.to_string(),
+                p.high.to_string(),
+            ]
+        })
+        .collect();
+    print_indented(&table(
+        &["partition", "leader", "low", "high"],
+        &rows,
+        &[1, 2, 3],
+    ));
     println!();
     if let Some(why) = &d.groups_unavailable {
         println!("consumer groups: unknown ({why})");
@@ -208,35 +222,35 @@ fn print_table(d: &Description) {
         println!("consumer groups: none has committed offsets on {}", d.topic);
         return;
     }
-    let width = d
+    let rows: Vec<Vec<String>> = d
         .groups
         .iter()
-        .map(|g| g.group.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    println!(
-        "  {:<width$} {:<12} {:>7} {:>10}   per partition (committed/lag)",
-        "group", "state", "members", "lag"
-    );
-    for g in &d.groups {
-        let per: Vec<String> = g
-            .partitions
-            .iter()
-            .map(|p| match (p.committed, p.lag) {
-                (Some(c), Some(l)) => format!("{}:{c}/{l}", p.partition),
-                _ => format!("{}:-", p.partition),
-            })
-            .collect();
-        println!(
-            "  {:<width$} {:<12} {:>7} {:>10}   {}",
-            g.group,
-            g.state,
-            g.members,
-            g.total_lag,
-            per.join(" ")
-        );
-    }
+        .map(|g| {
+            let per: Vec<String> = g
+                .partitions
+                .iter()
+                .map(|p| match (p.committed, p.lag) {
+                    (Some(c), Some(l)) => format!("{}:{c}/{l}", p.partition),
+                    _ => format!("{}:-", p.partition),
+                })
+                .collect();
+            vec![
+                g.group.clone(),
+                g.state.clone(),
+                g.members.to_string(),
+                g.total_lag.to_string(),
+                per.join(" "),
+            ]
+        })
+        .collect();
+    let header = [
+        "group",
+        "state",
+        "members",
+        "lag",
+        "per partition (committed/lag)",
+    ];
+    print_indented(&table(&header, &rows, &[2, 3]));
     let behind_watermark = d.groups.iter().flat_map(|g| &g.partitions).any(|p| {
         d.partitions
             .iter()
