@@ -104,3 +104,41 @@ pub async fn read_topic(bootstrap: &str, topic: &str, want: usize, within: Durat
     .await
     .unwrap()
 }
+
+/// The offsets `group` committed on `topic`'s partitions `0..partitions`
+/// (-1: nothing committed), asked without joining the group.
+///
+/// # Panics
+/// When the broker does not answer within 10 s (for tests).
+pub async fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<i64> {
+    let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .create()
+            .expect("a consumer to read committed offsets");
+        let mut list = TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition(&topic, partition);
+        }
+        let committed = consumer
+            .committed_offsets(list, Timeout::After(Duration::from_secs(10)))
+            .expect("the group's committed offsets within 10 s");
+        (0..partitions)
+            .map(
+                |p| match committed.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(offset)) => offset,
+                    _ => -1,
+                },
+            )
+            .collect()
+    })
+    .await
+    .expect("the look-up task")
+}

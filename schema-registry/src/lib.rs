@@ -16,6 +16,8 @@ pub mod registry;
 pub mod startup;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use auth::Users;
 pub use compatibility::CompatibilityLevel;

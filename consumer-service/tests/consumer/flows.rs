@@ -12,6 +12,12 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(30);
 const BRIEF: Duration = Duration::from_millis(1500);
 
+/// The test's DLQ is still empty after a moment's wait.
+async fn assert_nothing_dead_lettered(stack: &Stack, names: &Names) {
+    let dead = read_topic(stack.bootstrap(), &names.dlq(), 0, BRIEF).await;
+    assert!(dead.is_empty(), "{} dead letters", dead.len());
+}
+
 #[tokio::test]
 async fn a_valid_order_is_confirmed_with_an_id_derived_from_its_event_id() {
     let (stack, names, service, feeder) = started(&[]).await;
@@ -31,11 +37,7 @@ async fn a_valid_order_is_confirmed_with_an_id_derived_from_its_event_id() {
     assert_eq!(confirmed.source_event_id, event_id);
     assert_eq!(out[0].header("ce_id"), Some(confirmation_id(&event_id)));
     assert_eq!(out[0].message.key(), Some(placed.order_id.as_bytes()));
-    assert!(
-        read_topic(stack.bootstrap(), &names.dlq(), 0, BRIEF)
-            .await
-            .is_empty()
-    );
+    assert_nothing_dead_lettered(&stack, &names).await;
     service.stop().await;
 }
 
@@ -78,11 +80,7 @@ async fn a_transient_failure_that_recovers_after_two_attempts_ends_confirmed() {
         "confirmed at {} before due {due}",
         confirmed.confirmed_at
     );
-    assert!(
-        read_topic(stack.bootstrap(), &names.dlq(), 0, BRIEF)
-            .await
-            .is_empty()
-    );
+    assert_nothing_dead_lettered(&stack, &names).await;
     service.stop().await;
 }
 
@@ -307,11 +305,7 @@ async fn a_held_partition_does_not_block_the_others_and_keeps_its_own_order() {
         at(&held) <= at(&next) && at(&next) <= at(&last),
         "partition 0 kept its order"
     );
-    assert!(
-        read_topic(stack.bootstrap(), &names.dlq(), 0, BRIEF)
-            .await
-            .is_empty(),
-        "an outage is not dead-lettered"
-    );
+    // An outage is not dead-lettered.
+    assert_nothing_dead_lettered(&stack, &names).await;
     service.stop().await;
 }

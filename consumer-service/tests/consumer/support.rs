@@ -4,13 +4,9 @@
 
 use clap::Parser;
 use consumer_service::Settings;
-use devstack::TestKafka;
 use kafkit_events::{CodecSettings, EventCodec, EventHeaders};
 use kafkit_messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::util::Timeout;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schema_registry::RunningRegistry;
 use shared_events::{OrderItem, OrderPlaced};
 use std::net::SocketAddr;
@@ -242,29 +238,9 @@ impl Feeder {
     }
 }
 
-pub use devstack::read::{Read, read_topic};
+pub use devstack::read::{Read, committed_offsets, read_topic};
 
-/// Broker and registry for one test.
-pub struct Stack {
-    pub kafka: TestKafka,
-    pub registry: RunningRegistry,
-}
-
-impl Stack {
-    pub async fn start() -> Self {
-        let kafka = TestKafka::start();
-        let registry = start_registry(
-            kafka.bootstrap_servers(),
-            &random_name("_schemas"),
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-        )
-        .await;
-        Self { kafka, registry }
-    }
-    pub fn bootstrap(&self) -> &str {
-        self.kafka.bootstrap_servers()
-    }
-}
+pub use schema_registry::testing::Stack;
 
 /// A broker reached only through a proxy that tests can cut or slow down,
 /// and a registry (which talks to the broker through the proxy too).
@@ -388,41 +364,6 @@ pub async fn confirmations(registry_url: &str, records: &[Read]) -> Vec<Confirma
         });
     }
     out
-}
-
-/// The offsets `group` committed on `topic`'s partitions `0..partitions`
-/// (-1: nothing committed).
-pub async fn committed_offsets(
-    bootstrap: &str,
-    group: &str,
-    topic: &str,
-    partitions: i32,
-) -> Vec<i64> {
-    let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", &group)
-            .create()
-            .unwrap();
-        let mut list = TopicPartitionList::new();
-        for partition in 0..partitions {
-            list.add_partition(&topic, partition);
-        }
-        let committed = consumer
-            .committed_offsets(list, Timeout::After(Duration::from_secs(10)))
-            .unwrap();
-        (0..partitions)
-            .map(
-                |p| match committed.find_partition(&topic, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(offset)) => offset,
-                    _ => -1,
-                },
-            )
-            .collect()
-    })
-    .await
-    .unwrap()
 }
 
 impl TestService {

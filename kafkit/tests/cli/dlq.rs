@@ -474,27 +474,7 @@ async fn park(bootstrap: &str, topic: &str, count: usize) -> Vec<String> {
 
 /// The offset `group` committed on partition 0 of `topic` (0 if none).
 async fn remembered(bootstrap: &str, group: &str, topic: &str) -> i64 {
-    let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", &group)
-            .create()
-            .unwrap();
-        let mut partitions = TopicPartitionList::new();
-        partitions.add_partition(&topic, 0);
-        consumer
-            .committed_offsets(partitions, Timeout::After(Duration::from_secs(5)))
-            .ok()
-            .and_then(|c| c.elements().first().map(|e| e.offset()))
-            .and_then(|o| match o {
-                Offset::Offset(n) => Some(n),
-                _ => None,
-            })
-            .unwrap_or(0)
-    })
-    .await
-    .unwrap()
+    devstack::read::committed_offsets(bootstrap, group, topic, 1).await[0].max(0)
 }
 
 /// How often each dead letter arrived back on `topic`.

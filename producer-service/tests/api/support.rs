@@ -3,7 +3,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use clap::Parser;
-use devstack::TestKafka;
 use producer_service::Settings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -25,19 +24,7 @@ pub async fn start_registry(bootstrap: &str) -> RunningRegistry {
         .unwrap()
 }
 
-/// Broker and registry for one test.
-pub struct Stack {
-    pub kafka: TestKafka,
-    pub registry: RunningRegistry,
-}
-
-impl Stack {
-    pub async fn start() -> Self {
-        let kafka = TestKafka::start();
-        let registry = start_registry(kafka.bootstrap_servers()).await;
-        Self { kafka, registry }
-    }
-}
+pub use schema_registry::testing::Stack;
 
 pub struct TestApp {
     pub url: String,
