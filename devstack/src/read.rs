@@ -37,10 +37,23 @@ impl Read {
 }
 
 /// Reads `topic` from the start until `want` records arrived (or `within`
-/// passed), then `quiet` more to catch extras. Never uses watermarks
+/// passed), then half a second more to catch extras. Never uses watermarks
 /// (Tansu 0.6.0 undercounts them for batches).
-#[allow(clippy::unwrap_used)]
 pub async fn read_topic(bootstrap: &str, topic: &str, want: usize, within: Duration) -> Vec<Read> {
+    read_topic_until_quiet(bootstrap, topic, want, within, Duration::from_millis(500)).await
+}
+
+/// [`read_topic`], waiting `quiet` without a new record before it stops
+/// (longer for "the topic holds exactly these": a slow broker answers late).
+#[allow(clippy::unwrap_used)]
+pub async fn read_topic_until_quiet(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+    within: Duration,
+    quiet: Duration,
+) -> Vec<Read> {
+    let quiet_polls_wanted = quiet.as_millis().div_ceil(250).max(1);
     let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -76,7 +89,7 @@ pub async fn read_topic(bootstrap: &str, topic: &str, want: usize, within: Durat
         let mut records = Vec::new();
         let mut quiet_polls = 0;
         while (records.len() < want && Instant::now() < deadline)
-            || (records.len() >= want && quiet_polls < 2)
+            || (records.len() >= want && quiet_polls < quiet_polls_wanted)
         {
             match consumer.poll(Duration::from_millis(250)) {
                 // A transient client error (a connection dropped) is not a

@@ -9,9 +9,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use schema_registry::{
-    Application, KafkaStoreSettings, RegistrySettings, RunningRegistry, StorageSettings,
-};
+use schema_registry::{Application, RegistrySettings, RunningRegistry, StorageSettings};
 use schema_registry_converter::async_impl::avro::AvroEncoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::schema_registry_common::{
@@ -37,16 +35,10 @@ impl Registry {
 
     /// Always our own, for tests that stop it.
     async fn start_own(kafka: &TestKafka) -> Self {
-        let store = KafkaStoreSettings {
-            topic: name("_schemas"),
-            ..KafkaStoreSettings::new(kafka.bootstrap_servers())
-        };
-        let settings = RegistrySettings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            storage: StorageSettings::Kafka(store),
-            users: Default::default(),
-        };
-        let own = Application::build(settings).await.unwrap().spawn();
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let own = RunningRegistry::on_kafka(kafka.bootstrap_servers(), &name("_schemas"), listen)
+            .await
+            .unwrap();
         Self {
             url: own.url.clone(),
             own: Some(own),

@@ -9,15 +9,12 @@
 
 use crate::support::read_all;
 use consumer_service::handler::confirmation_id;
-use devstack::{TestKafka, free_port_outside_ephemeral_range};
+use devstack::free_port_outside_ephemeral_range;
 use kafkit_events::{CodecSettings, EventCodec};
 use rdkafka::message::{Headers, Message};
-use schema_registry::{
-    Application as Registry, KafkaStoreSettings, RegistrySettings, StorageSettings,
-};
+use schema_registry::testing::Stack;
 use shared_events::OrderConfirmed;
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,19 +158,9 @@ async fn orders_survive_five_consumer_kills_and_a_producer_kill() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
-    let kafka = TestKafka::start();
+    let stack = Stack::start().await;
+    let (kafka, registry) = (&stack.kafka, &stack.registry);
     let bootstrap = kafka.bootstrap_servers().to_owned();
-    let registry = Registry::build(RegistrySettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        storage: StorageSettings::Kafka(KafkaStoreSettings {
-            topic: name("_schemas"),
-            ..KafkaStoreSettings::new(&bootstrap)
-        }),
-        users: Default::default(),
-    })
-    .await
-    .unwrap()
-    .spawn();
     let (topic, output, group) = (name("orders"), name("confirmations"), name("group"));
     // Fixed ports outside the ephemeral range: a restart listens on the same
     // address, and consumer-service's default member id (host and port)

@@ -13,12 +13,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use schema_registry::{
-    Application as Registry, KafkaStoreSettings, RegistrySettings, StorageSettings,
-};
+use schema_registry::testing::Stack;
 use shared_events::{OrderItem, OrderPlaced};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 fn name(prefix: &str) -> String {
@@ -136,20 +133,9 @@ impl Running {
 
 #[tokio::test]
 async fn dead_letters_are_inspected_by_class_and_replayed_once_byte_for_byte() {
-    let kafka = TestKafka::start();
+    let stack = Stack::start().await;
+    let (kafka, registry) = (&stack.kafka, &stack.registry);
     let bootstrap = kafka.bootstrap_servers().to_owned();
-    let store = KafkaStoreSettings {
-        topic: name("_schemas"),
-        ..KafkaStoreSettings::new(&bootstrap)
-    };
-    let registry = Registry::build(RegistrySettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        storage: StorageSettings::Kafka(store),
-        users: Default::default(),
-    })
-    .await
-    .unwrap()
-    .spawn();
     let (topic, output, group) = (name("orders"), name("confirmations"), name("group"));
     let dlq = format!("{topic}.dlq");
     let first = spawn_consumer(
@@ -295,20 +281,9 @@ async fn dead_letters_are_inspected_by_class_and_replayed_once_byte_for_byte() {
 
 #[tokio::test]
 async fn watch_shows_dead_letters_of_every_convention_that_arrive_after_it_starts() {
-    let kafka = TestKafka::start();
+    let stack = Stack::start().await;
+    let (kafka, registry) = (&stack.kafka, &stack.registry);
     let bootstrap = kafka.bootstrap_servers().to_owned();
-    let store = KafkaStoreSettings {
-        topic: name("_schemas"),
-        ..KafkaStoreSettings::new(&bootstrap)
-    };
-    let registry = Registry::build(RegistrySettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        storage: StorageSettings::Kafka(store),
-        users: Default::default(),
-    })
-    .await
-    .unwrap()
-    .spawn();
     let dlq = name("orders.dlq");
     let (servers, topic) = (bootstrap.clone(), dlq.clone());
     tokio::task::spawn_blocking(move || devstack::ensure_topic(&servers, &topic, 1).unwrap())

@@ -5,8 +5,7 @@
 use clap::Parser;
 use producer_service::Settings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::util::Timeout;
+use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use schema_registry::RunningRegistry;
 use serde_json::Value;
@@ -88,6 +87,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Status, headers and body of `response`, the body as JSON when it is.
+    async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
@@ -151,64 +163,30 @@ impl TestApp {
         if let Some(key) = key {
             request = request.header("idempotency-key", key);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        Reply {
-            status,
-            headers,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        }
+        Reply::read(request.send().await.unwrap()).await
+    }
+
+    /// `body` as JSON to `path`, with an `Idempotency-Key` when given.
+    async fn post_json(&self, path: &str, body: &Value, key: Option<&str>) -> Reply {
+        let bytes = body.to_string().into_bytes();
+        self.send(path, "application/json", bytes, key).await
     }
 
     pub async fn post_order(&self, body: &Value) -> Reply {
-        self.send(
-            "/v1/orders",
-            "application/json",
-            body.to_string().into_bytes(),
-            None,
-        )
-        .await
+        self.post_json("/v1/orders", body, None).await
     }
 
     pub async fn post_order_with_key(&self, body: &Value, key: &str) -> Reply {
-        self.send(
-            "/v1/orders",
-            "application/json",
-            body.to_string().into_bytes(),
-            Some(key),
-        )
-        .await
+        self.post_json("/v1/orders", body, Some(key)).await
     }
 
     pub async fn post_batch(&self, body: &Value) -> Reply {
-        self.send(
-            "/v1/orders/batch",
-            "application/json",
-            body.to_string().into_bytes(),
-            None,
-        )
-        .await
+        self.post_json("/v1/orders/batch", body, None).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        Reply {
-            status,
-            headers,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        }
+        let request = self.client.get(format!("{}{path}", self.url));
+        Reply::read(request.send().await.unwrap()).await
     }
 
     /// How many records the topic holds, over all partitions, counted by
@@ -226,42 +204,12 @@ impl TestApp {
     /// Like [`TestApp::keys_on_topic`], waiting up to `within` for `want`
     /// records before it counts the quiet time (a slow broker answers late).
     pub async fn read_keys(&self, want: usize, within: Duration) -> Vec<String> {
-        let (bootstrap, topic) = (self.bootstrap.clone(), self.topic.clone());
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("group.id", random_name("counter"))
-                .create()
-                .unwrap();
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(5)))
-                .unwrap();
-            let mut assignment = TopicPartitionList::new();
-            for partition in metadata.topics()[0].partitions() {
-                assignment
-                    .add_partition_offset(&topic, partition.id(), Offset::Beginning)
-                    .unwrap();
-            }
-            consumer.assign(&assignment).unwrap();
-            // Acknowledged records are already stored: stop after 1.5 s without one.
-            let (mut keys, mut idle) = (Vec::new(), 0);
-            let deadline = std::time::Instant::now() + within;
-            while idle < 3 || (keys.len() < want && std::time::Instant::now() < deadline) {
-                match consumer.poll(Duration::from_millis(500)) {
-                    Some(message) => {
-                        let message = message.unwrap();
-                        keys.push(
-                            String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-                        );
-                        idle = 0;
-                    }
-                    None => idle += 1,
-                }
-            }
-            keys
-        })
-        .await
-        .unwrap()
+        let quiet = Duration::from_millis(1500);
+        devstack::read::read_topic_until_quiet(&self.bootstrap, &self.topic, want, within, quiet)
+            .await
+            .iter()
+            .map(|read| String::from_utf8_lossy(read.key().unwrap_or_default()).into_owned())
+            .collect()
     }
 
     /// The record at `partition`/`offset` of the app's topic.
