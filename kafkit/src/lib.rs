@@ -4,6 +4,7 @@
 //! from tests through this library.
 
 pub mod bench;
+pub mod console;
 pub mod demo;
 pub mod dev;
 pub mod dlq;
@@ -81,6 +82,11 @@ pub enum Command {
         #[command(subcommand)]
         command: docs::DocsCommand,
     },
+    /// The dead-letter topics in a browser: overview by error class, lists with filters, each dead letter in full.
+    #[command(
+        after_help = "Example: kafkit console --dlq orders.dlq   then open http://127.0.0.1:8090"
+    )]
+    Console(console::ConsoleArgs),
     /// Watch, inspect and replay dead letters.
     Dlq {
         #[command(subcommand)]
@@ -126,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchPublish(args) => bench::telemetry::publish_worker_main(args).await,
         Command::Tail(args) => tail::run(args).await,
         Command::Dlq { command } => dlq::run(command).await,
+        Command::Console(args) => console::run(args).await,
         Command::Docs { command } => docs::run(command),
         Command::New(args) => new::run(args),
         Command::Schemas { command } => schemas::run(command).await,

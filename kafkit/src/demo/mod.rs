@@ -351,6 +351,7 @@ fn next_steps(screen: &mut Screen, args: &DemoArgs) {
         format!("  {kafkit} dlq watch orders.dlq --from-beginning        # each dead letter, decoded, and why it died"),
         format!("  {kafkit} dlq inspect orders.dlq                        # what is parked, counted by error class"),
         format!("  {kafkit} dlq replay orders.dlq --class unsupported-currency --dry-run   # what a replay would send back"),
+        format!("  {kafkit} console                                       # the same in a browser: http://127.0.0.1:8090"),
         format!("  {kafkit} topics describe orders                        # partitions, offsets, consumer lag"),
         format!(
             "  curl -i -X POST http://127.0.0.1:{}/v1/orders -H 'content-type: application/json' \\\n      -d '{{\"customer_id\":\"c-1\",\"items\":[{{\"sku\":\"CURSED-VASE\",\"quantity\":1,\"unit_price_cents\":1999}}],\"currency\":\"EUR\"}}'",

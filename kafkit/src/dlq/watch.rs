@@ -44,7 +44,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The value as JSON through the registry, or hex and the reason it did not decode.
-async fn decoded(codec: &EventCodec, value: Option<&[u8]>) -> serde_json::Value {
+pub(crate) async fn decoded(codec: &EventCodec, value: Option<&[u8]>) -> serde_json::Value {
     match codec.decode_value(value).await {
         Ok(decoded) => match serde_json::Value::try_from(decoded.value) {
             Ok(json) => {

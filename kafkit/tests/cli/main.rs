@@ -3,6 +3,7 @@
 mod support;
 
 mod chaos;
+mod console;
 mod demo;
 mod deploy;
 mod dev_stack;

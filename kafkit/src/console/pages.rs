@@ -1,0 +1,192 @@
+//! The console's pages, server-rendered HTML (maud escapes every value),
+//! readable without JavaScript.
+
+use super::index::{Overview, PAGE, Page, Query};
+use crate::dlq::record::DeadLetter;
+use crate::dlq::when;
+use maud::{DOCTYPE, Markup, html};
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}\
+table{border-collapse:collapse}td,th{padding:.3rem .8rem;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
+th{background:#f4f4f4}.num{text-align:right}code,pre{background:#f6f6f6;padding:.1rem .3rem}\
+pre{padding:.8rem;overflow:auto}.class{color:#a00;font-weight:600}form{margin:1rem 0}\
+form label{margin-right:1rem}nav a{margin-right:1rem}";
+
+fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · kafkit console" }
+                style { (STYLE) }
+            }
+            body {
+                nav { a href="/" { "Dead-letter topics" } }
+                h1 { (title) }
+                (body)
+            }
+        }
+    }
+}
+
+/// The link to a topic's list, keeping `query` but the page.
+fn list_link(topic: &str, query: &Query, page: usize) -> String {
+    let mut params = vec![format!("page={page}")];
+    let mut add = |name: &str, value: Option<String>| {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            params.push(format!("{name}={}", urlencode(&value)));
+        }
+    };
+    add("class", query.class.clone());
+    add("key", query.key.clone());
+    add("partition", query.partition.map(|p| p.to_string()));
+    add("after_ms", query.after_ms.map(|t| t.to_string()));
+    add("before_ms", query.before_ms.map(|t| t.to_string()));
+    format!("/dlq/{}?{}", urlencode(topic), params.join("&"))
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn overview(topics: &[Overview]) -> Markup {
+    layout(
+        "Dead-letter topics",
+        html! {
+            @for topic in topics {
+                section {
+                    h2 { a href=(list_link(&topic.topic, &Query::default(), 0)) { (topic.topic) } }
+                    p {
+                        strong { (topic.total) } " dead letters"
+                        @if let (Some(oldest), Some(newest)) = (topic.oldest_ms, topic.newest_ms) {
+                            ", oldest " (when(Some(oldest))) ", newest " (when(Some(newest)))
+                        }
+                    }
+                    @if !topic.classes.is_empty() {
+                        table {
+                            thead { tr { th { "error class" } th.num { "count" } } }
+                            tbody {
+                                @for (class, count) in &topic.classes {
+                                    tr {
+                                        td { a.class href=(list_link(&topic.topic, &Query { class: Some(class.clone()), ..Query::default() }, 0)) { (class) } }
+                                        td.num { (count) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn list(topic: &str, query: &Query, page: &Page) -> Markup {
+    let pages = page.matching.div_ceil(PAGE).max(1);
+    layout(
+        topic,
+        html! {
+            form method="get" action={ "/dlq/" (urlencode(topic)) } {
+                label { "class " input name="class" value=[query.class.as_deref()]; }
+                label { "key " input name="key" value=[query.key.as_deref()]; }
+                label { "origin partition " input name="partition" size="4" value=[query.partition]; }
+                label { "after (ms) " input name="after_ms" size="14" value=[query.after_ms]; }
+                label { "before (ms) " input name="before_ms" size="14" value=[query.before_ms]; }
+                button type="submit" { "Filter" }
+            }
+            p.count { (page.matching) " matching, page " (page.page + 1) " of " (pages) }
+            table {
+                thead { tr { th { "died" } th { "dead letter" } th { "from" } th.num { "attempt" } th { "class" } th { "key" } th { "message" } } }
+                tbody {
+                    @for letter in &page.letters {
+                        tr {
+                            td { (when(letter.dead_at_ms)) }
+                            td { a href=(detail_link(letter)) { (letter.dlq_partition) "/" (letter.dlq_offset) } }
+                            td { (origin(letter)) }
+                            td.num { (letter.attempt.map_or("-".into(), |a| a.to_string())) }
+                            td.class { (letter.error_class) }
+                            td { code { (letter.key_text.as_deref().unwrap_or("-")) } }
+                            td { (letter.error_message) }
+                        }
+                    }
+                }
+            }
+            nav {
+                @if page.page > 0 { a rel="prev" href=(list_link(topic, query, page.page - 1)) { "← newer" } }
+                @if page.page + 1 < pages { a rel="next" href=(list_link(topic, query, page.page + 1)) { "older →" } }
+            }
+        },
+    )
+}
+
+fn detail_link(letter: &DeadLetter) -> String {
+    format!(
+        "/dlq/{}/{}/{}",
+        urlencode(&letter.dlq_topic),
+        letter.dlq_partition,
+        letter.dlq_offset
+    )
+}
+
+fn origin(letter: &DeadLetter) -> String {
+    format!(
+        "{}[{}]@{}",
+        letter.original_topic.as_deref().unwrap_or("?"),
+        letter
+            .original_partition
+            .map_or("?".into(), |p| p.to_string()),
+        letter.original_offset.map_or("?".into(), |o| o.to_string())
+    )
+}
+
+/// One dead letter: why it died, where from, its payload decoded through
+/// the registry, every header; the trace id links to `trace_url` when given
+/// (`{trace_id}` in it is replaced).
+pub fn detail(letter: &DeadLetter, value: &serde_json::Value, trace_url: Option<&str>) -> Markup {
+    let title = format!(
+        "{}/{}/{}",
+        letter.dlq_topic, letter.dlq_partition, letter.dlq_offset
+    );
+    let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
+    layout(
+        &title,
+        html! {
+            table {
+                tr { th { "died" } td { (when(letter.dead_at_ms)) } }
+                tr { th { "from" } td { (origin(letter)) " (" (format!("{:?}", letter.convention)) " headers)" } }
+                tr { th { "attempt" } td { (letter.attempt.map_or("-".into(), |a| a.to_string())) } }
+                tr { th { "error class" } td.class { (letter.error_class) } }
+                tr { th { "message" } td { (letter.error_message) } }
+                tr { th { "key" } td { code { (letter.key_text.as_deref().unwrap_or("-")) } } }
+                @if let Some(trace_id) = &letter.trace_id {
+                    tr { th { "trace" } td {
+                        @if let Some(url) = trace_url {
+                            a href=(url.replace("{trace_id}", trace_id)) { code { (trace_id) } }
+                        } @else {
+                            code { (trace_id) }
+                        }
+                    } }
+                }
+                @if let Some(from) = &letter.replayed_from {
+                    tr { th { "replayed from" } td { (from) " (died again after a replay)" } }
+                }
+            }
+            h2 { "Payload" }
+            pre.payload { (pretty) }
+            h2 { "Headers" }
+            table.headers {
+                @for (name, value) in &letter.headers {
+                    tr { th { code { (name) } } td { code { (String::from_utf8_lossy(value)) } } }
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,255 @@
+//! `kafkit console` against a real broker and registry: dead letters written
+//! to a DLQ topic appear on the overview by class, the list filters and
+//! pages, a dead letter's page shows its payload decoded through the
+//! registry with every header, hostile keys are escaped, and a token keeps
+//! out whoever lacks it.
+#![allow(clippy::unwrap_used)]
+
+use kafkit::console::{self, index::Index};
+use kafkit_events::{CodecSettings, EventCodec};
+use kafkit_messaging::{KafkaSettings, OutgoingRecord, ProducerSettings, Publisher};
+use schema_registry::testing::Stack;
+use shared_events::{OrderItem, OrderPlaced};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn order(currency: &str) -> OrderPlaced {
+    OrderPlaced {
+        order_id: uuid::Uuid::new_v4().to_string(),
+        customer_id: "console-customer".into(),
+        items: vec![OrderItem {
+            sku: "BOOK-1".into(),
+            quantity: 1,
+            unit_price_cents: 1_550,
+        }],
+        currency: currency.into(),
+        placed_at: 1_795_000_000_000,
+        note: None,
+    }
+}
+
+/// A kafkit dead letter of `class`, from `orders` partition `partition`.
+fn dead_letter(
+    dlq: &str,
+    key: &str,
+    payload: Vec<u8>,
+    class: &str,
+    partition: i32,
+) -> OutgoingRecord {
+    let headers = [
+        ("kafkit.original.topic", "orders".to_owned()),
+        ("kafkit.original.partition", partition.to_string()),
+        ("kafkit.original.offset", "40".to_owned()),
+        ("kafkit.attempt", "1".to_owned()),
+        ("kafkit.error.class", class.to_owned()),
+        ("kafkit.error.message", format!("{class} for {key}")),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+        ),
+    ];
+    OutgoingRecord {
+        topic: dlq.to_owned(),
+        partition: Some(0),
+        key: Some(key.as_bytes().to_vec()),
+        payload: Some(payload),
+        headers: headers
+            .into_iter()
+            .map(|(n, v)| (n.to_owned().into(), v.into_bytes()))
+            .collect(),
+    }
+}
+
+struct Console {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Console {
+    async fn start(index: Index, registry: &str, token: Option<&str>) -> Self {
+        let codec = Arc::new(EventCodec::new(CodecSettings::new(registry)).unwrap());
+        let router = console::router(
+            index,
+            codec,
+            token.map(|t| t.parse().unwrap()),
+            Some("http://jaeger.example/trace/{trace_id}".into()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self {
+            url,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let answer = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        (answer.status().as_u16(), answer.text().await.unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_grouped_filtered_paged_and_shown_decoded() {
+    let stack = Stack::start().await;
+    let dlq = format!("{}.dlq", devstack::random_name("orders"));
+    let (servers, topic) = (stack.bootstrap().to_owned(), dlq.clone());
+    tokio::task::spawn_blocking(move || devstack::ensure_topic(&servers, &topic, 1).unwrap())
+        .await
+        .unwrap();
+    let codec = EventCodec::new(CodecSettings::new(stack.registry.url.clone())).unwrap();
+    let publisher = Publisher::new(
+        &KafkaSettings::new(stack.bootstrap()),
+        &ProducerSettings::default(),
+    )
+    .unwrap();
+    // 2 refused for their currency (one with a key that is HTML), 1 that
+    // failed every attempt, 1 undecodable, then 120 more to page through.
+    let jpy = order("JPY");
+    let mut records = vec![
+        dead_letter(
+            &dlq,
+            &jpy.order_id,
+            codec.encode("orders", &jpy).await.unwrap(),
+            "unsupported-currency",
+            1,
+        ),
+        dead_letter(
+            &dlq,
+            "<script>alert(1)</script>",
+            codec.encode("orders", &order("JPY")).await.unwrap(),
+            "unsupported-currency",
+            2,
+        ),
+        dead_letter(
+            &dlq,
+            "k-transient",
+            codec.encode("orders", &order("EUR")).await.unwrap(),
+            "injected-transient",
+            0,
+        ),
+        dead_letter(
+            &dlq,
+            "k-garbage",
+            b"not avro at all".to_vec(),
+            "bad-magic-byte",
+            0,
+        ),
+    ];
+    for i in 0..120 {
+        records.push(dead_letter(
+            &dlq,
+            &format!("bulk-{i}"),
+            codec.encode("orders", &order("EUR")).await.unwrap(),
+            "bulk",
+            0,
+        ));
+    }
+    for record in &records {
+        publisher.publish(record).await.unwrap();
+    }
+
+    let index = Index::new(std::slice::from_ref(&dlq));
+    tokio::spawn(console::index::read_into(
+        index.clone(),
+        KafkaSettings::new(stack.bootstrap()),
+        dlq.clone(),
+    ));
+    let console = Console::start(index, &stack.registry.url, None).await;
+
+    // The overview: every dead letter counted, by class.
+    let mut overview = String::new();
+    for _ in 0..100 {
+        overview = console.get("/").await.1;
+        if overview.contains("<strong>124</strong> dead letters") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        overview.contains("<strong>124</strong> dead letters"),
+        "{overview}"
+    );
+    assert!(overview.contains(&dlq), "{overview}");
+    for (class, count) in [
+        ("bulk", 120),
+        ("unsupported-currency", 2),
+        ("injected-transient", 1),
+        ("bad-magic-byte", 1),
+    ] {
+        let row = format!(">{class}</a></td><td class=\"num\">{count}</td>");
+        assert!(overview.contains(&row), "{row} in {overview}");
+    }
+
+    // Filters: by class, by key, by origin partition.
+    let (status, page) = console
+        .get(&format!("/dlq/{dlq}?class=unsupported-currency"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("2 matching, page 1 of 1"), "{page}");
+    assert!(!page.contains("k-transient"), "{page}");
+    // The HTML key is shown as text, never as markup.
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !page.contains("<script>"),
+        "{page}"
+    );
+    let (_, page) = console.get(&format!("/dlq/{dlq}?key=k-transient")).await;
+    assert!(
+        page.contains("1 matching") && page.contains("injected-transient"),
+        "{page}"
+    );
+    let (_, page) = console.get(&format!("/dlq/{dlq}?partition=2")).await;
+    assert!(
+        page.contains("1 matching") && page.contains("unsupported-currency"),
+        "{page}"
+    );
+
+    // Paging, newest first: 124 in pages of 50.
+    let (_, first) = console.get(&format!("/dlq/{dlq}")).await;
+    assert!(first.contains("124 matching, page 1 of 3"), "{first}");
+    assert!(
+        first.contains("bulk-119") && !first.contains("bulk-69"),
+        "newest first: {first}"
+    );
+    assert!(first.contains("rel=\"next\""), "{first}");
+    let (_, last) = console.get(&format!("/dlq/{dlq}?page=2")).await;
+    assert!(
+        last.contains("page 3 of 3") && last.contains("k-garbage") && last.contains(&jpy.order_id),
+        "{last}"
+    );
+    assert_eq!(last.matches("<tr><td>").count(), 24, "{last}");
+
+    // A dead letter in full: payload decoded, headers, a link to its trace.
+    let (status, detail) = console.get(&format!("/dlq/{dlq}/0/0")).await;
+    assert_eq!(status, 200, "{detail}");
+    assert!(
+        detail.contains("currency") && detail.contains("JPY"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&jpy.order_id) && detail.contains("kafkit.error.class"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("href=\"http://jaeger.example/trace/4bf92f3577b34da6a3ce929d0e0e4736\""),
+        "{detail}"
+    );
+    let (_, garbage) = console.get(&format!("/dlq/{dlq}/0/3")).await;
+    assert!(
+        garbage.contains("undecodable") && garbage.contains("bad-magic-byte"),
+        "{garbage}"
+    );
+    assert_eq!(console.get(&format!("/dlq/{dlq}/0/999")).await.0, 404);
+    assert_eq!(console.get("/dlq/not-watched.dlq").await.0, 404);
+
+    // With a token, nothing is shown without it.
+    let guarded = Console::start(Index::new(&[]), &stack.registry.url, Some("s3cret")).await;
+    assert_eq!(guarded.get("/").await.0, 401);
+    assert_eq!(guarded.get("/?token=nope").await.0, 401);
+    assert_eq!(guarded.get("/?token=s3cret").await.0, 200);
+}
