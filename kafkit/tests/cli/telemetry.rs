@@ -365,11 +365,7 @@ async fn a_dead_lettered_and_replayed_order_is_one_trace_with_otlp_metrics_and_l
         });
     assert!(unsampled.ends_with("-00"), "{unsampled}");
 
-    let b = bootstrap.clone();
-    let dlq_name = dlq.clone();
-    let dead = tokio::task::spawn_blocking(move || wait_for(&b, &dlq_name, 1))
-        .await
-        .unwrap();
+    let dead = dead_letters(&bootstrap, &dlq, 1).await;
     assert_eq!(dead.len(), 1, "the doomed order is dead-lettered");
     let traceparent = dead[0]
         .headers()
@@ -392,11 +388,7 @@ async fn a_dead_lettered_and_replayed_order_is_one_trace_with_otlp_metrics_and_l
         "{}",
         String::from_utf8_lossy(&replay.stderr)
     );
-    let b = bootstrap.clone();
-    let dlq_name = dlq.clone();
-    let dead = tokio::task::spawn_blocking(move || wait_for(&b, &dlq_name, 2))
-        .await
-        .unwrap();
+    let dead = dead_letters(&bootstrap, &dlq, 2).await;
     assert_eq!(dead.len(), 2, "the replayed order died again");
 
     // Stopping flushes spans and a last metrics export.
@@ -584,4 +576,16 @@ async fn a_dead_lettered_and_replayed_order_is_one_trace_with_otlp_metrics_and_l
         "no log line with trace {trace_id}:\n{consumer_log}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The first `count` records of `dlq`, waited for off the runtime.
+async fn dead_letters(
+    bootstrap: &str,
+    dlq: &str,
+    count: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let (bootstrap, dlq) = (bootstrap.to_owned(), dlq.to_owned());
+    tokio::task::spawn_blocking(move || wait_for(&bootstrap, &dlq, count))
+        .await
+        .unwrap()
 }

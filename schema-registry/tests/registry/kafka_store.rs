@@ -308,12 +308,7 @@ async fn ids_of_deleted_and_unreadable_schemas_are_not_reused_after_compaction()
 /// still answered), the second writes with ids above the first's.
 #[tokio::test]
 async fn a_second_instance_on_the_same_topic_fences_the_first() {
-    let kafka = TestKafka::start();
-    let topic = random_name("_schemas");
-    let first = spawn_on_kafka(&kafka, &topic).await;
-    let one = first
-        .register_ok("a-value", &record("A", r#"{"name":"a","type":"string"}"#))
-        .await;
+    let (kafka, topic, first, one) = registry_with_a_schema().await;
     let second = spawn_on_kafka(&kafka, &topic).await;
     let refused = first
         .register("b-value", &record("B", r#"{"name":"b","type":"string"}"#))
@@ -345,12 +340,7 @@ async fn a_record_written_behind_the_registrys_back_is_read_before_the_next_id()
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use schema_registry::records::{LogRecord, SchemaRecord};
 
-    let kafka = TestKafka::start();
-    let topic = random_name("_schemas");
-    let app = spawn_on_kafka(&kafka, &topic).await;
-    let first = app
-        .register_ok("a-value", &record("A", r#"{"name":"a","type":"string"}"#))
-        .await;
+    let (kafka, topic, app, first) = registry_with_a_schema().await;
     let landed = LogRecord::Schema(SchemaRecord {
         subject: "lost-ack-value".into(),
         version: 1,
@@ -383,4 +373,16 @@ async fn a_record_written_behind_the_registrys_back_is_read_before_the_next_id()
         json!(["a-value", "b-value", "lost-ack-value"])
     );
     app.stop().await;
+}
+
+/// A broker, a registry on a topic of its own, and one schema registered
+/// (`a-value`): the start of the tests of one topic written by several.
+async fn registry_with_a_schema() -> (TestKafka, String, crate::support::TestApp, u64) {
+    let kafka = TestKafka::start();
+    let topic = random_name("_schemas");
+    let app = spawn_on_kafka(&kafka, &topic).await;
+    let id = app
+        .register_ok("a-value", &record("A", r#"{"name":"a","type":"string"}"#))
+        .await;
+    (kafka, topic, app, id)
 }
