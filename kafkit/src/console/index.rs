@@ -5,15 +5,18 @@
 //! milliseconds at 100,000 dead letters.
 
 use crate::dlq::record::DeadLetter;
+use crate::dlq::resolved::{self, Resolution};
 use kafkit_messaging::KafkaSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-/// Dead letters by DLQ topic.
+/// Dead letters by DLQ topic, and how those dealt with were dealt with.
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     topics: Arc<RwLock<BTreeMap<String, Vec<DeadLetter>>>>,
+    /// By the dead letter's id (`dlqtopic/partition/offset`).
+    resolutions: Arc<RwLock<std::collections::HashMap<String, Resolution>>>,
 }
 
 /// One DLQ topic at a glance.
@@ -21,6 +24,8 @@ pub struct Index {
 pub struct Overview {
     pub topic: String,
     pub total: usize,
+    /// Not resolved, discarded or replayed yet.
+    pub open: usize,
     /// (class, count), most first.
     pub classes: Vec<(String, usize)>,
     pub oldest_ms: Option<i64>,
@@ -30,6 +35,8 @@ pub struct Overview {
 /// Which dead letters a list shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct Query {
+    /// `open`, or a status (`resolved`, `discarded`, `replayed`); all when unset.
+    pub status: Option<String>,
     pub class: Option<String>,
     pub key: Option<String>,
     /// The partition of the topic it came from.
@@ -46,12 +53,18 @@ pub struct Query {
 pub const PAGE: usize = 50;
 
 impl Query {
-    fn keeps(&self, letter: &DeadLetter) -> bool {
+    fn keeps(&self, letter: &DeadLetter, state: Option<&Resolution>) -> bool {
         let died = letter.dead_at_ms.unwrap_or_default();
-        self.class
+        let status = state.map_or("open", |s| s.status.as_str());
+        self.status
             .as_deref()
-            .filter(|c| !c.is_empty())
-            .is_none_or(|c| letter.error_class == c)
+            .filter(|s| !s.is_empty())
+            .is_none_or(|s| s == status)
+            && self
+                .class
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .is_none_or(|c| letter.error_class == c)
             && self
                 .key
                 .as_deref()
@@ -86,6 +99,21 @@ impl Index {
         index
     }
 
+    /// How dead letter `id` was dealt with, if it was.
+    pub fn resolution(&self, id: &str) -> Option<Resolution> {
+        self.resolutions.read().ok()?.get(id).cloned()
+    }
+
+    /// Sets (or, with None, clears) how dead letter `id` was dealt with.
+    pub fn resolve(&self, id: String, state: Option<Resolution>) {
+        if let Ok(mut map) = self.resolutions.write() {
+            match state {
+                Some(state) => map.insert(id, state),
+                None => map.remove(&id),
+            };
+        }
+    }
+
     /// Adds one dead letter (readers call this as records arrive).
     pub fn add(&self, letter: DeadLetter) {
         if let Ok(mut map) = self.topics.write() {
@@ -106,6 +134,11 @@ impl Index {
         let Ok(map) = self.topics.read() else {
             return Vec::new();
         };
+        let resolutions = self
+            .resolutions
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_default();
         map.iter()
             .map(|(topic, letters)| {
                 let mut classes: BTreeMap<&str, usize> = BTreeMap::new();
@@ -118,9 +151,14 @@ impl Index {
                     .collect();
                 classes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 let times = letters.iter().filter_map(|l| l.dead_at_ms);
+                let open = letters
+                    .iter()
+                    .filter(|l| !resolutions.contains_key(&crate::dlq::coordinates(l)))
+                    .count();
                 Overview {
                     topic: topic.clone(),
                     total: letters.len(),
+                    open,
                     classes,
                     oldest_ms: times.clone().min(),
                     newest_ms: times.max(),
@@ -135,7 +173,12 @@ impl Index {
         let map = self.topics.read().ok()?;
         let letters = map.get(topic)?;
         let page = query.page.unwrap_or(0);
-        let matching: Vec<&DeadLetter> = letters.iter().rev().filter(|l| query.keeps(l)).collect();
+        let resolutions = self.resolutions.read().ok()?;
+        let matching: Vec<&DeadLetter> = letters
+            .iter()
+            .rev()
+            .filter(|l| query.keeps(l, resolutions.get(&crate::dlq::coordinates(l))))
+            .collect();
         Some(Page {
             matching: matching.len(),
             letters: matching
@@ -155,6 +198,34 @@ impl Index {
             .iter()
             .find(|l| l.dlq_partition == partition && l.dlq_offset == offset)
             .cloned()
+    }
+}
+
+/// Reads the state topic of `dlq` (`<dlq>.resolved`) from its beginning
+/// into `index`, then keeps reading what arrives.
+pub async fn read_resolutions_into(
+    index: Index,
+    kafka: KafkaSettings,
+    dlq: String,
+) -> anyhow::Result<()> {
+    let topic = resolved::topic_of(&dlq);
+    let consumer: StreamConsumer =
+        crate::reader::config(&kafka, &crate::reader::throwaway_group("console-resolved"))
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+    consumer.subscribe(&[topic.as_str()])?;
+    loop {
+        match consumer.recv().await {
+            Ok(message) => {
+                if let Some((id, state)) = resolved::parse(&message) {
+                    index.resolve(id, state);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "reading resolutions");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
     }
 }
 

@@ -9,16 +9,20 @@
 pub mod index;
 pub mod pages;
 
+use crate::dlq::record::DeadLetter;
+use crate::dlq::resolved::{self, Resolution, Status};
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{Path, Query as QueryParams, Request, State};
+use axum::extract::{Form, Path, Query as QueryParams, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use index::{Index, Query};
 use kafkit_events::EventCodec;
-use kafkit_messaging::{KafkaArgs, KafkaSettings, SchemaRegistryArgs, Secret};
+use kafkit_messaging::{
+    KafkaArgs, KafkaSettings, ProducerSettings, Publisher, SchemaRegistryArgs, Secret,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -43,11 +47,12 @@ pub struct ConsoleArgs {
     pub kafka: KafkaArgs,
 }
 
-/// What every page reads.
+/// What every page reads, and the producer its actions write with.
 #[derive(Clone)]
 struct Console {
     index: Index,
     codec: Arc<EventCodec>,
+    publisher: Publisher,
     trace_url: Option<Arc<str>>,
 }
 
@@ -83,19 +88,27 @@ pub fn check_exposure(listen: SocketAddr, token: Option<&Secret>) -> anyhow::Res
 pub fn router(
     index: Index,
     codec: Arc<EventCodec>,
+    publisher: Publisher,
     token: Option<Secret>,
     trace_url: Option<String>,
 ) -> Router {
     let console = Console {
         index,
         codec,
+        publisher,
         trace_url: trace_url.map(Arc::from),
     };
     let token: Option<Arc<str>> = token.map(|t| Arc::from(t.expose()));
     Router::new()
         .route("/", get(overview))
         .route("/dlq/{topic}", get(list))
+        .route(
+            "/dlq/{topic}/replay",
+            get(replay_preview).post(replay_filtered),
+        )
         .route("/dlq/{topic}/{partition}/{offset}", get(detail))
+        .route("/dlq/{topic}/{partition}/{offset}/resolve", post(resolve))
+        .route("/dlq/{topic}/{partition}/{offset}/replay", post(replay_one))
         .with_state(console)
         .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
             let token = token.clone();
@@ -148,7 +161,160 @@ async fn detail(
         return not_watched(&topic);
     };
     let value = crate::dlq::watch::decoded(&console.codec, letter.value.as_deref()).await;
-    Html(pages::detail(&letter, &value, console.trace_url.as_deref()).into_string()).into_response()
+    let state = console.index.resolution(&crate::dlq::coordinates(&letter));
+    let page = pages::detail(
+        &letter,
+        &value,
+        state.as_ref(),
+        console.trace_url.as_deref(),
+    );
+    Html(page.into_string()).into_response()
+}
+
+/// What a resolve form sends.
+#[derive(Debug, serde::Deserialize)]
+struct ResolveForm {
+    status: Status,
+    reason: String,
+}
+
+/// Records how one dead letter was dealt with, in `<dlq>.resolved`.
+async fn resolve(
+    State(console): State<Console>,
+    Path((topic, partition, offset)): Path<(String, i32, i64)>,
+    Form(form): Form<ResolveForm>,
+) -> Response {
+    let Some(letter) = console.index.get(&topic, partition, offset) else {
+        return not_watched(&topic);
+    };
+    if form.reason.trim().is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "say why: the reason is kept with it",
+        )
+            .into_response();
+    }
+    let id = crate::dlq::coordinates(&letter);
+    let state = Resolution {
+        status: form.status,
+        reason: form.reason.trim().to_owned(),
+        at_ms: crate::dlq::now_ms(),
+    };
+    match resolved::record(&console.publisher, &topic, &id, &state).await {
+        Ok(()) => {
+            console.index.resolve(id, Some(state));
+            Redirect::to(&pages::detail_link(&letter)).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")).into_response(),
+    }
+}
+
+/// The open dead letters `query` selects: what a replay of it would send.
+fn selected(console: &Console, topic: &str, query: &Query) -> Option<Vec<DeadLetter>> {
+    let open = Query {
+        status: Some("open".into()),
+        ..query.clone()
+    };
+    let mut letters = Vec::new();
+    for page in 0.. {
+        let found = console.index.list(
+            topic,
+            &Query {
+                page: Some(page),
+                ..open.clone()
+            },
+        )?;
+        let last = found.letters.len() < index::PAGE;
+        letters.extend(found.letters);
+        if last {
+            break;
+        }
+    }
+    Some(letters)
+}
+
+/// What a replay of the filtered open dead letters would send, with the
+/// form that sends it.
+async fn replay_preview(
+    State(console): State<Console>,
+    Path(topic): Path<String>,
+    QueryParams(query): QueryParams<Query>,
+) -> Response {
+    match selected(&console, &topic, &query) {
+        Some(letters) => {
+            Html(pages::replay_preview(&topic, &query, &letters).into_string()).into_response()
+        }
+        None => not_watched(&topic),
+    }
+}
+
+/// Sends each open dead letter the filter selects back to the topic it came
+/// from and records it as replayed: the same replay again sends nothing.
+async fn replay_filtered(
+    State(console): State<Console>,
+    Path(topic): Path<String>,
+    Form(query): Form<Query>,
+) -> Response {
+    let Some(letters) = selected(&console, &topic, &query) else {
+        return not_watched(&topic);
+    };
+    let outcomes = replay_all(&console, &topic, &letters).await;
+    Html(pages::replayed(&topic, &outcomes).into_string()).into_response()
+}
+
+/// Sends one dead letter back (its page is its preview).
+async fn replay_one(
+    State(console): State<Console>,
+    Path((topic, partition, offset)): Path<(String, i32, i64)>,
+) -> Response {
+    let Some(letter) = console.index.get(&topic, partition, offset) else {
+        return not_watched(&topic);
+    };
+    let outcomes = replay_all(&console, &topic, std::slice::from_ref(&letter)).await;
+    Html(pages::replayed(&topic, &outcomes).into_string()).into_response()
+}
+
+/// Each dead letter's id and where it went, or why it did not: key and
+/// value byte for byte to the topic it came from, with the audit headers
+/// of `kafkit dlq replay` and without the failure headers; then recorded
+/// as replayed in `<dlq>.resolved`.
+async fn replay_all(
+    console: &Console,
+    dlq: &str,
+    letters: &[DeadLetter],
+) -> Vec<(String, Result<String, String>)> {
+    let mut outcomes = Vec::new();
+    for letter in letters {
+        let id = crate::dlq::coordinates(letter);
+        let Some(destination) = letter.original_topic.clone() else {
+            outcomes.push((id, Err("no original topic in its headers".into())));
+            continue;
+        };
+        let record = crate::dlq::replay_record(letter, &id, &destination);
+        if let Err(e) = console.publisher.publish(&record).await {
+            outcomes.push((id, Err(e.to_string())));
+            continue;
+        }
+        let state = Resolution {
+            status: Status::Replayed,
+            reason: format!("replayed to {destination} from the console"),
+            at_ms: crate::dlq::now_ms(),
+        };
+        let recorded = resolved::record(&console.publisher, dlq, &id, &state).await;
+        match recorded {
+            Ok(()) => {
+                console.index.resolve(id.clone(), Some(state));
+                outcomes.push((id, Ok(destination)));
+            }
+            Err(e) => outcomes.push((
+                id,
+                Err(format!(
+                    "sent to {destination}, but not recorded as replayed: {e:#}"
+                )),
+            )),
+        }
+    }
+    outcomes
 }
 
 fn not_watched(topic: &str) -> Response {
@@ -166,12 +332,19 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
     let codec = Arc::new(EventCodec::new(args.registry.codec_settings())?);
     let index = Index::new(&args.dlqs);
     for topic in &args.dlqs {
+        resolved::ensure(&kafka, topic).await?;
         tokio::spawn(index::read_into(
             index.clone(),
             kafka.clone(),
             topic.clone(),
         ));
+        tokio::spawn(index::read_resolutions_into(
+            index.clone(),
+            kafka.clone(),
+            topic.clone(),
+        ));
     }
+    let publisher = Publisher::new(&kafka, &ProducerSettings::default())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -180,9 +353,12 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         listener.local_addr()?,
         args.dlqs.join(", ")
     );
-    axum::serve(listener, router(index, codec, args.token, args.trace_url))
-        .with_graceful_shutdown(kafkit_messaging::shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        router(index, codec, publisher, args.token, args.trace_url),
+    )
+    .with_graceful_shutdown(kafkit_messaging::shutdown_signal())
+    .await?;
     Ok(())
 }
 

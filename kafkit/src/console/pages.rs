@@ -3,6 +3,7 @@
 
 use super::index::{Overview, PAGE, Page, Query};
 use crate::dlq::record::DeadLetter;
+use crate::dlq::resolved::Resolution;
 use crate::dlq::when;
 use maud::{DOCTYPE, Markup, html};
 
@@ -38,6 +39,7 @@ fn list_link(topic: &str, query: &Query, page: usize) -> String {
             params.push(format!("{name}={}", urlencode(&value)));
         }
     };
+    add("status", query.status.clone());
     add("class", query.class.clone());
     add("key", query.key.clone());
     add("partition", query.partition.map(|p| p.to_string()));
@@ -65,7 +67,8 @@ pub fn overview(topics: &[Overview]) -> Markup {
                 section {
                     h2 { a href=(list_link(&topic.topic, &Query::default(), 0)) { (topic.topic) } }
                     p {
-                        strong { (topic.total) } " dead letters"
+                        strong { (topic.total) } " dead letters, "
+                        a href=(list_link(&topic.topic, &Query { status: Some("open".into()), ..Query::default() }, 0)) { strong.open { (topic.open) } " open" }
                         @if let (Some(oldest), Some(newest)) = (topic.oldest_ms, topic.newest_ms) {
                             ", oldest " (when(Some(oldest))) ", newest " (when(Some(newest)))
                         }
@@ -95,6 +98,11 @@ pub fn list(topic: &str, query: &Query, page: &Page) -> Markup {
         topic,
         html! {
             form method="get" action={ "/dlq/" (urlencode(topic)) } {
+                label { "status " select name="status" {
+                    @for (value, label) in [("", "all"), ("open", "open"), ("resolved", "resolved"), ("discarded", "discarded"), ("replayed", "replayed")] {
+                        option value=(value) selected[query.status.as_deref().unwrap_or("") == value] { (label) }
+                    }
+                } }
                 label { "class " input name="class" value=[query.class.as_deref()]; }
                 label { "key " input name="key" value=[query.key.as_deref()]; }
                 label { "origin partition " input name="partition" size="4" value=[query.partition]; }
@@ -103,6 +111,7 @@ pub fn list(topic: &str, query: &Query, page: &Page) -> Markup {
                 button type="submit" { "Filter" }
             }
             p.count { (page.matching) " matching, page " (page.page + 1) " of " (pages) }
+            p { a.replay href=(list_link(topic, query, 0).replacen('?', "/replay?", 1)) { "Replay the open ones this filter selects… (preview first)" } }
             table {
                 thead { tr { th { "died" } th { "dead letter" } th { "from" } th.num { "attempt" } th { "class" } th { "key" } th { "message" } } }
                 tbody {
@@ -127,7 +136,7 @@ pub fn list(topic: &str, query: &Query, page: &Page) -> Markup {
     )
 }
 
-fn detail_link(letter: &DeadLetter) -> String {
+pub(crate) fn detail_link(letter: &DeadLetter) -> String {
     format!(
         "/dlq/{}/{}/{}",
         urlencode(&letter.dlq_topic),
@@ -150,7 +159,12 @@ fn origin(letter: &DeadLetter) -> String {
 /// One dead letter: why it died, where from, its payload decoded through
 /// the registry, every header; the trace id links to `trace_url` when given
 /// (`{trace_id}` in it is replaced).
-pub fn detail(letter: &DeadLetter, value: &serde_json::Value, trace_url: Option<&str>) -> Markup {
+pub fn detail(
+    letter: &DeadLetter,
+    value: &serde_json::Value,
+    state: Option<&Resolution>,
+    trace_url: Option<&str>,
+) -> Markup {
     let title = format!(
         "{}/{}/{}",
         letter.dlq_topic, letter.dlq_partition, letter.dlq_offset
@@ -179,6 +193,21 @@ pub fn detail(letter: &DeadLetter, value: &serde_json::Value, trace_url: Option<
                     tr { th { "replayed from" } td { (from) " (died again after a replay)" } }
                 }
             }
+            h2 { "State" }
+            @match state {
+                Some(state) => p.state { strong { (state.status.as_str()) } " " (when(Some(state.at_ms))) ": " (state.reason) },
+                None => {
+                    p.state { strong { "open" } }
+                    form method="post" action={ (detail_link(letter)) "/replay" } {
+                        button type="submit" { "Replay to " (letter.original_topic.as_deref().unwrap_or("?")) }
+                    }
+                    form method="post" action={ (detail_link(letter)) "/resolve" } {
+                        label { "reason " input name="reason" required size="50"; }
+                        button type="submit" name="status" value="resolved" { "Mark resolved" }
+                        button type="submit" name="status" value="discarded" { "Discard" }
+                    }
+                },
+            }
             h2 { "Payload" }
             pre.payload { (pretty) }
             h2 { "Headers" }
@@ -187,6 +216,60 @@ pub fn detail(letter: &DeadLetter, value: &serde_json::Value, trace_url: Option<
                     tr { th { code { (name) } } td { code { (String::from_utf8_lossy(value)) } } }
                 }
             }
+        },
+    )
+}
+
+/// What a replay of `query`'s open dead letters would send, and the form
+/// that sends it (the same filter, posted).
+pub fn replay_preview(topic: &str, query: &Query, letters: &[DeadLetter]) -> Markup {
+    layout(
+        &format!("Replay from {topic}"),
+        html! {
+            p.count { (letters.len()) " open dead letters would be sent back" }
+            table {
+                thead { tr { th { "dead letter" } th { "class" } th { "key" } th { "to" } } }
+                tbody {
+                    @for letter in letters {
+                        tr {
+                            td { a href=(detail_link(letter)) { (letter.dlq_partition) "/" (letter.dlq_offset) } }
+                            td.class { (letter.error_class) }
+                            td { code { (letter.key_text.as_deref().unwrap_or("-")) } }
+                            td { (letter.original_topic.as_deref().unwrap_or("(no original topic: cannot)")) }
+                        }
+                    }
+                }
+            }
+            @if !letters.is_empty() {
+                form method="post" {
+                    @for (name, value) in [("status", query.status.clone()), ("class", query.class.clone()), ("key", query.key.clone()), ("partition", query.partition.map(|p| p.to_string())), ("after_ms", query.after_ms.map(|t| t.to_string())), ("before_ms", query.before_ms.map(|t| t.to_string()))] {
+                        @if let Some(value) = value.filter(|v| !v.is_empty()) {
+                            input type="hidden" name=(name) value=(value);
+                        }
+                    }
+                    button type="submit" { "Send these " (letters.len()) " back" }
+                }
+            }
+        },
+    )
+}
+
+/// What a replay did, one line per dead letter.
+pub fn replayed(topic: &str, outcomes: &[(String, Result<String, String>)]) -> Markup {
+    let sent = outcomes.iter().filter(|(_, o)| o.is_ok()).count();
+    layout(
+        &format!("Replayed from {topic}"),
+        html! {
+            p.count { (sent) " sent back, " (outcomes.len() - sent) " failed" }
+            ul {
+                @for (id, outcome) in outcomes {
+                    @match outcome {
+                        Ok(to) => li { (id) " → " (to) },
+                        Err(why) => li.failed { (id) ": " (why) },
+                    }
+                }
+            }
+            p { a href={ "/dlq/" (urlencode(topic)) } { "Back to " (topic) } }
         },
     )
 }

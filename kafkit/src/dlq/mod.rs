@@ -1,6 +1,7 @@
 //! `kafkit dlq`: see what died and why, grouped, and send it back safely.
 
 pub mod record;
+pub mod resolved;
 pub mod watch;
 
 use anyhow::{Context, bail};
@@ -42,10 +43,21 @@ pub struct InspectArgs {
     pub topic: String,
     #[command(flatten)]
     pub filter: Filter,
+    /// Only open dead letters, or only those dealt with (resolved,
+    /// discarded or replayed in `kafkit console`, kept in `<dlq>.resolved`).
+    #[arg(long, value_enum)]
+    pub status: Option<StatusFilter>,
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+/// `--status` of `kafkit dlq inspect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFilter {
+    Open,
+    Resolved,
 }
 
 #[derive(Debug, clap::Args)]
@@ -225,6 +237,11 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         }
     })
     .await?;
+    let states = resolved::read_all(&kafka, &args.topic).await?;
+    let state_of = |letter: &DeadLetter| states.get(&coordinates(letter));
+    if let Some(wanted) = args.status {
+        letters.retain(|l| (wanted == StatusFilter::Resolved) == state_of(l).is_some());
+    }
     let mut summary = ClassSummary::default();
     for letter in &letters {
         summary.add(letter);
@@ -233,7 +250,12 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     match args.output {
         Output::Json => {
             for letter in &letters {
-                println!("{}", serde_json::to_string(letter)?);
+                let mut json = serde_json::to_value(letter)?;
+                json["status"] = state_of(letter)
+                    .map_or("open", |s| s.status.as_str())
+                    .into();
+                json["resolution"] = serde_json::to_value(state_of(letter))?;
+                println!("{json}");
             }
             let summary: Vec<serde_json::Value> = groups
                 .iter()
@@ -351,7 +373,7 @@ enum Step<'a> {
 }
 
 /// `dlqtopic/partition/offset`, as `kafkit.replay.from` carries it.
-fn coordinates(letter: &DeadLetter) -> String {
+pub(crate) fn coordinates(letter: &DeadLetter) -> String {
     format!(
         "{}/{}/{}",
         letter.dlq_topic, letter.dlq_partition, letter.dlq_offset
@@ -390,7 +412,7 @@ fn plan<'a>(letters: &'a [DeadLetter], args: &ReplayArgs, now: i64) -> Vec<Step<
 
 /// The copy a replay sends: key and value byte for byte, the failure
 /// headers removed, the audit headers added.
-fn replay_record(letter: &DeadLetter, id: &str, destination: &str) -> OutgoingRecord {
+pub(crate) fn replay_record(letter: &DeadLetter, id: &str, destination: &str) -> OutgoingRecord {
     let mut headers = letter.replay_headers();
     headers.push(("kafkit.replay.from".into(), id.as_bytes().to_vec()));
     headers.push(("kafkit.replay.at".into(), now_ms().to_string().into_bytes()));

@@ -28,8 +28,9 @@ fn order(currency: &str) -> OrderPlaced {
     }
 }
 
-/// A kafkit dead letter of `class`, from `orders` partition `partition`.
+/// A kafkit dead letter of `class`, from `from` partition `partition`.
 fn dead_letter(
+    from: &str,
     dlq: &str,
     key: &str,
     payload: Vec<u8>,
@@ -37,7 +38,7 @@ fn dead_letter(
     partition: i32,
 ) -> OutgoingRecord {
     let headers = [
-        ("kafkit.original.topic", "orders".to_owned()),
+        ("kafkit.original.topic", from.to_owned()),
         ("kafkit.original.partition", partition.to_string()),
         ("kafkit.original.offset", "40".to_owned()),
         ("kafkit.attempt", "1".to_owned()),
@@ -60,17 +61,56 @@ fn dead_letter(
     }
 }
 
+/// `a=1&b=x%20y`, as a browser posts a form.
+fn urlencoded(form: &[(&str, &str)]) -> String {
+    let encode = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    form.iter()
+        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 struct Console {
     url: String,
     client: reqwest::Client,
 }
 
+/// An index of `dlq` fed by the console's readers, as `kafkit console` runs them.
+async fn watched(bootstrap: &str, dlq: &str) -> Index {
+    let kafka = KafkaSettings::new(bootstrap);
+    kafkit::dlq::resolved::ensure(&kafka, dlq).await.unwrap();
+    let index = Index::new(&[dlq.to_owned()]);
+    tokio::spawn(console::index::read_into(
+        index.clone(),
+        kafka.clone(),
+        dlq.to_owned(),
+    ));
+    tokio::spawn(console::index::read_resolutions_into(
+        index.clone(),
+        kafka,
+        dlq.to_owned(),
+    ));
+    index
+}
+
 impl Console {
-    async fn start(index: Index, registry: &str, token: Option<&str>) -> Self {
+    async fn start(index: Index, bootstrap: &str, registry: &str, token: Option<&str>) -> Self {
         let codec = Arc::new(EventCodec::new(CodecSettings::new(registry)).unwrap());
+        let publisher =
+            Publisher::new(&KafkaSettings::new(bootstrap), &ProducerSettings::default()).unwrap();
         let router = console::router(
             index,
             codec,
+            publisher,
             token.map(|t| t.parse().unwrap()),
             Some("http://jaeger.example/trace/{trace_id}".into()),
         );
@@ -81,6 +121,32 @@ impl Console {
             url,
             client: reqwest::Client::new(),
         }
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let answer = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(urlencoded(form))
+            .send()
+            .await
+            .unwrap();
+        (answer.status().as_u16(), answer.text().await.unwrap())
+    }
+
+    /// The overview once it says `text`, waiting for the readers.
+    async fn overview_showing(&self, text: &str) -> String {
+        let mut overview = String::new();
+        for _ in 0..100 {
+            overview = self.get("/").await.1;
+            if overview.contains(text) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(overview.contains(text), "{text} in {overview}");
+        overview
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
@@ -95,13 +161,16 @@ impl Console {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_are_grouped_filtered_paged_and_shown_decoded() {
+async fn dead_letters_are_grouped_filtered_paged_shown_decoded_and_dealt_with_once() {
     let stack = Stack::start().await;
-    let dlq = format!("{}.dlq", devstack::random_name("orders"));
-    let (servers, topic) = (stack.bootstrap().to_owned(), dlq.clone());
-    tokio::task::spawn_blocking(move || devstack::ensure_topic(&servers, &topic, 1).unwrap())
-        .await
-        .unwrap();
+    let orig = devstack::random_name("orders");
+    let dlq = format!("{orig}.dlq");
+    for topic in [orig.clone(), dlq.clone()] {
+        let servers = stack.bootstrap().to_owned();
+        tokio::task::spawn_blocking(move || devstack::ensure_topic(&servers, &topic, 1).unwrap())
+            .await
+            .unwrap();
+    }
     let codec = EventCodec::new(CodecSettings::new(stack.registry.url.clone())).unwrap();
     let publisher = Publisher::new(
         &KafkaSettings::new(stack.bootstrap()),
@@ -113,6 +182,7 @@ async fn dead_letters_are_grouped_filtered_paged_and_shown_decoded() {
     let jpy = order("JPY");
     let mut records = vec![
         dead_letter(
+            &orig,
             &dlq,
             &jpy.order_id,
             codec.encode("orders", &jpy).await.unwrap(),
@@ -120,6 +190,7 @@ async fn dead_letters_are_grouped_filtered_paged_and_shown_decoded() {
             1,
         ),
         dead_letter(
+            &orig,
             &dlq,
             "<script>alert(1)</script>",
             codec.encode("orders", &order("JPY")).await.unwrap(),
@@ -127,6 +198,7 @@ async fn dead_letters_are_grouped_filtered_paged_and_shown_decoded() {
             2,
         ),
         dead_letter(
+            &orig,
             &dlq,
             "k-transient",
             codec.encode("orders", &order("EUR")).await.unwrap(),
@@ -134,6 +206,7 @@ async fn dead_letters_are_grouped_filtered_paged_and_shown_decoded() {
             0,
         ),
         dead_letter(
+            &orig,
             &dlq,
             "k-garbage",
             b"not avro at all".to_vec(),
@@ -143,6 +216,7 @@ async fn dead_letters_are_grouped_filtered_paged_and_shown_decoded() {
     ];
     for i in 0..120 {
         records.push(dead_letter(
+            &orig,
             &dlq,
             &format!("bulk-{i}"),
             codec.encode("orders", &order("EUR")).await.unwrap(),
@@ -154,13 +228,8 @@ async fn dead_letters_are_grouped_filtered_paged_and_shown_decoded() {
         publisher.publish(record).await.unwrap();
     }
 
-    let index = Index::new(std::slice::from_ref(&dlq));
-    tokio::spawn(console::index::read_into(
-        index.clone(),
-        KafkaSettings::new(stack.bootstrap()),
-        dlq.clone(),
-    ));
-    let console = Console::start(index, &stack.registry.url, None).await;
+    let index = watched(stack.bootstrap(), &dlq).await;
+    let console = Console::start(index, stack.bootstrap(), &stack.registry.url, None).await;
 
     // The overview: every dead letter counted, by class.
     let mut overview = String::new();
@@ -248,8 +317,127 @@ async fn dead_letters_are_grouped_filtered_paged_and_shown_decoded() {
     assert_eq!(console.get("/dlq/not-watched.dlq").await.0, 404);
 
     // With a token, nothing is shown without it.
-    let guarded = Console::start(Index::new(&[]), &stack.registry.url, Some("s3cret")).await;
+    let guarded = Console::start(
+        Index::new(&[]),
+        stack.bootstrap(),
+        &stack.registry.url,
+        Some("s3cret"),
+    )
+    .await;
     assert_eq!(guarded.get("/").await.0, 401);
     assert_eq!(guarded.get("/?token=nope").await.0, 401);
     assert_eq!(guarded.get("/?token=s3cret").await.0, 200);
+
+    // Discard one, with a reason: kept in <dlq>.resolved.
+    let (status, page) = console
+        .post(
+            &format!("/dlq/{dlq}/0/2/resolve"),
+            &[("status", "discarded"), ("reason", "a test order")],
+        )
+        .await;
+    assert_eq!(status, 200, "redirected to its page: {page}");
+    assert!(
+        page.contains("discarded") && page.contains("a test order"),
+        "{page}"
+    );
+    let (_, page) = console.get(&format!("/dlq/{dlq}?status=discarded")).await;
+    assert!(
+        page.contains("1 matching") && page.contains("k-transient"),
+        "{page}"
+    );
+
+    // Replay the two refused for their currency: preview, then send.
+    let (_, preview) = console
+        .get(&format!("/dlq/{dlq}/replay?class=unsupported-currency"))
+        .await;
+    assert!(
+        preview.contains("2 open dead letters would be sent back"),
+        "{preview}"
+    );
+    assert!(preview.contains(&orig), "{preview}");
+    let (_, done) = console
+        .post(
+            &format!("/dlq/{dlq}/replay"),
+            &[("class", "unsupported-currency")],
+        )
+        .await;
+    assert!(done.contains("2 sent back, 0 failed"), "{done}");
+    let back =
+        devstack::read::read_topic(stack.bootstrap(), &orig, 2, Duration::from_secs(20)).await;
+    assert_eq!(back.len(), 2, "byte for byte on the topic they came from");
+    assert!(back.iter().all(|r| {
+        r.header("kafkit.replay.from")
+            .is_some_and(|f| f.starts_with(&dlq))
+            && r.header("kafkit.error.class").is_none()
+    }));
+    let mut keys: Vec<String> = back
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.key().unwrap()).into_owned())
+        .collect();
+    keys.sort();
+    let mut sent = vec![jpy.order_id.clone(), "<script>alert(1)</script>".to_owned()];
+    sent.sort();
+    assert_eq!(keys, sent);
+    // Once: the same replay again sends nothing.
+    let (_, again) = console
+        .post(
+            &format!("/dlq/{dlq}/replay"),
+            &[("class", "unsupported-currency")],
+        )
+        .await;
+    assert!(again.contains("0 sent back, 0 failed"), "{again}");
+    console
+        .overview_showing("<strong class=\"open\">121</strong> open")
+        .await;
+
+    // Every console and `kafkit dlq inspect` see the same state.
+    let fresh = Console::start(
+        watched(stack.bootstrap(), &dlq).await,
+        stack.bootstrap(),
+        &stack.registry.url,
+        None,
+    )
+    .await;
+    fresh
+        .overview_showing("<strong class=\"open\">121</strong> open")
+        .await;
+    let inspect = std::process::Command::new(env!("CARGO_BIN_EXE_kafkit"))
+        .args([
+            "dlq",
+            "inspect",
+            &dlq,
+            "--status",
+            "resolved",
+            "--output",
+            "json",
+            "--bootstrap-servers",
+            stack.bootstrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    assert!(
+        inspect.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.last().unwrap()["total"], 3, "{text}");
+    let statuses: Vec<&str> = lines[..3]
+        .iter()
+        .map(|l| l["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "replayed").count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "discarded").count(),
+        1,
+        "{text}"
+    );
 }
