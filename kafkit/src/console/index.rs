@@ -12,11 +12,24 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 /// Dead letters by DLQ topic, and how those dealt with were dealt with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Index {
     topics: Arc<RwLock<BTreeMap<String, Vec<DeadLetter>>>>,
     /// By the dead letter's id (`dlqtopic/partition/offset`).
     resolutions: Arc<RwLock<std::collections::HashMap<String, Resolution>>>,
+    /// Each dead letter as it arrives, for the pages that show them live.
+    arrivals: tokio::sync::broadcast::Sender<DeadLetter>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self {
+            topics: Arc::default(),
+            resolutions: Arc::default(),
+            // A page that falls this far behind misses rows, not the server.
+            arrivals: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
 }
 
 /// One DLQ topic at a glance.
@@ -116,11 +129,18 @@ impl Index {
 
     /// Adds one dead letter (readers call this as records arrive).
     pub fn add(&self, letter: DeadLetter) {
+        // Nobody watching is fine.
+        let _ = self.arrivals.send(letter.clone());
         if let Ok(mut map) = self.topics.write() {
             map.entry(letter.dlq_topic.clone())
                 .or_default()
                 .push(letter);
         }
+    }
+
+    /// Dead letters from now on, as they arrive.
+    pub fn arrivals(&self) -> tokio::sync::broadcast::Receiver<DeadLetter> {
+        self.arrivals.subscribe()
     }
 
     pub fn topics(&self) -> Vec<String> {

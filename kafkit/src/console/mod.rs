@@ -106,6 +106,7 @@ pub fn router(
             "/dlq/{topic}/replay",
             get(replay_preview).post(replay_filtered),
         )
+        .route("/dlq/{topic}/events", get(arrivals))
         .route("/dlq/{topic}/{partition}/{offset}", get(detail))
         .route("/dlq/{topic}/{partition}/{offset}/resolve", post(resolve))
         .route("/dlq/{topic}/{partition}/{offset}/replay", post(replay_one))
@@ -169,6 +170,33 @@ async fn detail(
         console.trace_url.as_deref(),
     );
     Html(page.into_string()).into_response()
+}
+
+/// New dead letters of `topic` as server-sent events (`dead-letter`), each
+/// a list row the page puts on top; comments keep the connection alive.
+async fn arrivals(State(console): State<Console>, Path(topic): Path<String>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    if !console.index.topics().contains(&topic) {
+        return not_watched(&topic);
+    }
+    let receiver = console.index.arrivals();
+    let events = futures::stream::unfold((receiver, topic), |(mut receiver, topic)| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(letter) if letter.dlq_topic == topic => {
+                    let row = pages::row(&letter).into_string();
+                    let event = Event::default().event("dead-letter").data(row);
+                    return Some((Ok::<_, std::convert::Infallible>(event), (receiver, topic)));
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// What a resolve form sends.

@@ -116,24 +116,38 @@ pub fn list(topic: &str, query: &Query, page: &Page) -> Markup {
                 thead { tr { th { "died" } th { "dead letter" } th { "from" } th.num { "attempt" } th { "class" } th { "key" } th { "message" } } }
                 tbody {
                     @for letter in &page.letters {
-                        tr {
-                            td { (when(letter.dead_at_ms)) }
-                            td { a href=(detail_link(letter)) { (letter.dlq_partition) "/" (letter.dlq_offset) } }
-                            td { (origin(letter)) }
-                            td.num { (letter.attempt.map_or("-".into(), |a| a.to_string())) }
-                            td.class { (letter.error_class) }
-                            td { code { (letter.key_text.as_deref().unwrap_or("-")) } }
-                            td { (letter.error_message) }
-                        }
+                        (row(letter))
                     }
                 }
             }
+            // New dead letters appear on top as they arrive (without
+            // JavaScript, a reload shows them).
+            script { (maud::PreEscaped(LIVE)) }
             nav {
                 @if page.page > 0 { a rel="prev" href=(list_link(topic, query, page.page - 1)) { "← newer" } }
                 @if page.page + 1 < pages { a rel="next" href=(list_link(topic, query, page.page + 1)) { "older →" } }
             }
         },
     )
+}
+
+/// Puts each dead letter the server sends on top of the list.
+const LIVE: &str = "const live=new EventSource(location.pathname+'/events');\
+live.addEventListener('dead-letter',e=>{document.querySelector('tbody').insertAdjacentHTML('afterbegin',e.data)});";
+
+/// One dead letter as a row of the list.
+pub fn row(letter: &DeadLetter) -> Markup {
+    html! {
+        tr {
+            td { (when(letter.dead_at_ms)) }
+            td { a href=(detail_link(letter)) { (letter.dlq_partition) "/" (letter.dlq_offset) } }
+            td { (origin(letter)) }
+            td.num { (letter.attempt.map_or("-".into(), |a| a.to_string())) }
+            td.class { (letter.error_class) }
+            td { code { (letter.key_text.as_deref().unwrap_or("-")) } }
+            td { (letter.error_message) }
+        }
+    }
 }
 
 pub(crate) fn detail_link(letter: &DeadLetter) -> String {

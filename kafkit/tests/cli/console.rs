@@ -264,7 +264,7 @@ async fn dead_letters_are_grouped_filtered_paged_shown_decoded_and_dealt_with_on
     assert!(!page.contains("k-transient"), "{page}");
     // The HTML key is shown as text, never as markup.
     assert!(
-        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !page.contains("<script>"),
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !page.contains("<script>alert"),
         "{page}"
     );
     let (_, page) = console.get(&format!("/dlq/{dlq}?key=k-transient")).await;
@@ -440,4 +440,31 @@ async fn dead_letters_are_grouped_filtered_paged_shown_decoded_and_dealt_with_on
         1,
         "{text}"
     );
+
+    // A dead letter that arrives now is pushed to the open list pages.
+    let mut events = console
+        .client
+        .get(format!("{}/dlq/{dlq}/events", console.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let late = dead_letter(&orig, &dlq, "k-live", b"late".to_vec(), "late-class", 0);
+    publisher.publish(&late).await.unwrap();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains("k-live") && tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_secs(1), events.chunk()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    assert!(
+        seen.contains("event: dead-letter")
+            && seen.contains("k-live")
+            && seen.contains("late-class"),
+        "{seen}"
+    );
+    assert_eq!(console.get("/dlq/not-watched.dlq/events").await.0, 404);
 }
