@@ -74,6 +74,28 @@ impl Registry {
         self.request(reqwest::Method::GET, path)
     }
 
+    /// The latest version of `subject`: its global id and its schema text.
+    pub async fn latest(&self, subject: &str) -> anyhow::Result<(u32, String)> {
+        let answer = self
+            .get(&format!("/subjects/{subject}/versions/latest"))
+            .send()
+            .await
+            .with_context(|| format!("the schema registry at {} did not answer", self.base))?;
+        let status = answer.status();
+        let body: Value = answer.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            anyhow::bail!("no latest schema of {subject}: {status} {body}");
+        }
+        let id = body["id"]
+            .as_u64()
+            .and_then(|id| u32::try_from(id).ok())
+            .with_context(|| format!("the registry gave no id for {subject}: {body}"))?;
+        let schema = body["schema"]
+            .as_str()
+            .with_context(|| format!("the registry gave no schema for {subject}: {body}"))?;
+        Ok((id, schema.to_owned()))
+    }
+
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::POST, path)
     }

@@ -6,6 +6,7 @@
 //! JavaScript. Bound to 127.0.0.1 by default; anywhere else it asks for a
 //! token.
 
+pub mod edit;
 pub mod index;
 pub mod pages;
 
@@ -47,14 +48,21 @@ pub struct ConsoleArgs {
     pub kafka: KafkaArgs,
 }
 
-/// What every page reads, and the producer its actions write with.
-#[derive(Clone)]
-struct Console {
-    index: Index,
-    codec: Arc<EventCodec>,
-    publisher: Publisher,
-    trace_url: Option<Arc<str>>,
+/// What the console serves from: the dead letters it watches, the
+/// registry (to decode, and to re-encode an edit against the subject's
+/// latest schema), the producer its actions write with.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    pub index: Index,
+    pub codec: Arc<EventCodec>,
+    pub registry: crate::schemas::Registry,
+    pub subjects: kafkit_events::SubjectStrategy,
+    pub publisher: Publisher,
+    /// A tracing UI's trace page, `{trace_id}` replaced.
+    pub trace_url: Option<String>,
 }
+
+type Console = Arc<Parts>;
 
 /// Whether a request may see the console: always without a token,
 /// otherwise only with that token as a bearer header or `token` parameter.
@@ -85,19 +93,8 @@ pub fn check_exposure(listen: SocketAddr, token: Option<&Secret>) -> anyhow::Res
 }
 
 /// The console's routes over `index`.
-pub fn router(
-    index: Index,
-    codec: Arc<EventCodec>,
-    publisher: Publisher,
-    token: Option<Secret>,
-    trace_url: Option<String>,
-) -> Router {
-    let console = Console {
-        index,
-        codec,
-        publisher,
-        trace_url: trace_url.map(Arc::from),
-    };
+pub fn router(parts: Parts, token: Option<Secret>) -> Router {
+    let console: Console = Arc::new(parts);
     let token: Option<Arc<str>> = token.map(|t| Arc::from(t.expose()));
     Router::new()
         .route("/", get(overview))
@@ -110,6 +107,7 @@ pub fn router(
         .route("/dlq/{topic}/{partition}/{offset}", get(detail))
         .route("/dlq/{topic}/{partition}/{offset}/resolve", post(resolve))
         .route("/dlq/{topic}/{partition}/{offset}/replay", post(replay_one))
+        .route("/dlq/{topic}/{partition}/{offset}/edit", post(edit_and_replay))
         .with_state(console)
         .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
             let token = token.clone();
@@ -167,9 +165,89 @@ async fn detail(
         &letter,
         &value,
         state.as_ref(),
+        None,
         console.trace_url.as_deref(),
     );
     Html(page.into_string()).into_response()
+}
+
+/// What the edit form sends: the corrected payload as JSON.
+#[derive(Debug, serde::Deserialize)]
+struct EditForm {
+    json: String,
+}
+
+/// Re-encodes the corrected payload against the latest schema of the
+/// subject the dead letter was written under, and sends it back to the
+/// topic it came from, marked `kafkit.replay.edited`. A payload the schema
+/// refuses gets its page again, each refused field named, and nothing is sent.
+async fn edit_and_replay(
+    State(console): State<Console>,
+    Path((topic, partition, offset)): Path<(String, i32, i64)>,
+    Form(form): Form<EditForm>,
+) -> Response {
+    let Some(letter) = console.index.get(&topic, partition, offset) else {
+        return not_watched(&topic);
+    };
+    let id = crate::dlq::coordinates(&letter);
+    let value = crate::dlq::watch::decoded(&console.codec, letter.value.as_deref()).await;
+    let refused = |errors: Vec<edit::FieldError>| {
+        let state = console.index.resolution(&id);
+        let page = pages::detail(
+            &letter,
+            &value,
+            state.as_ref(),
+            Some((&form.json, &errors)),
+            console.trace_url.as_deref(),
+        );
+        (StatusCode::UNPROCESSABLE_ENTITY, Html(page.into_string())).into_response()
+    };
+    let whole = |message: String| {
+        vec![edit::FieldError {
+            field: String::new(),
+            message,
+        }]
+    };
+    let json: serde_json::Value = match serde_json::from_str(&form.json) {
+        Ok(json) => json,
+        Err(e) => return refused(whole(format!("not JSON: {e}"))),
+    };
+    let (Some(destination), Some(full_name)) =
+        (letter.original_topic.clone(), value["type"].as_str())
+    else {
+        return refused(whole(
+            "no original topic, or a payload that never decoded: nothing to re-encode against"
+                .into(),
+        ));
+    };
+    let subject = console.subjects.subject(&destination, full_name, false);
+    let (schema_id, schema) = match console.registry.latest(&subject).await {
+        Ok(latest) => latest,
+        Err(e) => return refused(whole(format!("{e:#}"))),
+    };
+    let payload = match edit::encode(schema_id, &schema, &json) {
+        Ok(payload) => payload,
+        Err(errors) => return refused(errors),
+    };
+    let mut record = crate::dlq::replay_record(&letter, &id, &destination);
+    record.payload = Some(payload);
+    record.headers.push((edit::EDITED.into(), b"true".to_vec()));
+    if let Err(e) = console.publisher.publish(&record).await {
+        return refused(whole(format!("not sent: {e}")));
+    }
+    let state = Resolution {
+        status: Status::Replayed,
+        reason: format!("edited and replayed to {destination} from the console"),
+        at_ms: crate::dlq::now_ms(),
+    };
+    let outcome = match resolved::record(&console.publisher, &topic, &id, &state).await {
+        Ok(()) => {
+            console.index.resolve(id.clone(), Some(state));
+            Ok(destination)
+        }
+        Err(e) => Err(format!("sent, but not recorded as replayed: {e:#}")),
+    };
+    Html(pages::replayed(&topic, &[(id, outcome)]).into_string()).into_response()
 }
 
 /// New dead letters of `topic` as server-sent events (`dead-letter`), each
@@ -373,6 +451,14 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         ));
     }
     let publisher = Publisher::new(&kafka, &ProducerSettings::default())?;
+    let parts = Parts {
+        index,
+        codec,
+        registry: crate::schemas::Registry::of(&args.registry.connection)?,
+        subjects: args.registry.subject_strategy,
+        publisher,
+        trace_url: args.trace_url,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -381,12 +467,9 @@ pub async fn run(args: ConsoleArgs) -> anyhow::Result<()> {
         listener.local_addr()?,
         args.dlqs.join(", ")
     );
-    axum::serve(
-        listener,
-        router(index, codec, publisher, args.token, args.trace_url),
-    )
-    .with_graceful_shutdown(kafkit_messaging::shutdown_signal())
-    .await?;
+    axum::serve(listener, router(parts, args.token))
+        .with_graceful_shutdown(kafkit_messaging::shutdown_signal())
+        .await?;
     Ok(())
 }
 

@@ -177,8 +177,12 @@ pub fn detail(
     letter: &DeadLetter,
     value: &serde_json::Value,
     state: Option<&Resolution>,
+    edited: Option<(&str, &[super::edit::FieldError])>,
     trace_url: Option<&str>,
 ) -> Markup {
+    let editable = value
+        .get("json")
+        .map(|json| serde_json::to_string_pretty(json).unwrap_or_default());
     let title = format!(
         "{}/{}/{}",
         letter.dlq_topic, letter.dlq_partition, letter.dlq_offset
@@ -219,6 +223,21 @@ pub fn detail(
                         label { "reason " input name="reason" required size="50"; }
                         button type="submit" name="status" value="resolved" { "Mark resolved" }
                         button type="submit" name="status" value="discarded" { "Discard" }
+                    }
+                    @if let Some(json) = editable.as_deref() {
+                        h2 { "Edit and replay" }
+                        @if let Some((_, errors)) = edited {
+                            ul.errors {
+                                @for error in errors {
+                                    li { @if !error.field.is_empty() { code { (error.field) } ": " } (error.message) }
+                                }
+                            }
+                        }
+                        form method="post" action={ (detail_link(letter)) "/edit" } {
+                            textarea name="json" rows="16" cols="90" { (edited.map_or(json, |(text, _)| text)) }
+                            br;
+                            button type="submit" { "Re-encode against the latest schema and replay" }
+                        }
                     }
                 },
             }

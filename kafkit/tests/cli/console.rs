@@ -107,13 +107,15 @@ impl Console {
         let codec = Arc::new(EventCodec::new(CodecSettings::new(registry)).unwrap());
         let publisher =
             Publisher::new(&KafkaSettings::new(bootstrap), &ProducerSettings::default()).unwrap();
-        let router = console::router(
+        let parts = console::Parts {
             index,
             codec,
+            registry: kafkit::schemas::Registry::at(registry),
+            subjects: kafkit_events::SubjectStrategy::TopicName,
             publisher,
-            token.map(|t| t.parse().unwrap()),
-            Some("http://jaeger.example/trace/{trace_id}".into()),
-        );
+            trace_url: Some("http://jaeger.example/trace/{trace_id}".into()),
+        };
+        let router = console::router(parts, token.map(|t| t.parse().unwrap()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await });
@@ -185,7 +187,7 @@ async fn dead_letters_are_grouped_filtered_paged_shown_decoded_and_dealt_with_on
             &orig,
             &dlq,
             &jpy.order_id,
-            codec.encode("orders", &jpy).await.unwrap(),
+            codec.encode(&orig, &jpy).await.unwrap(),
             "unsupported-currency",
             1,
         ),
@@ -193,7 +195,7 @@ async fn dead_letters_are_grouped_filtered_paged_shown_decoded_and_dealt_with_on
             &orig,
             &dlq,
             "<script>alert(1)</script>",
-            codec.encode("orders", &order("JPY")).await.unwrap(),
+            codec.encode(&orig, &order("JPY")).await.unwrap(),
             "unsupported-currency",
             2,
         ),
@@ -201,7 +203,7 @@ async fn dead_letters_are_grouped_filtered_paged_shown_decoded_and_dealt_with_on
             &orig,
             &dlq,
             "k-transient",
-            codec.encode("orders", &order("EUR")).await.unwrap(),
+            codec.encode(&orig, &order("EUR")).await.unwrap(),
             "injected-transient",
             0,
         ),
@@ -219,7 +221,7 @@ async fn dead_letters_are_grouped_filtered_paged_shown_decoded_and_dealt_with_on
             &orig,
             &dlq,
             &format!("bulk-{i}"),
-            codec.encode("orders", &order("EUR")).await.unwrap(),
+            codec.encode(&orig, &order("EUR")).await.unwrap(),
             "bulk",
             0,
         ));
@@ -467,4 +469,91 @@ async fn dead_letters_are_grouped_filtered_paged_shown_decoded_and_dealt_with_on
         "{seen}"
     );
     assert_eq!(console.get("/dlq/not-watched.dlq/events").await.0, 404);
+
+    // Edit and replay: a JPY order, corrected to EUR, re-encoded against the
+    // latest schema of the topic it came from, ends confirmed by the service.
+    let output = devstack::random_name("confirmations");
+    let group = devstack::random_name("group");
+    let service = crate::dlq::spawn_consumer(
+        stack.bootstrap(),
+        &stack.registry.url,
+        &orig,
+        &output,
+        &group,
+        "NONE-:permanent",
+    )
+    .await;
+    let refused = order("JPY");
+    let letter = dead_letter(
+        &orig,
+        &dlq,
+        &refused.order_id,
+        codec.encode(&orig, &refused).await.unwrap(),
+        "unsupported-currency",
+        0,
+    );
+    publisher.publish(&letter).await.unwrap();
+    let at = format!("/dlq/{dlq}?key={}", refused.order_id);
+    let mut listed = String::new();
+    for _ in 0..100 {
+        listed = console.get(&at).await.1;
+        if listed.contains("1 matching") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let link = listed
+        .split(&format!("href=\"/dlq/{dlq}/0/"))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no link to the new dead letter: {listed}"))
+        .to_owned();
+    let page = format!("/dlq/{dlq}/0/{link}");
+    let (_, detail) = console.get(&page).await;
+    assert!(
+        detail.contains("Edit and replay") && detail.contains("textarea"),
+        "{detail}"
+    );
+    let mut corrected = serde_json::to_value(&refused).unwrap();
+    corrected["items"][0]["quantity"] = serde_json::json!("two");
+    let (status, answer) = console
+        .post(&format!("{page}/edit"), &[("json", &corrected.to_string())])
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer.contains("<code>items[0].quantity</code>: must be a whole number"),
+        "{answer}"
+    );
+    corrected["items"][0]["quantity"] = serde_json::json!(1);
+    corrected["currency"] = serde_json::json!("EUR");
+    let (status, answer) = console
+        .post(&format!("{page}/edit"), &[("json", &corrected.to_string())])
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("1 sent back, 0 failed"), "{answer}");
+    let confirmations =
+        devstack::read::read_topic(stack.bootstrap(), &output, 1, Duration::from_secs(60)).await;
+    let mut confirmed = Vec::new();
+    for record in &confirmations {
+        let event = codec
+            .decode::<shared_events::OrderConfirmed>(record.payload())
+            .await
+            .unwrap()
+            .event;
+        confirmed.push(event.order_id);
+    }
+    assert!(confirmed.contains(&refused.order_id), "{confirmed:?}");
+    let resent =
+        devstack::read::read_topic(stack.bootstrap(), &orig, 3, Duration::from_secs(20)).await;
+    let edited: Vec<_> = resent
+        .iter()
+        .filter(|r| r.header("kafkit.replay.edited").as_deref() == Some("true"))
+        .collect();
+    assert_eq!(
+        edited.len(),
+        1,
+        "one edited copy, nothing sent for the refused edit"
+    );
+    assert!(console.get(&page).await.1.contains("edited and replayed"));
+    service.stop().await;
 }

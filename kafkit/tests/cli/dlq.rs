@@ -81,7 +81,7 @@ fn header(message: &OwnedMessage, name: &str) -> Option<String> {
         .map(|h| String::from_utf8_lossy(h.value.unwrap()).into_owned())
 }
 
-async fn spawn_consumer(
+pub(crate) async fn spawn_consumer(
     bootstrap: &str,
     registry: &str,
     topic: &str,
@@ -118,14 +118,14 @@ async fn spawn_consumer(
     Running { stop, task }
 }
 
-struct Running {
+pub(crate) struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
     /// Stops and waits, so the group sees the member leave.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap();
     }
