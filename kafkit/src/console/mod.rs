@@ -6,7 +6,6 @@
 //! JavaScript. Bound to 127.0.0.1 by default; anywhere else it asks for a
 //! token.
 
-pub mod edit;
 pub mod index;
 pub mod pages;
 
@@ -191,7 +190,7 @@ async fn edit_and_replay(
     };
     let id = crate::dlq::coordinates(&letter);
     let value = crate::dlq::watch::decoded(&console.codec, letter.value.as_deref()).await;
-    let refused = |errors: Vec<edit::FieldError>| {
+    let refused = |errors: Vec<crate::dlq::edit::FieldError>| {
         let state = console.index.resolution(&id);
         let page = pages::detail(
             &letter,
@@ -203,7 +202,7 @@ async fn edit_and_replay(
         (StatusCode::UNPROCESSABLE_ENTITY, Html(page.into_string())).into_response()
     };
     let whole = |message: String| {
-        vec![edit::FieldError {
+        vec![crate::dlq::edit::FieldError {
             field: String::new(),
             message,
         }]
@@ -212,41 +211,42 @@ async fn edit_and_replay(
         Ok(json) => json,
         Err(e) => return refused(whole(format!("not JSON: {e}"))),
     };
-    let (Some(destination), Some(full_name)) =
-        (letter.original_topic.clone(), value["type"].as_str())
-    else {
+    let Some(full_name) = value["type"].as_str() else {
         return refused(whole(
-            "no original topic, or a payload that never decoded: nothing to re-encode against"
-                .into(),
+            "a payload that never decoded: no schema to re-encode against".into(),
         ));
     };
-    let subject = console.subjects.subject(&destination, full_name, false);
-    let (schema_id, schema) = match console.registry.latest(&subject).await {
-        Ok(latest) => latest,
-        Err(e) => return refused(whole(format!("{e:#}"))),
-    };
-    let payload = match edit::encode(schema_id, &schema, &json) {
-        Ok(payload) => payload,
+    let sent = crate::dlq::edit::replay_edited(
+        &letter,
+        full_name,
+        &json,
+        &console.registry,
+        console.subjects,
+        &console.publisher,
+        "from the console",
+    )
+    .await;
+    let outcome = match sent {
         Err(errors) => return refused(errors),
+        Ok(sent) => match sent.recorded {
+            Ok(()) => Ok(sent.destination),
+            Err(e) => Err(format!(
+                "sent to {}, but not recorded as replayed: {e}",
+                sent.destination
+            )),
+        },
     };
-    let mut record = crate::dlq::replay_record(&letter, &id, &destination);
-    record.payload = Some(payload);
-    record.headers.push((edit::EDITED.into(), b"true".to_vec()));
-    if let Err(e) = console.publisher.publish(&record).await {
-        return refused(whole(format!("not sent: {e}")));
+    if let Ok(destination) = &outcome {
+        // What replay_edited recorded, shown before the reader brings it back.
+        console.index.resolve(
+            id.clone(),
+            Some(Resolution {
+                status: Status::Replayed,
+                reason: format!("edited and replayed to {destination} from the console"),
+                at_ms: crate::dlq::now_ms(),
+            }),
+        );
     }
-    let state = Resolution {
-        status: Status::Replayed,
-        reason: format!("edited and replayed to {destination} from the console"),
-        at_ms: crate::dlq::now_ms(),
-    };
-    let outcome = match resolved::record(&console.publisher, &topic, &id, &state).await {
-        Ok(()) => {
-            console.index.resolve(id.clone(), Some(state));
-            Ok(destination)
-        }
-        Err(e) => Err(format!("sent, but not recorded as replayed: {e:#}")),
-    };
     Html(pages::replayed(&topic, &[(id, outcome)]).into_string()).into_response()
 }
 

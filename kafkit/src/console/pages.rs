@@ -177,7 +177,7 @@ pub fn detail(
     letter: &DeadLetter,
     value: &serde_json::Value,
     state: Option<&Resolution>,
-    edited: Option<(&str, &[super::edit::FieldError])>,
+    edited: Option<(&str, &[crate::dlq::edit::FieldError])>,
     trace_url: Option<&str>,
 ) -> Markup {
     let editable = value

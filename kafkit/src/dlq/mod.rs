@@ -1,7 +1,9 @@
 //! `kafkit dlq`: see what died and why, grouped, and send it back safely.
 
+pub mod edit;
 pub mod record;
 pub mod resolved;
+pub mod transfer;
 pub mod watch;
 
 use anyhow::{Context, bail};
@@ -29,6 +31,18 @@ pub enum DlqCommand {
     ///
     /// Example: kafkit dlq replay orders.dlq --class injected-transient --dry-run
     Replay(ReplayArgs),
+    /// Edit one dead letter's payload in $EDITOR, then re-encode it against the latest schema and replay it.
+    ///
+    /// Example: kafkit dlq edit orders.dlq 0 42
+    Edit(transfer::EditArgs),
+    /// Dead letters as JSON lines, every byte kept (base64), for a file or another cluster.
+    ///
+    /// Example: kafkit dlq export orders.dlq --class unsupported-currency --out dead.jsonl
+    Export(transfer::ExportArgs),
+    /// Write exported dead letters to a topic, byte for byte.
+    ///
+    /// Example: kafkit dlq import orders.dlq --in dead.jsonl --bootstrap-servers other:9092
+    Import(transfer::ImportArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -91,6 +105,9 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
     match command {
         DlqCommand::Watch(args) => watch::watch(args).await,
         DlqCommand::Inspect(args) => inspect(args).await,
+        DlqCommand::Edit(args) => transfer::edit(args).await,
+        DlqCommand::Export(args) => transfer::export(args).await,
+        DlqCommand::Import(args) => transfer::import(args).await,
         DlqCommand::Replay(args) => {
             let summary = replay(args).await?;
             if summary.failed.is_empty() {

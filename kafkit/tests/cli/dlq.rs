@@ -597,3 +597,167 @@ async fn a_header_name_that_is_not_utf8_crashes_no_command() {
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].payload(), Some(&b"the value"[..]));
 }
+
+/// `dlq export` writes every byte of each dead letter as JSON lines that
+/// `dlq import` writes back byte for byte (a line it cannot read is named,
+/// the others still go); `dlq edit` opens `$EDITOR` on the decoded payload
+/// and replays the correction, marked edited, or names the refused field
+/// and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_export_import_byte_for_byte_and_an_edit_is_replayed() {
+    let stack = Stack::start().await;
+    let bootstrap = stack.bootstrap().to_owned();
+    let orig = name("orders");
+    let (dlq, copy) = (format!("{orig}.dlq"), name("copy.dlq"));
+    for topic in [orig.clone(), dlq.clone(), copy.clone()] {
+        let servers = bootstrap.clone();
+        tokio::task::spawn_blocking(move || devstack::ensure_topic(&servers, &topic, 1).unwrap())
+            .await
+            .unwrap();
+    }
+    let codec = EventCodec::new(CodecSettings::new(stack.registry.url.clone())).unwrap();
+    let publisher = Publisher::new(
+        &KafkaSettings::new(&bootstrap),
+        &ProducerSettings::default(),
+    )
+    .unwrap();
+    let letter = |key: &str, payload: Vec<u8>, extra: Vec<(&str, Vec<u8>)>| OutgoingRecord {
+        topic: dlq.clone(),
+        partition: Some(0),
+        key: Some(key.as_bytes().to_vec()),
+        payload: Some(payload),
+        headers: [
+            ("kafkit.original.topic", orig.as_bytes().to_vec()),
+            ("kafkit.error.class", b"unsupported-currency".to_vec()),
+        ]
+        .into_iter()
+        .chain(extra)
+        .map(|(n, v)| (n.to_owned().into(), v))
+        .collect(),
+    };
+    let (first, second) = (order("BOOK-1", "JPY"), order("BOOK-2", "JPY"));
+    for record in [
+        letter(
+            &first.order_id,
+            codec.encode(&orig, &first).await.unwrap(),
+            vec![("binary", vec![0, 255, 7])],
+        ),
+        letter(
+            &second.order_id,
+            codec.encode(&orig, &second).await.unwrap(),
+            vec![],
+        ),
+        letter("garbage", b"\x07not avro".to_vec(), vec![]),
+    ] {
+        publisher.publish(&record).await.unwrap();
+    }
+    let run = |args: &[&str], editor: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kafkit"));
+        command.args(args).args(["--bootstrap-servers", &bootstrap]);
+        if let Some(editor) = editor {
+            command.env("EDITOR", editor).env_remove("VISUAL");
+        }
+        let out = command.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+
+    // Export, then import into another topic: the same records, byte for byte.
+    let file = std::env::temp_dir().join(format!("{}.jsonl", name("dead")));
+    let (ok, text) = run(
+        &["dlq", "export", &dlq, "--out", &file.to_string_lossy()],
+        None,
+    );
+    assert!(ok && text.contains("3 dead letters exported"), "{text}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 3);
+    let (ok, text) = run(
+        &["dlq", "import", &copy, "--in", &file.to_string_lossy()],
+        None,
+    );
+    assert!(ok && text.contains("3 imported, 0 failed"), "{text}");
+    // Key, value and headers of each record, in order.
+    type Shape = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Vec<u8>)>);
+    let shape = |records: Vec<devstack::read::Read>| -> Vec<Shape> {
+        records
+            .iter()
+            .map(|r| {
+                (
+                    r.key().map(<[u8]>::to_vec),
+                    r.payload().map(<[u8]>::to_vec),
+                    r.headers.clone(),
+                )
+            })
+            .collect()
+    };
+    let wait = Duration::from_secs(20);
+    assert_eq!(
+        shape(devstack::read::read_topic(&bootstrap, &copy, 3, wait).await),
+        shape(devstack::read::read_topic(&bootstrap, &dlq, 3, wait).await)
+    );
+    // A line that is not an export is named; the others still go.
+    let mut broken = std::fs::read_to_string(&file).unwrap();
+    broken.push_str("{\"key_base64\": 5}\n");
+    std::fs::write(&file, broken).unwrap();
+    let (ok, text) = run(
+        &["dlq", "import", &copy, "--in", &file.to_string_lossy()],
+        None,
+    );
+    assert!(
+        !ok && text.contains("3 imported, 1 failed") && text.contains("line 4"),
+        "{text}"
+    );
+    std::fs::remove_file(&file).ok();
+
+    // Edit: JPY corrected to EUR in $EDITOR, re-encoded, replayed, marked edited.
+    let registry = ["--registry-url", stack.registry.url.as_str()];
+    let (ok, text) = run(
+        &[&["dlq", "edit", &dlq, "0", "0"][..], &registry].concat(),
+        Some("sed -i s/JPY/EUR/"),
+    );
+    assert!(
+        ok && text.contains(&format!("edited and sent to {orig}")),
+        "{text}"
+    );
+    let replayed = devstack::read::read_topic(&bootstrap, &orig, 1, wait).await;
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(
+        replayed[0].header("kafkit.replay.edited").as_deref(),
+        Some("true")
+    );
+    assert_eq!(replayed[0].header("kafkit.error.class"), None);
+    let corrected: OrderPlaced = codec.decode(replayed[0].payload()).await.unwrap().event;
+    assert_eq!(
+        (corrected.order_id.as_str(), corrected.currency.as_str()),
+        (first.order_id.as_str(), "EUR")
+    );
+    // An edit the schema refuses names the field and sends nothing.
+    let (ok, text) = run(
+        &[&["dlq", "edit", &dlq, "0", "1"][..], &registry].concat(),
+        Some("sed -i 's/\"quantity\": 1/\"quantity\": \"one\"/'"),
+    );
+    assert!(
+        !ok && text.contains("items[0].quantity") && text.contains("nothing sent"),
+        "{text}"
+    );
+    assert_eq!(
+        devstack::read::read_topic(&bootstrap, &orig, 1, Duration::from_secs(3))
+            .await
+            .len(),
+        1
+    );
+    // What was edited shows as dealt with.
+    let (ok, text) = run(
+        &[
+            "dlq", "inspect", &dlq, "--status", "resolved", "--output", "json",
+        ],
+        None,
+    );
+    assert!(
+        ok && text.contains("\"status\":\"replayed\"") && text.contains("\"total\":1"),
+        "{text}"
+    );
+}

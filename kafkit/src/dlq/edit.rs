@@ -1,11 +1,15 @@
-//! Edit and replay: a dead letter's payload, corrected by hand as JSON,
-//! checked field by field against its subject's latest schema, encoded in
-//! the Confluent wire format and sent back to the topic it came from,
-//! marked `kafkit.replay.edited`. For a record whose content is wrong (a
-//! currency the business refuses), which would die again unchanged.
+//! Edit and replay (`kafkit dlq edit`, and the console's edit form): a dead
+//! letter's payload, corrected by hand as JSON, checked field by field
+//! against its subject's latest schema, encoded in the Confluent wire
+//! format and sent back to the topic it came from, marked
+//! `kafkit.replay.edited`. For a record whose content is wrong (a currency
+//! the business refuses), which would die again unchanged.
 
+use super::record::DeadLetter;
+use super::resolved::{self, Resolution, Status};
 use apache_avro::Schema;
 use apache_avro::types::Value as AvroValue;
+use kafkit_messaging::Publisher;
 use serde_json::Value;
 
 /// `kafkit.replay.edited`: the value was changed by hand before the replay.
@@ -244,6 +248,66 @@ pub fn encode(schema_id: u32, schema_text: &str, json: &Value) -> Result<Vec<u8>
     framed.extend_from_slice(&schema_id.to_be_bytes());
     framed.extend_from_slice(&body);
     Ok(framed)
+}
+
+/// What an edit was sent as: the topic it went to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub destination: String,
+    /// Recorded as replayed in `<dlq>.resolved` (else why not).
+    pub recorded: Result<(), String>,
+}
+
+/// Re-encodes `json`, the corrected payload of `letter` (a `full_name`
+/// event), against the latest schema of its subject, sends it to the topic
+/// it came from with the replay's audit headers and `kafkit.replay.edited`,
+/// and records the dead letter as replayed. Each refused field, or why
+/// nothing was sent.
+pub async fn replay_edited(
+    letter: &DeadLetter,
+    full_name: &str,
+    json: &Value,
+    registry: &crate::schemas::Registry,
+    subjects: kafkit_events::SubjectStrategy,
+    publisher: &Publisher,
+    by: &str,
+) -> Result<Sent, Vec<FieldError>> {
+    let whole = |message: String| {
+        vec![FieldError {
+            field: String::new(),
+            message,
+        }]
+    };
+    let destination = letter
+        .original_topic
+        .clone()
+        .ok_or_else(|| whole("no original topic in its headers".into()))?;
+    let subject = subjects.subject(&destination, full_name, false);
+    let (schema_id, schema) = registry
+        .latest(&subject)
+        .await
+        .map_err(|e| whole(format!("{e:#}")))?;
+    let payload = encode(schema_id, &schema, json)?;
+    let id = super::coordinates(letter);
+    let mut record = super::replay_record(letter, &id, &destination);
+    record.payload = Some(payload);
+    record.headers.push((EDITED.into(), b"true".to_vec()));
+    publisher
+        .publish(&record)
+        .await
+        .map_err(|e| whole(format!("not sent: {e}")))?;
+    let state = Resolution {
+        status: Status::Replayed,
+        reason: format!("edited and replayed to {destination} {by}"),
+        at_ms: super::now_ms(),
+    };
+    let recorded = resolved::record(publisher, &letter.dlq_topic, &id, &state)
+        .await
+        .map_err(|e| format!("{e:#}"));
+    Ok(Sent {
+        destination,
+        recorded,
+    })
 }
 
 #[cfg(test)]
