@@ -53,13 +53,31 @@ pub struct Query {
     pub class: Option<String>,
     pub key: Option<String>,
     /// The partition of the topic it came from.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub partition: Option<i32>,
     /// Died at or after, epoch ms.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub after_ms: Option<i64>,
     /// Died before, epoch ms.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub before_ms: Option<i64>,
     /// 0-based page.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub page: Option<usize>,
+}
+
+/// A form's empty field is no filter (a browser sends every field).
+fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: Option<String> = serde::Deserialize::deserialize(deserializer)?;
+    match text.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// How many rows a page of the list shows.

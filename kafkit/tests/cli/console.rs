@@ -79,13 +79,13 @@ fn urlencoded(form: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-struct Console {
-    url: String,
+pub(crate) struct Console {
+    pub(crate) url: String,
     client: reqwest::Client,
 }
 
 /// An index of `dlq` fed by the console's readers, as `kafkit console` runs them.
-async fn watched(bootstrap: &str, dlq: &str) -> Index {
+pub(crate) async fn watched(bootstrap: &str, dlq: &str) -> Index {
     let kafka = KafkaSettings::new(bootstrap);
     kafkit::dlq::resolved::ensure(&kafka, dlq).await.unwrap();
     let index = Index::new(&[dlq.to_owned()]);
@@ -103,7 +103,12 @@ async fn watched(bootstrap: &str, dlq: &str) -> Index {
 }
 
 impl Console {
-    async fn start(index: Index, bootstrap: &str, registry: &str, token: Option<&str>) -> Self {
+    pub(crate) async fn start(
+        index: Index,
+        bootstrap: &str,
+        registry: &str,
+        token: Option<&str>,
+    ) -> Self {
         let codec = Arc::new(EventCodec::new(CodecSettings::new(registry)).unwrap());
         let publisher =
             Publisher::new(&KafkaSettings::new(bootstrap), &ProducerSettings::default()).unwrap();
@@ -274,6 +279,13 @@ async fn dead_letters_are_grouped_filtered_paged_shown_decoded_and_dealt_with_on
         page.contains("1 matching") && page.contains("injected-transient"),
         "{page}"
     );
+    // A browser sends every field of the form, the empty ones too.
+    let (status, page) = console
+        .get(&format!(
+            "/dlq/{dlq}?status=&class=&key=k-transient&partition=&after_ms=&before_ms="
+        ))
+        .await;
+    assert!(status == 200 && page.contains("1 matching"), "{page}");
     let (_, page) = console.get(&format!("/dlq/{dlq}?partition=2")).await;
     assert!(
         page.contains("1 matching") && page.contains("unsupported-currency"),

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod browser;
 mod chaos;
 mod console;
 mod demo;
