@@ -16,10 +16,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// chromedriver on a free port, stopped when dropped.
+/// chromedriver on a free port and the profile of the Chromium it starts;
+/// both stopped when dropped, a failed test included.
 struct Driver {
     child: Child,
     url: String,
+    profile: PathBuf,
 }
 
 impl Driver {
@@ -41,7 +43,12 @@ impl Driver {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Self { child, url }
+        let profile = std::env::temp_dir().join(devstack::random_name("chromium"));
+        Self {
+            child,
+            url,
+            profile,
+        }
     }
 }
 
@@ -49,6 +56,12 @@ impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Chromium outlives a killed chromedriver: stop it by its profile.
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(format!("--user-data-dir={}", self.profile.display()))
+            .status();
+        std::fs::remove_dir_all(&self.profile).ok();
     }
 }
 
@@ -142,7 +155,7 @@ async fn an_operator_finds_fixes_and_replays_a_dead_letter_in_a_browser() {
     .await;
 
     let driver = Driver::start().await;
-    let profile = std::env::temp_dir().join(devstack::random_name("chromium"));
+    let profile = driver.profile.clone();
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
@@ -268,6 +281,5 @@ async fn an_operator_finds_fixes_and_replays_a_dead_letter_in_a_browser() {
     shot("resolved").await;
 
     browser.close().await.unwrap();
-    std::fs::remove_dir_all(&profile).ok();
     service.stop().await;
 }
