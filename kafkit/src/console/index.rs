@@ -9,14 +9,19 @@ use crate::dlq::resolved::{self, Resolution};
 use kafkit_messaging::KafkaSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+
+/// How the dead letters of one DLQ topic were dealt with, by partition and offset.
+type States = HashMap<(i32, i64), Resolution>;
 
 /// Dead letters by DLQ topic, and how those dealt with were dealt with.
 #[derive(Debug, Clone)]
 pub struct Index {
     topics: Arc<RwLock<BTreeMap<String, Vec<DeadLetter>>>>,
-    /// By the dead letter's id (`dlqtopic/partition/offset`).
-    resolutions: Arc<RwLock<std::collections::HashMap<String, Resolution>>>,
+    /// By DLQ topic, then the dead letter's partition and offset: a list
+    /// looks each letter up without building its id.
+    resolutions: Arc<RwLock<HashMap<String, States>>>,
     /// Each dead letter as it arrives, for the pages that show them live.
     arrivals: tokio::sync::broadcast::Sender<DeadLetter>,
 }
@@ -130,17 +135,22 @@ impl Index {
         index
     }
 
-    /// How dead letter `id` was dealt with, if it was.
+    /// How dead letter `id` (`dlqtopic/partition/offset`) was dealt with, if it was.
     pub fn resolution(&self, id: &str) -> Option<Resolution> {
-        self.resolutions.read().ok()?.get(id).cloned()
+        let (topic, at) = parse_id(id)?;
+        self.resolutions.read().ok()?.get(topic)?.get(&at).cloned()
     }
 
     /// Sets (or, with None, clears) how dead letter `id` was dealt with.
     pub fn resolve(&self, id: String, state: Option<Resolution>) {
+        let Some((topic, at)) = parse_id(&id) else {
+            return;
+        };
         if let Ok(mut map) = self.resolutions.write() {
+            let states = map.entry(topic.to_owned()).or_default();
             match state {
-                Some(state) => map.insert(id, state),
-                None => map.remove(&id),
+                Some(state) => states.insert(at, state),
+                None => states.remove(&at),
             };
         }
     }
@@ -172,11 +182,9 @@ impl Index {
         let Ok(map) = self.topics.read() else {
             return Vec::new();
         };
-        let resolutions = self
-            .resolutions
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_default();
+        let Ok(resolutions) = self.resolutions.read() else {
+            return Vec::new();
+        };
         map.iter()
             .map(|(topic, letters)| {
                 let mut classes: BTreeMap<&str, usize> = BTreeMap::new();
@@ -189,9 +197,12 @@ impl Index {
                     .collect();
                 classes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 let times = letters.iter().filter_map(|l| l.dead_at_ms);
+                let states = resolutions.get(topic);
                 let open = letters
                     .iter()
-                    .filter(|l| !resolutions.contains_key(&crate::dlq::coordinates(l)))
+                    .filter(|l| {
+                        states.is_none_or(|s| !s.contains_key(&(l.dlq_partition, l.dlq_offset)))
+                    })
                     .count();
                 Overview {
                     topic: topic.clone(),
@@ -208,25 +219,49 @@ impl Index {
     /// The page `query` asks for of `topic`'s dead letters, newest first;
     /// None for a topic the console does not watch.
     pub fn list(&self, topic: &str, query: &Query) -> Option<Page> {
-        let map = self.topics.read().ok()?;
-        let letters = map.get(topic)?;
         let page = query.page.unwrap_or(0);
-        let resolutions = self.resolutions.read().ok()?;
-        let matching: Vec<&DeadLetter> = letters
-            .iter()
-            .rev()
-            .filter(|l| query.keeps(l, resolutions.get(&crate::dlq::coordinates(l))))
-            .collect();
+        let mut letters = Vec::new();
+        let matching = self.scan(topic, query, |index, letter| {
+            if index / PAGE == page {
+                letters.push(letter.clone());
+            }
+        })?;
         Some(Page {
-            matching: matching.len(),
-            letters: matching
-                .into_iter()
-                .skip(page * PAGE)
-                .take(PAGE)
-                .cloned()
-                .collect(),
+            matching,
+            letters,
             page,
         })
+    }
+
+    /// Every dead letter of `topic` that `query` keeps, newest first, all
+    /// pages at once (what a replay of the filter sends).
+    pub fn matching(&self, topic: &str, query: &Query) -> Option<Vec<DeadLetter>> {
+        let mut letters = Vec::new();
+        self.scan(topic, query, |_, letter| letters.push(letter.clone()))?;
+        Some(letters)
+    }
+
+    /// One pass over `topic`'s dead letters, newest first, handing each one
+    /// `query` keeps to `each` with its rank; how many it kept.
+    fn scan(
+        &self,
+        topic: &str,
+        query: &Query,
+        mut each: impl FnMut(usize, &DeadLetter),
+    ) -> Option<usize> {
+        let map = self.topics.read().ok()?;
+        let letters = map.get(topic)?;
+        let resolutions = self.resolutions.read().ok()?;
+        let states = resolutions.get(topic);
+        let mut kept = 0;
+        for letter in letters.iter().rev() {
+            let state = states.and_then(|s| s.get(&(letter.dlq_partition, letter.dlq_offset)));
+            if query.keeps(letter, state) {
+                each(kept, letter);
+                kept += 1;
+            }
+        }
+        Some(kept)
     }
 
     /// One dead letter by its coordinates on its DLQ topic.
@@ -237,6 +272,14 @@ impl Index {
             .find(|l| l.dlq_partition == partition && l.dlq_offset == offset)
             .cloned()
     }
+}
+
+/// `dlqtopic/partition/offset` as (topic, (partition, offset)).
+fn parse_id(id: &str) -> Option<(&str, (i32, i64))> {
+    let mut parts = id.rsplitn(3, '/');
+    let offset = parts.next()?.parse().ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    Some((parts.next()?, (partition, offset)))
 }
 
 /// Reads the state topic of `dlq` (`<dlq>.resolved`) from its beginning

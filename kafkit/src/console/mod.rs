@@ -228,25 +228,8 @@ async fn edit_and_replay(
     .await;
     let outcome = match sent {
         Err(errors) => return refused(errors),
-        Ok(sent) => match sent.recorded {
-            Ok(()) => Ok(sent.destination),
-            Err(e) => Err(format!(
-                "sent to {}, but not recorded as replayed: {e}",
-                sent.destination
-            )),
-        },
+        Ok(sent) => settled(&console, &id, sent),
     };
-    if let Ok(destination) = &outcome {
-        // What replay_edited recorded, shown before the reader brings it back.
-        console.index.resolve(
-            id.clone(),
-            Some(Resolution {
-                status: Status::Replayed,
-                reason: format!("edited and replayed to {destination} from the console"),
-                at_ms: crate::dlq::now_ms(),
-            }),
-        );
-    }
     Html(pages::replayed(&topic, &[(id, outcome)]).into_string()).into_response()
 }
 
@@ -321,22 +304,7 @@ fn selected(console: &Console, topic: &str, query: &Query) -> Option<Vec<DeadLet
         status: Some("open".into()),
         ..query.clone()
     };
-    let mut letters = Vec::new();
-    for page in 0.. {
-        let found = console.index.list(
-            topic,
-            &Query {
-                page: Some(page),
-                ..open.clone()
-            },
-        )?;
-        let last = found.letters.len() < index::PAGE;
-        letters.extend(found.letters);
-        if last {
-            break;
-        }
-    }
-    Some(letters)
+    console.index.matching(topic, &open)
 }
 
 /// What a replay of the filtered open dead letters would send, with the
@@ -397,30 +365,27 @@ async fn replay_all(
             continue;
         };
         let record = crate::dlq::replay_record(letter, &id, &destination);
-        if let Err(e) = console.publisher.publish(&record).await {
-            outcomes.push((id, Err(e.to_string())));
-            continue;
-        }
-        let state = Resolution {
-            status: Status::Replayed,
-            reason: format!("replayed to {destination} from the console"),
-            at_ms: crate::dlq::now_ms(),
-        };
-        let recorded = resolved::record(&console.publisher, dlq, &id, &state).await;
-        match recorded {
-            Ok(()) => {
-                console.index.resolve(id.clone(), Some(state));
-                outcomes.push((id, Ok(destination)));
-            }
-            Err(e) => outcomes.push((
-                id,
-                Err(format!(
-                    "sent to {destination}, but not recorded as replayed: {e:#}"
-                )),
-            )),
-        }
+        let reason = format!("replayed to {destination} from the console");
+        let sent = resolved::send_back(&console.publisher, dlq, &id, &record, reason).await;
+        let outcome = sent.and_then(|sent| settled(console, &id, sent));
+        outcomes.push((id, outcome));
     }
     outcomes
+}
+
+/// Where a dead letter went back to, its state shown at once (before the
+/// reader brings it back from `<dlq>.resolved`); or why it is not recorded.
+fn settled(console: &Console, id: &str, sent: resolved::SentBack) -> Result<String, String> {
+    match sent.recorded {
+        Ok(()) => {
+            console.index.resolve(id.to_owned(), Some(sent.state));
+            Ok(sent.destination)
+        }
+        Err(e) => Err(format!(
+            "sent to {}, but not recorded as replayed: {e}",
+            sent.destination
+        )),
+    }
 }
 
 fn not_watched(topic: &str) -> Response {

@@ -31,21 +31,36 @@ fn layout(title: &str, body: Markup) -> Markup {
     }
 }
 
-/// The link to a topic's list, keeping `query` but the page.
+/// The filters `query` sets, as form fields (the page aside).
+fn filters(query: &Query) -> Vec<(&'static str, String)> {
+    [
+        ("status", query.status.clone()),
+        ("class", query.class.clone()),
+        ("key", query.key.clone()),
+        ("partition", query.partition.map(|p| p.to_string())),
+        ("after_ms", query.after_ms.map(|t| t.to_string())),
+        ("before_ms", query.before_ms.map(|t| t.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.filter(|v| !v.is_empty()).map(|v| (name, v)))
+    .collect()
+}
+
+/// `/dlq/<topic><action>?page=..&<filters>`: a topic's list (`action`
+/// empty) or its replay preview (`/replay`), keeping `query`'s filters.
+fn filtered_link(topic: &str, action: &str, query: &Query, page: usize) -> String {
+    let params: Vec<String> = std::iter::once(format!("page={page}"))
+        .chain(
+            filters(query)
+                .into_iter()
+                .map(|(name, value)| format!("{name}={}", urlencode(&value))),
+        )
+        .collect();
+    format!("/dlq/{}{action}?{}", urlencode(topic), params.join("&"))
+}
+
 fn list_link(topic: &str, query: &Query, page: usize) -> String {
-    let mut params = vec![format!("page={page}")];
-    let mut add = |name: &str, value: Option<String>| {
-        if let Some(value) = value.filter(|v| !v.is_empty()) {
-            params.push(format!("{name}={}", urlencode(&value)));
-        }
-    };
-    add("status", query.status.clone());
-    add("class", query.class.clone());
-    add("key", query.key.clone());
-    add("partition", query.partition.map(|p| p.to_string()));
-    add("after_ms", query.after_ms.map(|t| t.to_string()));
-    add("before_ms", query.before_ms.map(|t| t.to_string()));
-    format!("/dlq/{}?{}", urlencode(topic), params.join("&"))
+    filtered_link(topic, "", query, page)
 }
 
 fn urlencode(text: &str) -> String {
@@ -111,7 +126,7 @@ pub fn list(topic: &str, query: &Query, page: &Page) -> Markup {
                 button type="submit" { "Filter" }
             }
             p.count { (page.matching) " matching, page " (page.page + 1) " of " (pages) }
-            p { a.replay href=(list_link(topic, query, 0).replacen('?', "/replay?", 1)) { "Replay the open ones this filter selects… (preview first)" } }
+            p { a.replay href=(filtered_link(topic, "/replay", query, 0)) { "Replay the open ones this filter selects… (preview first)" } }
             table {
                 thead { tr { th { "died" } th { "dead letter" } th { "from" } th.num { "attempt" } th { "class" } th { "key" } th { "message" } } }
                 tbody {
@@ -275,10 +290,8 @@ pub fn replay_preview(topic: &str, query: &Query, letters: &[DeadLetter]) -> Mar
             }
             @if !letters.is_empty() {
                 form method="post" {
-                    @for (name, value) in [("status", query.status.clone()), ("class", query.class.clone()), ("key", query.key.clone()), ("partition", query.partition.map(|p| p.to_string())), ("after_ms", query.after_ms.map(|t| t.to_string())), ("before_ms", query.before_ms.map(|t| t.to_string()))] {
-                        @if let Some(value) = value.filter(|v| !v.is_empty()) {
-                            input type="hidden" name=(name) value=(value);
-                        }
+                    @for (name, value) in filters(query) {
+                        input type="hidden" name=(name) value=(value);
                     }
                     button type="submit" { "Send these " (letters.len()) " back" }
                 }

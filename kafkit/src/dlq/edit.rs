@@ -6,7 +6,7 @@
 //! the business refuses), which would die again unchanged.
 
 use super::record::DeadLetter;
-use super::resolved::{self, Resolution, Status};
+use super::resolved;
 use apache_avro::Schema;
 use apache_avro::types::Value as AvroValue;
 use kafkit_messaging::Publisher;
@@ -250,14 +250,6 @@ pub fn encode(schema_id: u32, schema_text: &str, json: &Value) -> Result<Vec<u8>
     Ok(framed)
 }
 
-/// What an edit was sent as: the topic it went to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sent {
-    pub destination: String,
-    /// Recorded as replayed in `<dlq>.resolved` (else why not).
-    pub recorded: Result<(), String>,
-}
-
 /// Re-encodes `json`, the corrected payload of `letter` (a `full_name`
 /// event), against the latest schema of its subject, sends it to the topic
 /// it came from with the replay's audit headers and `kafkit.replay.edited`,
@@ -271,7 +263,7 @@ pub async fn replay_edited(
     subjects: kafkit_events::SubjectStrategy,
     publisher: &Publisher,
     by: &str,
-) -> Result<Sent, Vec<FieldError>> {
+) -> Result<resolved::SentBack, Vec<FieldError>> {
     let whole = |message: String| {
         vec![FieldError {
             field: String::new(),
@@ -292,22 +284,10 @@ pub async fn replay_edited(
     let mut record = super::replay_record(letter, &id, &destination);
     record.payload = Some(payload);
     record.headers.push((EDITED.into(), b"true".to_vec()));
-    publisher
-        .publish(&record)
+    let reason = format!("edited and replayed to {destination} {by}");
+    resolved::send_back(publisher, &letter.dlq_topic, &id, &record, reason)
         .await
-        .map_err(|e| whole(format!("not sent: {e}")))?;
-    let state = Resolution {
-        status: Status::Replayed,
-        reason: format!("edited and replayed to {destination} {by}"),
-        at_ms: super::now_ms(),
-    };
-    let recorded = resolved::record(publisher, &letter.dlq_topic, &id, &state)
-        .await
-        .map_err(|e| format!("{e:#}"));
-    Ok(Sent {
-        destination,
-        recorded,
-    })
+        .map_err(whole)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use record::{ClassSummary, DeadLetter, Filter};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -225,6 +226,38 @@ fn resume_at(
     Ok(committed)
 }
 
+/// The dead letters of `topic` that `filter` and `status` keep, read from
+/// the beginning under a group of their own, and the state of those dealt
+/// with (read when `status` asks, or when `with_states`; else empty).
+async fn select(
+    kafka: &KafkaSettings,
+    topic: &str,
+    filter: &Filter,
+    status: Option<StatusFilter>,
+    with_states: bool,
+) -> anyhow::Result<(Vec<DeadLetter>, HashMap<String, resolved::Resolution>)> {
+    let group = crate::reader::throwaway_group("dlq");
+    let consumer = assigned(kafka, &group, topic, false)?;
+    let now = now_ms();
+    let mut letters = Vec::new();
+    read_until_idle(&consumer, IDLE, |letter| {
+        if filter.matches(&letter, now) {
+            letters.push(letter);
+        }
+    })
+    .await?;
+    let states = if status.is_some() || with_states {
+        resolved::read_all(kafka, topic).await?
+    } else {
+        HashMap::new()
+    };
+    if let Some(wanted) = status {
+        letters
+            .retain(|l| (wanted == StatusFilter::Resolved) == states.contains_key(&coordinates(l)));
+    }
+    Ok((letters, states))
+}
+
 /// Reads until nothing arrives for `idle` (watermarks are not trusted: Tansu
 /// 0.6.0 undercounts them), handing each record to `each`.
 async fn read_until_idle(
@@ -244,21 +277,12 @@ const IDLE: Duration = Duration::from_millis(1500);
 
 async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let kafka = KafkaSettings::from(args.kafka.clone());
-    let group = format!("kafkit-inspect-{}", uuid::Uuid::new_v4().simple());
-    let consumer = assigned(&kafka, &group, &args.topic, false)?;
-    let now = now_ms();
-    let mut letters = Vec::new();
-    read_until_idle(&consumer, IDLE, |letter| {
-        if args.filter.matches(&letter, now) {
-            letters.push(letter);
-        }
-    })
-    .await?;
-    let states = resolved::read_all(&kafka, &args.topic).await?;
+    // The state topic is read only when something shows it: --status, or
+    // the `status` field of the JSON lines.
+    let with_states = args.output == Output::Json;
+    let (letters, states) =
+        select(&kafka, &args.topic, &args.filter, args.status, with_states).await?;
     let state_of = |letter: &DeadLetter| states.get(&coordinates(letter));
-    if let Some(wanted) = args.status {
-        letters.retain(|l| (wanted == StatusFilter::Resolved) == state_of(l).is_some());
-    }
     let mut summary = ClassSummary::default();
     for letter in &letters {
         summary.add(letter);

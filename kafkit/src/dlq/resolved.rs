@@ -78,6 +78,44 @@ pub async fn record(
     Ok(())
 }
 
+/// A dead letter sent back: where to, the state recorded for it, and
+/// whether the state topic took it (else why not).
+#[derive(Debug, Clone)]
+pub struct SentBack {
+    pub destination: String,
+    pub state: Resolution,
+    pub recorded: Result<(), String>,
+}
+
+/// Sends `record`, the way back of dead letter `id` of `dlq`, and records
+/// it as replayed with `reason`; Err (nothing recorded) when the broker did
+/// not take the record. What the console's replays and every edit share.
+pub async fn send_back(
+    publisher: &Publisher,
+    dlq: &str,
+    id: &str,
+    record: &OutgoingRecord,
+    reason: String,
+) -> Result<SentBack, String> {
+    publisher
+        .publish(record)
+        .await
+        .map_err(|e| format!("not sent: {e}"))?;
+    let state = Resolution {
+        status: Status::Replayed,
+        reason,
+        at_ms: super::now_ms(),
+    };
+    let recorded = self::record(publisher, dlq, id, &state)
+        .await
+        .map_err(|e| format!("{e:#}"));
+    Ok(SentBack {
+        destination: record.topic.clone(),
+        state,
+        recorded,
+    })
+}
+
 /// What one record of the state topic says: the dead letter's id and its
 /// state (None: opened again, or a value this version cannot read).
 pub fn parse(message: &impl Message) -> Option<(String, Option<Resolution>)> {

@@ -5,7 +5,7 @@
 //! re-encoded and replayed.
 
 use super::record::DeadLetter;
-use super::{Filter, StatusFilter, coordinates, now_ms, resolved};
+use super::{Filter, StatusFilter, coordinates, resolved};
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -109,21 +109,7 @@ pub fn from_line(line: &str, topic: &str) -> anyhow::Result<OutgoingRecord> {
 
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let kafka = KafkaSettings::from(args.kafka.clone());
-    let group = crate::reader::throwaway_group("export");
-    let consumer = super::assigned(&kafka, &group, &args.topic, false)?;
-    let now = now_ms();
-    let mut letters = Vec::new();
-    super::read_until_idle(&consumer, super::IDLE, |letter| {
-        if args.filter.matches(&letter, now) {
-            letters.push(letter);
-        }
-    })
-    .await?;
-    if let Some(wanted) = args.status {
-        let states = resolved::read_all(&kafka, &args.topic).await?;
-        letters
-            .retain(|l| (wanted == StatusFilter::Resolved) == states.contains_key(&coordinates(l)));
-    }
+    let (letters, _) = super::select(&kafka, &args.topic, &args.filter, args.status, false).await?;
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(
             std::fs::File::create(path)
